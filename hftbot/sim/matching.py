@@ -233,15 +233,24 @@ class MatchingEngine:
         self._prints: list[Print] = []
         self._events: list[OrderEvent] = []
         self.update_gap = 0  # extra ids skipped per transaction (real ids are shared across symbols)
+        self._txn_new = True
 
     # -- change log ---------------------------------------------------------------------------
 
-    def begin(self) -> int:
-        """Start a transaction: every book change until the next begin() carries this update id."""
-        self.update_id += 1 + self.update_gap
-        if not self._first_pending:
-            self._first_pending = self.update_id
-        return self.update_id
+    def begin(self) -> None:
+        """Start a transaction: the book changes until the next begin() share one update id.
+
+        The id is taken at the first change, so a transaction that changes nothing (a rejected
+        order, a cancel of an empty level) uses none: every id a snapshot can report is in a diff.
+        """
+        self._txn_new = True
+
+    def _touch(self) -> None:
+        if self._txn_new:
+            self._txn_new = False
+            self.update_id += 1 + self.update_gap
+            if not self._first_pending:
+                self._first_pending = self.update_id
 
     def drain(self) -> Changes | None:
         """Take the changes since the last drain (None when nothing happened)."""
@@ -327,6 +336,7 @@ class MatchingEngine:
             self.best_ask = min(book)
 
     def _set(self, side: int, px: int, lots: int) -> None:
+        self._touch()
         if side == BUY:
             if lots > 0:
                 self.bids[px] = lots
