@@ -1,0 +1,80 @@
+"""Fixtures: a real simulator server on 127.0.0.1, run on its own event loop in a thread.
+
+Sync clients (requests, the Binance connector, ccxt) and async ones (websockets) can then talk to
+it the way they talk to Binance. Every server is stopped and its thread joined at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from hftbot.sim.market import ModelParams
+from hftbot.sim.server import ServerSettings, SimServer
+from hftbot.sim.venue import VenueSettings
+
+
+class ServerThread:
+    """A SimServer running on a private loop; `call(coro)` runs a coroutine on that loop."""
+
+    def __init__(self, params: ModelParams, venue: VenueSettings | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = SimServer(params, venue, ServerSettings())
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="sim-server", daemon=True)
+        self.thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("simulator server did not start in 10 s")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await self.server.start()
+            self._ready.set()
+            await self._stop.wait()
+            await self.server.stop()
+
+        self.loop.run_until_complete(main())
+        self.loop.close()
+
+    def call(self, fn, *args):
+        """Run a plain function on the server's loop (venue state is not thread-safe)."""
+
+        async def wrap():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.server.urls
+
+    @property
+    def venue(self):
+        return self.server.venue
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(15)
+
+
+def start_server(**kw) -> ServerThread:
+    venue = kw.pop("venue", None)
+    params = ModelParams(**{"rate_hz": 200.0, "seed": 7, **kw})
+    return ServerThread(params, venue)
+
+
+@pytest.fixture
+def sim() -> Iterator[ServerThread]:
+    st = start_server()
+    try:
+        yield st
+    finally:
+        st.close()
