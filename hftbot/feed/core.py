@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hftbot.feed import decode as d
+from hftbot.feed import fastpath as fp
 from hftbot.feed.book import OK, Book, record_offsets
 from hftbot.feed.book import apply_and_write as _apply_and_write
-from hftbot.feed.sync import Action, DepthSync
+from hftbot.feed.sync import Action, DepthSync, State
 from hftbot.records import BOOK_REPLAY, BOOK_RESYNC, BOOK_VALID, TRADE_DTYPE, book_dtype
 
 OUT_BOOK = 1
@@ -75,49 +76,69 @@ def instrument_from_exchange_info(info: dict, symbol: str) -> Instrument:
     raise ValueError(f"exchangeInfo has no symbol {symbol!r}")
 
 
+def _words(records: np.ndarray) -> np.ndarray:
+    """A 1-d record array as a 2-d int64 view (every field of our records is 8 bytes)."""
+    if records.dtype == np.int64:
+        return records
+    return records.reshape(len(records), 1).view(np.int64)
+
+
 class FeedCore:
     """One symbol's book and trades, from raw frames."""
 
     def __init__(self, levels: int = 10, instrument: Instrument | None = None, replay: bool = False,
                  check_tickers: bool = False, capacity: int = 8192) -> None:
         self.levels = levels
-        self.instrument = instrument
         self.capacity = capacity
-        self.dec = d.FrameDecoder()
+        self.ws = np.zeros(fp.WS_SIZE, dtype=np.int64)
+        self.dec = d.FrameDecoder(hdr=self.ws[: d.HEADER_SIZE])
         self.sync = DepthSync()
-        self.book: Book | None = Book(instrument.tick_u, instrument.lot_u, capacity) if instrument else None
+        self.instrument: Instrument | None = None
+        self.book = Book(1, 1, capacity)  # replaced once tick/lot are known
         self.base_flags = BOOK_REPLAY if replay else 0
-        self.check_tickers = check_tickers
         self.book_rec = np.zeros((), dtype=book_dtype(levels))
-        self._words = self.book_rec.reshape(1).view(np.int64)
-        self._offs = record_offsets(self.book_rec.dtype)
+        self.rec_words = self.book_rec.reshape(1).view(np.int64)
         self.trade_rec = np.zeros((), dtype=TRADE_DTYPE)
-        self._set_units()
-        self._pending_resync_flag = False
+        self.trade_words = self.trade_rec.reshape(1).view(np.int64)
+        ws = self.ws
+        ws[fp.W_FLAGS] = self.base_flags | BOOK_VALID
+        ws[fp.W_CHECK] = int(check_tickers)
+        ws[fp.W_LEVELS] = levels
+        ws[fp.W_OFFS : fp.W_OFFS + 10] = record_offsets(self.book_rec.dtype)
+        self._offs = ws[fp.W_OFFS : fp.W_OFFS + 10]
+        if instrument is not None:
+            self.set_instrument(instrument)
         self._burst = False
-        # counters
-        self.depth_msgs = 0
-        self.depth_applied = 0
+        self.depth_slow = 0
         self.snapshots = 0
-        self.ticker_msgs = 0
-        self.ticker_checks = 0
-        self.ticker_mismatches = 0
-        self.trades = 0
         self.trades_skipped = 0  # arrived before tick/lot were known, or off-tick
         self.malformed = 0
         self.rejected = 0  # well-formed diffs with an off-tick/off-lot level (forced resync)
         self.other = 0
         self.last_error = ""
-        self.mismatch_samples: list[dict] = []
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _set_units(self) -> None:
-        if self.instrument:
-            tick, lot = self.instrument.tick_u / 1e8, self.instrument.lot_u / 1e8
-            self.book_rec["tick"] = tick
-            self.book_rec["lot"] = lot
-            self.trade_rec["tick"] = tick
-            self.trade_rec["lot"] = lot
+    def set_instrument(self, inst: Instrument) -> None:
+        self.instrument = inst
+        self.book = Book(inst.tick_u, inst.lot_u, self.capacity)
+        self.ws[fp.W_TICK] = inst.tick_u
+        self.ws[fp.W_LOT] = inst.lot_u
+        tick, lot = inst.tick_u / 1e8, inst.lot_u / 1e8
+        for rec in (self.book_rec, self.trade_rec):
+            rec["tick"] = tick
+            rec["lot"] = lot
+
+    # -- counters -----------------------------------------------------------------------------------
+    @property
+    def depth_applied(self) -> int:
+        return int(self.ws[fp.W_APPLIED])
+
+    @property
+    def ticker_checks(self) -> int:
+        return int(self.ws[fp.W_TICKER_CHECKS])
+
+    @property
+    def ticker_mismatches(self) -> int:
+        return int(self.ws[fp.W_TICKER_MISMATCHES])
 
     @property
     def gaps(self) -> int:
@@ -127,63 +148,116 @@ class FeedCore:
     def resyncs(self) -> int:
         return self.sync.resyncs
 
-    def _marker(self, recv_ns: int) -> int:
-        """A book record without BOOK_VALID: readers drop their window."""
-        w = self._words
-        w[self._offs[2]] = recv_ns
-        w[self._offs[5]] = self.base_flags
-        w[self._offs[6]:] = 0
-        self._pending_resync_flag = True
-        return OUT_BOOK
+    def counters(self) -> dict[str, int]:
+        """Integer counters for heartbeats, the check report and the bench."""
+        ws = self.ws
+        return {
+            "depth_msgs": int(ws[fp.W_DEPTH_MSGS]),
+            "depth_applied": int(ws[fp.W_APPLIED]),
+            "gaps": self.sync.gaps,
+            "resyncs": self.sync.resyncs,
+            "stale_snapshots": self.sync.stale_snapshots,
+            "dropped": self.sync.dropped,
+            "snapshots": self.snapshots,
+            "ticker_msgs": int(ws[fp.W_TICKERS]),
+            "ticker_checks": int(ws[fp.W_TICKER_CHECKS]),
+            "ticker_mismatches": int(ws[fp.W_TICKER_MISMATCHES]),
+            "trades": int(ws[fp.W_TRADES]),
+            "trades_skipped": self.trades_skipped,
+            "malformed": self.malformed,
+            "rejected": self.rejected,
+            "levels_dropped": int(self.book.st[2]),
+            "crossed": int(self.book.st[3]),
+        }
 
-    def _error(self, kind: int, frame) -> None:
-        self.malformed += 1
-        pos = int(self.dec.hdr[d.H_ERRPOS])
-        snippet = bytes(frame[max(0, pos - 20):pos + 20]).decode("utf-8", "replace")
-        self.last_error = f"{d.error_text(kind)} at byte {pos}: ...{snippet}..."
-
-    def reset(self, recv_ns: int) -> int:
-        """A reconnect: the book is invalid until a new snapshot; returns OUT_BOOK (marker)."""
-        self.sync.reset()
-        return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
-
-    # -- frames -------------------------------------------------------------------------------------
+    # -- the hot path -------------------------------------------------------------------------------
     def on_frame(self, recv_ns: int, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
-        """Decode and act on one frame; returns OUT_* bits."""
-        kind = self.dec.decode(frame)
-        if kind == d.K_DEPTH:
-            return self._on_depth(recv_ns, frame)
-        if kind == d.K_BOOK_TICKER:
-            self.ticker_msgs += 1
-            if self.check_tickers:
-                self._check_ticker()
+        """Decode and act on one frame; returns OUT_* bits (records in book_rec / trade_rec)."""
+        buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
+        r = fp.step(buf, buf.shape[0], self.ws, self.dec.lv, self.book.book, self.book.st,
+                    self.rec_words, self.trade_words, recv_ns)
+        if r == fp.R_BOOK:
+            self.book_rec["publish_ns"] = time.time_ns()
+            return OUT_BOOK
+        if r == fp.R_TRADE:
+            self.trade_rec["publish_ns"] = time.time_ns()
+            return OUT_TRADE
+        if r == fp.R_NONE:
             return 0
-        if kind == d.K_TRADE:
-            return self._on_trade(recv_ns)
-        if kind == d.K_SNAPSHOT:
-            return self._on_snapshot(recv_ns)
-        if kind == d.K_OTHER:
-            self.other += 1
+        if r == fp.R_REJECT:
+            return self._reject(recv_ns)
+        return self._slow(recv_ns, buf, r - fp.SLOW)
+
+    def _slow(self, recv_ns: int, buf: np.ndarray, kind: int) -> int:
+        if kind == d.E_TOO_MANY_LEVELS:
+            kind = self.dec.decode(buf)  # grows the scratch arrays and scans again
+        if self.sync.state == State.SYNCED:
+            self.sync.last_u = int(self.ws[fp.W_LAST_U])
+        try:
+            if kind == d.K_DEPTH:
+                return self._on_depth(recv_ns, buf)
+            if kind == d.K_TRADE:
+                self.trades_skipped += 1
+                return 0
+            if kind == d.K_SNAPSHOT:
+                return self._on_snapshot(recv_ns)
+            if kind == d.K_OTHER:
+                self.other += 1
+                return 0
+            if kind == d.K_BOOK_TICKER:
+                return 0
+            self._error(kind, buf)
             return 0
-        self._error(kind, frame)
-        return 0
+        finally:
+            self.ws[fp.W_STATE] = fp.STATE_SYNCED if self.sync.state == State.SYNCED else 0
+            self.ws[fp.W_LAST_U] = self.sync.last_u
 
     def on_snapshot_frame(self, recv_ns: int, frame: bytes) -> int:
         """A REST/WS-API depth body; a malformed one counts and leaves the machine waiting."""
-        kind = self.dec.decode(frame)
+        buf = np.frombuffer(frame, dtype=np.uint8)
+        kind = self.dec.decode(buf)
         if kind != d.K_SNAPSHOT:
-            if kind >= 0:
-                kind = d.E_MISSING
-            self._error(kind, frame)
+            self._error(kind if kind < 0 else d.E_MISSING, buf)
             return OUT_NEED_SNAPSHOT
-        return self._on_snapshot(recv_ns)
+        return self._slow(recv_ns, buf, kind)
 
-    def _on_depth(self, recv_ns: int, frame) -> int:
-        self.depth_msgs += 1
-        h = self.dec.hdr
+    def reset(self, recv_ns: int) -> int:
+        """A reconnect: the book is invalid until a new snapshot; returns a marker record."""
+        self.sync.reset()
+        self.ws[fp.W_STATE] = 0
+        return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
+
+    # -- the slow path ------------------------------------------------------------------------------
+    def _marker(self, recv_ns: int) -> int:
+        """A book record without BOOK_VALID: readers drop their window."""
+        w = self.rec_words
+        w[self._offs[2]] = recv_ns
+        w[self._offs[5]] = self.base_flags
+        w[self._offs[6] :] = 0
+        self.ws[fp.W_PENDING] = 1
+        self.book_rec["publish_ns"] = time.time_ns()
+        return OUT_BOOK
+
+    def _error(self, kind: int, buf: np.ndarray) -> None:
+        self.malformed += 1
+        pos = int(self.ws[d.H_ERRPOS])
+        snippet = bytes(buf[max(0, pos - 20) : pos + 20]).decode("utf-8", "replace")
+        self.last_error = f"{d.error_text(kind)} at byte {pos}: ...{snippet}..."
+
+    def _reject(self, recv_ns: int) -> int:
+        # an off-tick level: the book cannot follow this event; resync rather than guess
+        self.rejected += 1
+        self.last_error = f"depth u={int(self.ws[d.H_LAST])}: level not on tick/lot"
+        self.sync.reset()
+        self.ws[fp.W_STATE] = 0
+        return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
+
+    def _on_depth(self, recv_ns: int, buf: np.ndarray) -> int:
+        self.ws[fp.W_DEPTH_MSGS] += 1
+        h = self.ws
         state_before = self.sync.state
-        act = self.sync.on_diff(int(h[d.H_FIRST]), int(h[d.H_LAST]), int(h[d.H_PREV]),
-                                (recv_ns, bytes(frame)) if not self.sync.synced else None)
+        item = None if self.sync.synced else (recv_ns, bytes(buf))
+        act = self.sync.on_diff(int(h[d.H_FIRST]), int(h[d.H_LAST]), int(h[d.H_PREV]), item)
         if act == Action.APPLY or act == Action.APPLY_FIRST:
             return self._apply(recv_ns, act == Action.APPLY_FIRST)
         if act == Action.RESYNC:
@@ -193,29 +267,23 @@ class FeedCore:
         return OUT_NEED_SNAPSHOT if self.sync.needs_snapshot else 0
 
     def _apply(self, recv_ns: int, first: bool) -> int:
-        flags = self.base_flags | BOOK_VALID
+        ws = self.ws
         if first:
-            self._pending_resync_flag = True
-        if self._pending_resync_flag:
-            flags |= BOOK_RESYNC
-        assert self.book is not None and self.instrument is not None
-        r = _apply_and_write(self.book.book, self.book.st, self.dec.hdr, self.dec.bids, self.dec.asks,
-                             self.instrument.tick_u, self.instrument.lot_u, self._words, self._offs,
+            ws[fp.W_PENDING] = 1
+        flags = self.base_flags | BOOK_VALID | (BOOK_RESYNC if ws[fp.W_PENDING] else 0)
+        r = _apply_and_write(self.book.book, self.book.st, ws, self.dec.lv[0], self.dec.lv[1],
+                             self.book.tick_u, self.book.lot_u, self.rec_words, self._offs,
                              self.levels, recv_ns, flags)
         if r != OK:
-            # an off-tick level: the book cannot follow this event; resync rather than guess
-            self.rejected += 1
-            self.last_error = f"depth u={int(self.dec.hdr[d.H_LAST])}: level not on tick/lot (code {r})"
-            self.sync.reset()
-            return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
+            return self._reject(recv_ns)
         if not self._burst:
-            self._pending_resync_flag = False
-        self.depth_applied += 1
+            ws[fp.W_PENDING] = 0
+        ws[fp.W_APPLIED] += 1
         self.book_rec["publish_ns"] = time.time_ns()
         return OUT_BOOK
 
     def _on_snapshot(self, recv_ns: int) -> int:
-        h = self.dec.hdr
+        h = self.ws
         nbids, nasks = int(h[d.H_NB]), int(h[d.H_NA])
         bids, asks = self.dec.bids[:nbids].copy(), self.dec.asks[:nasks].copy()
         self.snapshots += 1
@@ -225,14 +293,16 @@ class FeedCore:
             qty = [bids[:, 1], asks[:, 1]]
             for _, _, _, (_, fr) in pending:
                 if self.dec.decode(fr) == d.K_DEPTH:
-                    b = self.dec.bids[: self.dec.hdr[d.H_NB]].copy()
-                    a = self.dec.asks[: self.dec.hdr[d.H_NA]].copy()
+                    b = self.dec.bids[: h[d.H_NB]].copy()
+                    a = self.dec.asks[: h[d.H_NA]].copy()
                     px += [b[:, 0], a[:, 0]]
                     qty += [b[:, 1], a[:, 1]]
-            self.instrument = Instrument.infer(np.concatenate(px), np.concatenate(qty))
-            self.book = Book(self.instrument.tick_u, self.instrument.lot_u, self.capacity)
-            self._set_units()
-        assert self.book is not None
+            try:
+                self.set_instrument(Instrument.infer(np.concatenate(px), np.concatenate(qty)))
+            except ValueError as e:
+                self.last_error = f"snapshot: {e}"
+                self.sync.reset()
+                return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
         self.book.clear()
         if self.book.apply(bids, asks) != OK:
             self.rejected += 1
@@ -246,73 +316,44 @@ class FeedCore:
         try:
             for _, _, _, (ns, fr) in pending:
                 self.dec.decode(fr)
-                out |= self._on_depth_replayed(ns, fr)
+                self.ws[fp.W_DEPTH_MSGS] -= 1  # counted when it was buffered
+                out |= self._on_depth(ns, np.frombuffer(fr, dtype=np.uint8))
         finally:
             self._burst = False
         if out & OUT_BOOK and self.book_rec["flags"] & BOOK_VALID:
-            self._pending_resync_flag = False
+            self.ws[fp.W_PENDING] = 0
         if self.sync.needs_snapshot:
             out |= OUT_NEED_SNAPSHOT
         return out
 
-    def _on_depth_replayed(self, recv_ns: int, frame) -> int:
-        self.depth_msgs -= 1  # already counted when it was buffered
-        return self._on_depth(recv_ns, frame)
+    # -- batches (replay, check, bench) -------------------------------------------------------------
+    def run(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, nss: np.ndarray,
+            i0: int, i1: int, out_books: np.ndarray, out_trades: np.ndarray,
+            on_slow=None) -> tuple[int, int, int]:
+        """Process frames i0..i1 of `data` through the fast path, collecting records.
 
-    def _check_ticker(self) -> None:
-        h = self.dec.hdr
-        if not self.sync.synced or int(h[d.H_LAST]) != self.sync.last_u or self.book is None:
-            return
-        self.ticker_checks += 1
-        t, lt = self.instrument.tick_u, self.instrument.lot_u
-        got = (int(h[d.H_BID]), int(h[d.H_BID_QTY]), int(h[d.H_ASK]), int(h[d.H_ASK_QTY]))
-        bb, bq, ab, aq = self.book.best()
-        mine = (bb * t, bq * lt, ab * t, aq * lt)
-        if got != mine:
-            self.ticker_mismatches += 1
-            if len(self.mismatch_samples) < 10:
-                self.mismatch_samples.append({
-                    "u": int(h[d.H_LAST]),
-                    "ticker": [v / 1e8 for v in got],
-                    "book": [v / 1e8 for v in mine],
-                })
-
-    def _on_trade(self, recv_ns: int) -> int:
-        h = self.dec.hdr
-        inst = self.instrument
-        if inst is None or h[d.H_PX] % inst.tick_u or h[d.H_QTY] % inst.lot_u:
-            self.trades_skipped += 1
-            return 0
-        tr = self.trade_rec
-        tr["event_ms"] = h[d.H_E]
-        tr["trade_ms"] = h[d.H_T]
-        tr["recv_ns"] = recv_ns
-        tr["trade_id"] = h[d.H_TRADE_ID]
-        tr["px"] = h[d.H_PX] // inst.tick_u
-        tr["qty"] = h[d.H_QTY] // inst.lot_u
-        tr["buyer_is_maker"] = h[d.H_MAKER]
-        tr["publish_ns"] = time.time_ns()
-        self.trades += 1
-        return OUT_TRADE
-
-    def counters(self) -> dict[str, int]:
-        """Integer counters for heartbeats, the check report and the bench."""
-        return {
-            "depth_msgs": self.depth_msgs,
-            "depth_applied": self.depth_applied,
-            "gaps": self.sync.gaps,
-            "resyncs": self.sync.resyncs,
-            "stale_snapshots": self.sync.stale_snapshots,
-            "dropped": self.sync.dropped,
-            "snapshots": self.snapshots,
-            "ticker_msgs": self.ticker_msgs,
-            "ticker_checks": self.ticker_checks,
-            "ticker_mismatches": self.ticker_mismatches,
-            "trades": self.trades,
-            "trades_skipped": self.trades_skipped,
-            "malformed": self.malformed,
-            "rejected": self.rejected,
-            "levels_dropped": int(self.book.st[2]) if self.book else 0,
-            "crossed": int(self.book.st[3]) if self.book else 0,
-        }
-
+        Returns (next index, books collected, trades collected); stops early when an output
+        array is full. A frame needing the slow path is handled here; its record (a marker
+        or a resynced book) is appended too. `on_slow(i, out_bits)` is told about each.
+        """
+        counts = np.zeros(2, dtype=np.int64)
+        bw = _words(out_books)
+        tw = _words(out_trades)
+        i = i0
+        while i < i1:
+            i = fp.run_batch(data, starts, ends, nss, i, i1, self.ws, self.dec.lv, self.book.book,
+                             self.book.st, self.rec_words, self.trade_words, bw, tw, counts)
+            if i >= i1 or counts[0] >= len(bw) or counts[1] >= len(tw):
+                break
+            frame = data[starts[i] : ends[i]]
+            out = self.on_frame(int(nss[i]), frame)  # rescans; the slow path is rare
+            if on_slow is not None:
+                on_slow(i, out)
+            if out & OUT_BOOK:
+                bw[counts[0]] = self.rec_words
+                counts[0] += 1
+            if out & OUT_TRADE:
+                tw[counts[1]] = self.trade_words
+                counts[1] += 1
+            i += 1
+        return i, int(counts[0]), int(counts[1])

@@ -472,25 +472,38 @@ def scan(buf, n, hdr, bids, asks):
 
 
 class FrameDecoder:
-    """Owns the scratch arrays; decodes one frame of bytes at a time (growing on demand)."""
+    """Owns the scratch arrays; decodes one frame of bytes at a time (growing on demand).
 
-    def __init__(self, capacity: int = 2048) -> None:
-        self.hdr = np.zeros(HEADER_SIZE, dtype=np.int64)
-        self.bids = np.zeros((capacity, 2), dtype=np.int64)
-        self.asks = np.zeros((capacity, 2), dtype=np.int64)
+    `hdr` may be a view into a larger work array (the fast path keeps its state after it).
+    """
+
+    def __init__(self, capacity: int = 2048, hdr: np.ndarray | None = None) -> None:
+        self.hdr = np.zeros(HEADER_SIZE, dtype=np.int64) if hdr is None else hdr
+        self.lv = np.zeros((2, capacity, 2), dtype=np.int64)
+
+    @property
+    def bids(self) -> np.ndarray:
+        return self.lv[0]
+
+    @property
+    def asks(self) -> np.ndarray:
+        return self.lv[1]
+
+    def grow(self) -> bool:
+        """Quadruple the level capacity; False past 4M levels (a frame that big is an error)."""
+        cap = self.lv.shape[1] * 4
+        if cap > 1 << 22:
+            return False
+        self.lv = np.zeros((2, cap, 2), dtype=np.int64)
+        return True
 
     def decode(self, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Return the frame kind (K_*) or an error (E_*); results stay in hdr/bids/asks."""
         buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
         while True:
-            kind = scan(buf, buf.shape[0], self.hdr, self.bids, self.asks)
-            if kind != E_TOO_MANY_LEVELS:
+            kind = scan(buf, buf.shape[0], self.hdr, self.lv[0], self.lv[1])
+            if kind != E_TOO_MANY_LEVELS or not self.grow():
                 return kind
-            cap = self.bids.shape[0] * 4
-            if cap > 1 << 22:
-                return kind
-            self.bids = np.zeros((cap, 2), dtype=np.int64)
-            self.asks = np.zeros((cap, 2), dtype=np.int64)
 
     def stream(self, frame: bytes) -> str:
         """The combined-stream name of the last decoded frame ("" for raw streams)."""

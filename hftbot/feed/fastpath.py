@@ -1,0 +1,189 @@
+"""The per-frame hot path in one numba call: scan, then (in sync) apply + write the record.
+
+Python costs about a microsecond per call on a small core, so the common cases never leave
+compiled code: a diff that continues the ``pu`` chain is applied and its top-N record written; a
+bookTicker is counted (and checked against the book when asked); a trade record is filled. Every
+other case - out of sync, snapshots, errors, control replies - returns ``SLOW + kind`` and
+`hftbot.feed.core.FeedCore` handles it with the already-scanned header. `run_batch` loops this
+over many frames of one buffer (replay, check, bench), collecting records for `publish_many`.
+
+State lives in one int64 work array ``ws`` (the scanner header first, then the W_* slots) so the
+call passes few arguments. This module must never hold state of its own or do I/O.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from hftbot.feed import decode as d
+from hftbot.feed.book import OK, apply_and_write
+from hftbot.records import BOOK_RESYNC, TRADE_DTYPE
+
+# ws slots after the scanner header
+W_STATE = 24  # 2 = in sync (fast path allowed); anything else sends depth to the slow path
+W_LAST_U = 25
+W_FLAGS = 26  # flags of a valid record (BOOK_VALID | BOOK_REPLAY?)
+W_PENDING = 27  # 1: the next valid record carries BOOK_RESYNC
+W_CHECK = 28  # 1: check bookTickers against the book
+W_TICKER_CHECKS = 29
+W_TICKER_MISMATCHES = 30
+W_APPLIED = 31
+W_TICK = 32  # 0 until known
+W_LOT = 33
+W_LEVELS = 34
+W_DEPTH_MSGS = 35
+W_TICKERS = 36
+W_TRADES = 37
+W_OFFS = 38  # 10 book record word offsets (hftbot.feed.book.record_offsets)
+W_MISMATCH_U = 48  # u of the first mismatching ticker
+WS_SIZE = 64
+
+R_NONE = 0
+R_BOOK = 1  # rec holds a new valid book record
+R_TRADE = 2  # trec holds a new trade record
+R_REJECT = 3  # an in-sync diff with an off-tick level: the slow path resyncs
+SLOW = 100  # SLOW + kind (decode.K_* or E_*): the slow path decides
+
+STATE_SYNCED = 2
+
+_T = {name: TRADE_DTYPE.fields[name][1] // 8 for name in TRADE_DTYPE.names}
+T_EVENT, T_TRADE_MS, T_RECV, T_PUBLISH, T_ID, T_PX, T_QTY, T_MAKER = (
+    _T["event_ms"], _T["trade_ms"], _T["recv_ns"], _T["publish_ns"], _T["trade_id"], _T["px"], _T["qty"],
+    _T["buyer_is_maker"])
+TRADE_WORDS = TRADE_DTYPE.itemsize // 8
+
+
+@nb.njit(cache=True)
+def _ticker_check(ws, book, bst):
+    ws[W_TICKER_CHECKS] += 1
+    nb_ = bst[0]
+    na_ = bst[1]
+    t = ws[W_TICK]
+    lt = ws[W_LOT]
+    ok = nb_ > 0 and na_ > 0
+    if ok:
+        ok = (book[0, nb_ - 1] * t == ws[d.H_BID] and book[1, nb_ - 1] * lt == ws[d.H_BID_QTY]
+              and -book[2, na_ - 1] * t == ws[d.H_ASK] and book[3, na_ - 1] * lt == ws[d.H_ASK_QTY])
+    if not ok:
+        if ws[W_TICKER_MISMATCHES] == 0:
+            ws[W_MISMATCH_U] = ws[d.H_LAST]
+        ws[W_TICKER_MISMATCHES] += 1
+
+
+@nb.njit(cache=True)
+def step(buf, n, ws, lv, book, bst, rec, trec, recv_ns):
+    """One frame; returns R_* or SLOW + kind."""
+    kind = d.scan(buf, n, ws, lv[0], lv[1])
+    if kind == d.K_DEPTH:
+        ws[W_DEPTH_MSGS] += 1
+        if ws[W_STATE] == STATE_SYNCED and ws[d.H_PREV] == ws[W_LAST_U]:
+            flags = ws[W_FLAGS]
+            if ws[W_PENDING]:
+                flags |= BOOK_RESYNC
+            r = apply_and_write(book, bst, ws, lv[0], lv[1], ws[W_TICK], ws[W_LOT], rec,
+                                ws[W_OFFS:W_OFFS + 10], ws[W_LEVELS], recv_ns, flags)
+            if r != OK:
+                return R_REJECT
+            ws[W_LAST_U] = ws[d.H_LAST]
+            ws[W_PENDING] = 0
+            ws[W_APPLIED] += 1
+            return R_BOOK
+        ws[W_DEPTH_MSGS] -= 1  # the slow path counts it
+        return SLOW + kind
+    if kind == d.K_BOOK_TICKER:
+        ws[W_TICKERS] += 1
+        if ws[W_CHECK] and ws[W_STATE] == STATE_SYNCED and ws[d.H_LAST] == ws[W_LAST_U]:
+            _ticker_check(ws, book, bst)
+        return R_NONE
+    if kind == d.K_TRADE:
+        t = ws[W_TICK]
+        lt = ws[W_LOT]
+        if t > 0 and ws[d.H_PX] % t == 0 and ws[d.H_QTY] % lt == 0:
+            trec[T_EVENT] = ws[d.H_E]
+            trec[T_TRADE_MS] = ws[d.H_T]
+            trec[T_RECV] = recv_ns
+            trec[T_ID] = ws[d.H_TRADE_ID]
+            trec[T_PX] = ws[d.H_PX] // t
+            trec[T_QTY] = ws[d.H_QTY] // lt
+            trec[T_MAKER] = ws[d.H_MAKER]
+            ws[W_TRADES] += 1
+            return R_TRADE
+        return SLOW + kind
+    return SLOW + kind
+
+
+@nb.njit(cache=True)
+def run_batch(data, starts, ends, nss, i0, i1, ws, lv, book, bst, rec, trec, out_books, out_trades, counts):
+    """Frames i0..i1-1 of `data` until one needs the slow path; returns that index (or i1).
+
+    Valid book records are appended to out_books and trade records to out_trades (counts[0],
+    counts[1] say how many); the call also stops when either output is full.
+    """
+    nbk = counts[0]
+    ntr = counts[1]
+    for i in range(i0, i1):
+        if nbk >= out_books.shape[0] or ntr >= out_trades.shape[0]:
+            counts[0] = nbk
+            counts[1] = ntr
+            return i
+        s = starts[i]
+        r = step(data[s:ends[i]], ends[i] - s, ws, lv, book, bst, rec, trec, nss[i])
+        if r == R_BOOK:
+            out_books[nbk, :] = rec
+            nbk += 1
+        elif r == R_TRADE:
+            out_trades[ntr, :] = trec
+            ntr += 1
+        elif r != R_NONE:
+            counts[0] = nbk
+            counts[1] = ntr
+            return i
+    counts[0] = nbk
+    counts[1] = ntr
+    return i1
+
+
+@nb.njit(cache=True)
+def index_capture(data):
+    """Line index of a decompressed `<ns> <json>` capture: (ns, payload start, payload end).
+
+    A line without a leading integer and a space gets ns = -1 (the caller reports it).
+    """
+    n = data.shape[0]
+    count = 0
+    for i in range(n):
+        if data[i] == 10:
+            count += 1
+    if n and data[n - 1] != 10:
+        count += 1
+    nss = np.empty(count, dtype=np.int64)
+    starts = np.empty(count, dtype=np.int64)
+    ends = np.empty(count, dtype=np.int64)
+    k = 0
+    i = 0
+    while i < n:
+        j = i
+        v = np.int64(0)
+        digits = 0
+        while j < n and data[j] >= 48 and data[j] <= 57 and digits < 19:
+            v = v * 10 + (data[j] - 48)
+            digits += 1
+            j += 1
+        e = j
+        while e < n and data[e] != 10:
+            e += 1
+        line_end = e
+        if e > i and data[e - 1] == 13:
+            line_end = e - 1
+        if line_end > i:
+            if digits and j < n and data[j] == 32:
+                nss[k] = v
+                starts[k] = j + 1
+            else:
+                nss[k] = -1
+                starts[k] = i
+            ends[k] = line_end
+            k += 1
+        i = e + 1
+    return nss[:k], starts[:k], ends[:k]
