@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -60,16 +60,18 @@ class KeyRing:
         pub = self.ed25519.get(api_key)
         if pub is None:
             return False
-        try:
-            raw = base64.b64decode(unquote_plus(signature), validate=False)
-        except (ValueError, TypeError):
-            return False
-        for p in payloads:
+        # base64 may arrive URL-encoded (REST) or as is (WS API, where '+' is literal)
+        for text in dict.fromkeys((signature, unquote(signature), unquote_plus(signature))):
             try:
-                pub.verify(raw, p.encode())
-                return True
-            except InvalidSignature:
+                raw = base64.b64decode(text, validate=True)
+            except (ValueError, TypeError):
                 continue
+            for p in payloads:
+                try:
+                    pub.verify(raw, p.encode())
+                    return True
+                except InvalidSignature:
+                    continue
         return False
 
 

@@ -183,6 +183,7 @@ class _Http:
         self.task = asyncio.get_running_loop().create_task(self._serve())
         sim._http_tasks.add(self.task)
         self.task.add_done_callback(sim._http_tasks.discard)
+        sim._http_conns.add(self)
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -246,6 +247,7 @@ class _Http:
 
     def close(self) -> None:
         self.requests.put_nowait(None)
+        self.sim._http_conns.discard(self)
 
 
 class SimServer:
@@ -269,6 +271,7 @@ class SimServer:
         self._server: Server | None = None
         self._driver: asyncio.Task | None = None
         self._http_tasks: set[asyncio.Task] = set()
+        self._http_conns: set[_Http] = set()
         self._tasks: set[asyncio.Task] = set()
         self.port = 0
 
@@ -301,6 +304,8 @@ class SimServer:
             self._driver = None
         for t in list(self._tasks) + list(self._http_tasks):
             t.cancel()
+        for h in list(self._http_conns):  # keep-alive REST connections are not websockets' to close
+            h.transport.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
