@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from urllib.parse import urlencode
@@ -93,7 +94,7 @@ def test_combined_stream_diff_chain_syncs_with_rest_snapshot(sim) -> None:
     snap, buf = run(go())
     assert all(m["stream"] == "solusdt@depth@100ms" for m in buf)
     data = [m["data"] for m in buf]
-    for a, b in zip(data, data[1:], strict=False):
+    for a, b in itertools.pairwise(data):
         assert b["pu"] == a["u"]
     last = snap["lastUpdateId"]
     usable = [d for d in data if d["u"] >= last]
@@ -379,8 +380,8 @@ def test_dropped_diff_breaks_the_pu_chain_and_duplicates_repeat() -> None:
                 return [json.loads(await ws.recv()) for _ in range(40)]
 
         msgs = run(go())
-        gaps = sum(1 for a, b in zip(msgs, msgs[1:], strict=False) if b["pu"] != a["u"] and b != a)
-        dups = sum(1 for a, b in zip(msgs, msgs[1:], strict=False) if a == b)
+        gaps = sum(1 for a, b in itertools.pairwise(msgs) if b["pu"] != a["u"] and b != a)
+        dups = sum(1 for a, b in itertools.pairwise(msgs) if a == b)
         assert gaps >= 3 and dups >= 3
     finally:
         st.close()
