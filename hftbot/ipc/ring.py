@@ -1,0 +1,374 @@
+"""Single-writer, many-reader ring of fixed-size numpy records in shared memory.
+
+Layout of a segment (offsets in bytes):
+
+    0     header: magic, capacity, itemsize, dtype length        (written once by the creator)
+    64    write_seq  i64   last published sequence number (0 = nothing yet)
+    128   wake_word  u32   futex word, bumped on every publish
+    192   sleepers   u32   1 while a blocking reader may be asleep
+    256   dtype description (JSON of `dtype.descr`), up to 4096
+    4096  slot_seq   i64[capacity]   per-slot sequence number (seqlock)
+    ...   records    dtype[capacity]
+
+Writing sequence `s` into slot `(s - 1) % capacity`: the slot's sequence becomes `-s` (busy),
+the record is copied, the slot's sequence becomes `s`, then `write_seq = s`. A reader that wants
+`r` copies the record and accepts it only if the slot's sequence was `r` before *and* after the
+copy; otherwise the writer lapped it. So a reader never returns a torn or overwritten record, and
+the writer never waits for anyone.
+
+A lapped reader (the writer is `capacity` or more records ahead, or overwrote the record while it
+was being copied) counts every record it did not return in `lost` and jumps to the newest one:
+for every reader, `last_seq == records returned + lost` holds exactly.
+
+Ordering relies on x86-64 TSO (stores are seen in program order; loads are not reordered with
+loads); the one store->load handshake (writer publishes then checks `sleepers`, a reader sets
+`sleepers` then re-checks `write_seq`) is fenced (see `hftbot.ipc.futex`).
+
+Wait strategies for `read`: "spin" (lowest latency, burns a core), "spin_yield" (spin a while,
+then `sched_yield`), "block" (futex sleep, woken by the writer).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import time
+
+import numpy as np
+
+from hftbot.ipc import futex
+from hftbot.ipc.shm import Segment
+
+MAGIC = 0x3147_4E49_5254_4648  # "HFTRING1" little-endian
+DATA_OFFSET = 4096
+_DESCR_OFFSET = 256
+WAIT_STRATEGIES = ("spin", "spin_yield", "block")
+
+
+def _descr_to_json(dtype: np.dtype) -> str:
+    return json.dumps(np.lib.format.dtype_to_descr(dtype))
+
+
+def _dtype_from_json(text: str) -> np.dtype:
+    def fields(descr):  # JSON turned numpy's tuples into lists; rebuild them
+        if isinstance(descr, str):
+            return descr
+        return [tuple([f[0], fields(f[1]), *([tuple(f[2])] if len(f) > 2 else [])]) for f in descr]
+
+    return np.lib.format.descr_to_dtype(fields(json.loads(text)))
+
+
+class RingError(RuntimeError):
+    pass
+
+
+class Ring:
+    """A mapped ring segment. Use `create` (owner) or `attach` (everyone else)."""
+
+    def __init__(self, seg: Segment) -> None:
+        self.segment = seg
+        self.name = seg.name
+        hdr = np.frombuffer(seg.mm, dtype="<i8", count=4, offset=0)
+        if int(hdr[0]) != MAGIC:
+            raise RingError(f"segment {seg.name!r} is not an hftbot ring (bad magic)")
+        self.capacity = int(hdr[1])
+        itemsize = int(hdr[2])
+        descr_len = int(hdr[3])
+        descr = bytes(seg.mm[_DESCR_OFFSET : _DESCR_OFFSET + descr_len]).decode()
+        self.dtype = _dtype_from_json(descr)
+        if self.dtype.itemsize != itemsize:
+            raise RingError(f"ring {seg.name!r}: dtype size {self.dtype.itemsize} != header {itemsize}")
+        self.mask = self.capacity - 1
+        self.slot_seq = np.frombuffer(seg.mm, dtype="<i8", count=self.capacity, offset=DATA_OFFSET)
+        data_off = DATA_OFFSET + 8 * self.capacity
+        self.records = np.frombuffer(seg.mm, dtype=self.dtype, count=self.capacity, offset=data_off)
+        self._write_seq = ctypes.c_int64.from_buffer(seg.mm, 64)
+        self._wake_word = ctypes.c_uint32.from_buffer(seg.mm, 128)
+        self._sleepers = ctypes.c_uint32.from_buffer(seg.mm, 192)
+        self.wake_addr = ctypes.addressof(self._wake_word)
+        # Records are moved as raw bytes: numpy's per-record structured assignment costs 10-100 µs,
+        # a memoryview slice copy well under 1 µs.
+        self.itemsize = itemsize
+        self.data_offset = data_off
+        self.view = memoryview(seg.mm).cast("B")
+
+    @staticmethod
+    def segment_size(dtype: np.dtype, capacity: int) -> int:
+        return DATA_OFFSET + 8 * capacity + dtype.itemsize * capacity
+
+    @classmethod
+    def create(cls, name: str, dtype: np.dtype, capacity: int) -> Ring:
+        if capacity < 2 or capacity & (capacity - 1):
+            raise ValueError(f"ring capacity must be a power of two >= 2, got {capacity}")
+        dtype = np.dtype(dtype)
+        descr = _descr_to_json(dtype).encode()
+        if len(descr) > DATA_OFFSET - _DESCR_OFFSET:
+            raise ValueError(f"dtype description too long for the ring header ({len(descr)} bytes)")
+        seg = Segment.create(name, cls.segment_size(dtype, capacity))
+        hdr = np.frombuffer(seg.mm, dtype="<i8", count=4, offset=0)
+        hdr[1] = capacity
+        hdr[2] = dtype.itemsize
+        hdr[3] = len(descr)
+        seg.mm[_DESCR_OFFSET : _DESCR_OFFSET + len(descr)] = descr
+        hdr[0] = MAGIC  # last: an attacher never sees a half-written header
+        del hdr
+        return cls(seg)
+
+    @classmethod
+    def attach(cls, name: str) -> Ring:
+        return cls(Segment.attach(name))
+
+    @property
+    def write_seq(self) -> int:
+        return self._write_seq.value
+
+    def close(self) -> None:
+        """Drop every view, then unmap."""
+        self.__dict__.get("view", memoryview(b"")).release()
+        for attr in ("slot_seq", "records", "_write_seq", "_wake_word", "_sleepers", "view"):
+            self.__dict__.pop(attr, None)
+        self.segment.close()
+
+    def unlink(self) -> None:
+        self.segment.unlink()
+
+
+class RingWriter:
+    """The one writer of a ring. Never blocks, never waits for readers.
+
+    Records whose dtype has a `seq` field get it stamped with their sequence number.
+    """
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+        self.seq = ring.write_seq  # resume after a restart of the writing process
+        self.staging = np.zeros((), dtype=ring.dtype)
+        self._staging_bytes = _bytes_of(self.staging)
+        fields = ring.dtype.fields or {}
+        self._seq_offset = fields["seq"][1] if "seq" in fields else None
+        self._seq_col = ring.records["seq"] if "seq" in fields else None
+
+    def publish(self, record: np.ndarray | np.void) -> int:
+        """Copy one record (of the ring's dtype) into the ring and return its sequence number."""
+        ring = self.ring
+        s = self.seq + 1
+        i = (s - 1) & ring.mask
+        src = self._staging_bytes if record is self.staging else _bytes_of(record)
+        if len(src) != ring.itemsize:
+            raise ValueError(f"record of {len(src)} bytes does not fit ring {ring.name!r} ({ring.itemsize})")
+        off = ring.data_offset + i * ring.itemsize
+        slot_seq = ring.slot_seq
+        slot_seq[i] = -s
+        ring.view[off : off + ring.itemsize] = src
+        if self._seq_offset is not None:
+            _I64.pack_into(ring.view, off + self._seq_offset, s)
+        slot_seq[i] = s
+        self._commit(s)
+        return s
+
+    def publish_many(self, records: np.ndarray) -> int:
+        """Publish a batch (at most `capacity` records) with one seqlock pass; returns the last seq."""
+        ring = self.ring
+        n = len(records)
+        if n == 0:
+            return self.seq
+        if n > ring.capacity:
+            raise ValueError(f"batch of {n} records exceeds the ring capacity {ring.capacity}")
+        if records.dtype != ring.dtype:
+            raise ValueError(f"batch dtype does not match ring {ring.name!r}")
+        first = self.seq + 1
+        seqs = np.arange(first, first + n, dtype=np.int64)
+        idx = (seqs - 1) & ring.mask
+        ring.slot_seq[idx] = -seqs
+        src = _bytes_of(np.ascontiguousarray(records))
+        for lo, hi, start in _spans(int(idx[0]), n, ring.capacity):
+            off = ring.data_offset + lo * ring.itemsize
+            ring.view[off : off + (hi - lo) * ring.itemsize] = src[
+                start * ring.itemsize : (start + hi - lo) * ring.itemsize
+            ]
+        if self._seq_col is not None:
+            self._seq_col[idx] = seqs
+        ring.slot_seq[idx] = seqs
+        self._commit(first + n - 1)
+        return self.seq
+
+    def _commit(self, s: int) -> None:
+        ring = self.ring
+        self.seq = s
+        ring._write_seq.value = s
+        ring._wake_word.value = (ring._wake_word.value + 1) & 0xFFFFFFFF
+        futex.fence()
+        if ring._sleepers.value:
+            ring._sleepers.value = 0
+            futex.futex_wake(ring.wake_addr)
+
+
+_I64 = struct.Struct("<q")
+
+
+def _bytes_of(a: np.ndarray | np.void) -> memoryview:
+    """A flat byte view of a record or contiguous record array (no copy for arrays)."""
+    if isinstance(a, np.void):
+        return memoryview(a.tobytes())
+    return memoryview(a.reshape(-1).view(np.uint8)).cast("B")
+
+
+def _spans(start: int, n: int, capacity: int) -> list[tuple[int, int, int]]:
+    """Slot ranges [lo, hi) covering n slots from `start`, split where the ring wraps."""
+    end = start + n
+    if end <= capacity:
+        return [(start, end, 0)]
+    return [(start, capacity, 0), (0, end - capacity, capacity - start)]
+
+
+class RingReader:
+    """One reader's cursor into a ring. Many readers may read the same ring independently."""
+
+    def __init__(
+        self, ring: Ring, wait: str = "spin_yield", start: str = "next", spin_count: int = 2000
+    ) -> None:
+        if wait not in WAIT_STRATEGIES:
+            raise ValueError(f"wait strategy must be one of {WAIT_STRATEGIES}, got {wait!r}")
+        if start not in ("next", "oldest"):
+            raise ValueError(f"start must be 'next' or 'oldest', got {start!r}")
+        self.ring = ring
+        self.wait = wait
+        self.spin_count = spin_count
+        ws = ring.write_seq
+        self.last_seq = ws if start == "next" else max(0, ws - ring.capacity)
+        self.lost = 0
+        self.buffer = np.zeros((), dtype=ring.dtype)  # what poll(copy=False) returns
+        self._buffer_bytes = _bytes_of(self.buffer)
+
+    @property
+    def available(self) -> int:
+        """Records published but not yet read (may exceed capacity if lapped)."""
+        return self.ring.write_seq - self.last_seq
+
+    def skip_to_newest(self) -> int:
+        """Jump so the next read returns the newest record; returns how many were skipped."""
+        ws = self.ring.write_seq
+        skipped = max(0, ws - 1 - self.last_seq)
+        if skipped:
+            self.lost += skipped
+            self.last_seq = ws - 1
+        return skipped
+
+    def poll(self, copy: bool = True) -> np.ndarray | None:
+        """The next unread record, or None if there is none. Never blocks.
+
+        With copy=False the record is returned in `self.buffer`, which the next read overwrites
+        (no allocation: the low-latency path).
+        """
+        ring = self.ring
+        slot_seq = ring.slot_seq
+        while True:
+            ws = ring._write_seq.value
+            r = self.last_seq + 1
+            if ws < r:
+                return None
+            if ws - r >= ring.capacity:
+                self.lost += ws - r
+                self.last_seq = ws - 1
+                r = ws
+            i = (r - 1) & ring.mask
+            if slot_seq[i] != r:
+                self._lapped()
+                continue
+            off = ring.data_offset + i * ring.itemsize
+            self._buffer_bytes[:] = ring.view[off : off + ring.itemsize]
+            if slot_seq[i] != r:
+                self._lapped()
+                continue
+            self.last_seq = r
+            return self.buffer.copy() if copy else self.buffer
+
+    def _lapped(self) -> None:
+        """The record we wanted was overwritten: count everything up to the newest as lost."""
+        ws = self.ring._write_seq.value
+        skipped = ws - 1 - self.last_seq
+        if skipped > 0:
+            self.lost += skipped
+            self.last_seq = ws - 1
+
+    def read(self, timeout_s: float | None = None, copy: bool = True) -> np.ndarray | None:
+        """The next record, waiting with this reader's strategy; None on timeout."""
+        rec = self.poll(copy)
+        if rec is not None:
+            return rec
+        if not self._wait(timeout_s):
+            return None
+        return self.poll(copy)
+
+    def read_many(self, max_n: int, timeout_s: float | None = None) -> np.ndarray:
+        """Up to `max_n` consecutive unread records (a new array); empty on timeout."""
+        ring = self.ring
+        for _ in range(2):
+            while True:
+                ws = ring._write_seq.value
+                r = self.last_seq + 1
+                if ws < r:
+                    break
+                if ws - r >= ring.capacity:
+                    self.lost += ws - r
+                    self.last_seq = ws - 1
+                    r = ws
+                n = min(max_n, ws - r + 1)
+                seqs = np.arange(r, r + n, dtype=np.int64)
+                idx = (seqs - 1) & ring.mask
+                if not np.array_equal(ring.slot_seq[idx], seqs):
+                    self._lapped()
+                    continue
+                out = np.empty(n, dtype=ring.dtype)
+                dst = _bytes_of(out)
+                for lo, hi, start in _spans(int(idx[0]), n, ring.capacity):
+                    off = ring.data_offset + lo * ring.itemsize
+                    dst[start * ring.itemsize : (start + hi - lo) * ring.itemsize] = ring.view[
+                        off : off + (hi - lo) * ring.itemsize
+                    ]
+                if not np.array_equal(ring.slot_seq[idx], seqs):
+                    self._lapped()
+                    continue
+                self.last_seq = r + n - 1
+                return out
+            if not self._wait(timeout_s):
+                break
+        return np.empty(0, dtype=ring.dtype)
+
+    def _wait(self, timeout_s: float | None) -> bool:
+        """Wait until a record past `last_seq` is published; False on timeout."""
+        ring = self.ring
+        target = self.last_seq + 1
+        wseq = ring._write_seq
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if self.wait == "spin":
+            n = 0
+            while wseq.value < target:
+                n += 1
+                if deadline is not None and n & 1023 == 0 and time.monotonic() >= deadline:
+                    return False
+            return True
+        if self.wait == "spin_yield":
+            n = 0
+            while wseq.value < target:
+                n += 1
+                if n > self.spin_count:
+                    os.sched_yield()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+            return True
+        # block
+        while True:
+            v = ring._wake_word.value
+            if wseq.value >= target:
+                return True
+            ring._sleepers.value = 1
+            futex.fence()
+            if wseq.value >= target:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            futex.futex_wait(ring.wake_addr, v, remaining)
