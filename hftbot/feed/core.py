@@ -117,6 +117,21 @@ class FeedCore:
         self.other = 0
         self.last_error = ""
 
+    def bind(self, book_rec: np.ndarray | None = None, trade_rec: np.ndarray | None = None) -> None:
+        """Build records in place in these 0-d buffers (e.g. `RingWriter.staging`, saving a copy)."""
+        if book_rec is not None:
+            if book_rec.dtype != self.book_rec.dtype or book_rec.shape != ():
+                raise ValueError("bind: book record buffer has a different dtype or shape")
+            book_rec[...] = self.book_rec
+            self.book_rec = book_rec
+            self.rec_words = book_rec.reshape(1).view(np.int64)
+        if trade_rec is not None:
+            if trade_rec.dtype != self.trade_rec.dtype or trade_rec.shape != ():
+                raise ValueError("bind: trade record buffer has a different dtype or shape")
+            trade_rec[...] = self.trade_rec
+            self.trade_rec = trade_rec
+            self.trade_words = trade_rec.reshape(1).view(np.int64)
+
     def set_instrument(self, inst: Instrument) -> None:
         self.instrument = inst
         self.book = Book(inst.tick_u, inst.lot_u, self.capacity)
