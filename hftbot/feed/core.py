@@ -185,6 +185,10 @@ class FeedCore:
             "crossed": int(self.book.st[3]),
         }
 
+    def last_event(self) -> int:
+        """Event type (decode.EV_*) of the last frame scanned; 0 for replies, errors, snapshots."""
+        return int(self.ws[d.H_EVENT])
+
     # -- the hot path -------------------------------------------------------------------------------
     def on_frame(self, recv_ns: int, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Decode and act on one frame; returns OUT_* bits (records in book_rec / trade_rec)."""
