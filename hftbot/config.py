@@ -110,11 +110,22 @@ class SimConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     window: int = _f(100, lo=1)
+    levels: int = _f(10, lo=1, hi=1000)
+    conv_filters: int = _f(16, lo=1)
+    inception_filters: int = _f(32, lo=1)
+    lstm_hidden: int = _f(64, lo=1)
+    padding: str = _f("valid", choices=("valid", "causal", "same"))
+    price_ref: str = _f("prev_mid", choices=("prev_mid", "mid"))
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
     enabled: bool = _f(True)
+    every: int = _f(1, lo=1)
+    poll_interval_s: float = _f(0.5, lo=0.01)
+    max_window: int = _f(2000, lo=23)
+    max_batch: int = _f(4096, lo=1)
+    threads: int = _f(1, lo=1)
 
 
 @dataclass(frozen=True)
