@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 import websockets
 from websockets.asyncio.client import connect
 
-from hftbot.feed.core import OUT_BOOK, OUT_NEED_SNAPSHOT, OUT_TRADE, FeedCore, instrument_from_exchange_info
+from hftbot.feed.core import (
+    OUT_BOOK,
+    OUT_NEED_SNAPSHOT,
+    OUT_TRADE,
+    FeedCore,
+    instrument_from_exchange_info,
+    warm_up,
+)
 from hftbot.feed.decode import EV_DEPTH
 from hftbot.feed.sync import SnapshotLimiter
 
@@ -389,6 +396,7 @@ class BinanceFeed:
         self.core.set_instrument(instrument_from_exchange_info(json.loads(body), self.s.symbol))
 
     async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(warm_up, self.core.levels)
         attempt = 0
         while self.core.instrument is None and not stop.is_set():
             try:

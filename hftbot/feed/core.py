@@ -376,3 +376,29 @@ class FeedCore:
                 counts[1] += 1
             i += 1
         return i, int(counts[0]), int(counts[1])
+
+
+_WARM_FRAMES = (
+    b'{"lastUpdateId":10,"E":1,"T":1,"bids":[["100.0","1"]],"asks":[["101.0","1"]]}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":2,"T":2,"s":"X","U":9,"u":11,"pu":8,'
+    b'"b":[["100.0","2"]],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":3,"T":3,"s":"X","U":12,"u":12,"pu":11,'
+    b'"b":[],"a":[["101.0","0"]]}}',
+    b'{"stream":"x@bookTicker","data":{"e":"bookTicker","u":12,"s":"X","b":"100.0","B":"2",'
+    b'"a":"0","A":"0","T":3,"E":3}}',
+    b'{"stream":"x@aggTrade","data":{"e":"aggTrade","E":4,"a":1,"s":"X","p":"100.0","q":"1",'
+    b'"f":1,"l":1,"T":4,"m":true}}',
+    b"not json",
+)
+
+
+def warm_up(levels: int = 10) -> None:
+    """Compile (or load from the numba cache) every kernel before the first real frame.
+
+    A first call costs seconds on a small core; paying it inside the event loop would stall the
+    sockets and trip the staleness watchdog.
+    """
+    core = FeedCore(levels=levels, check_tickers=True)
+    for k, frame in enumerate(_WARM_FRAMES):
+        core.on_frame(k, frame)
+        core.on_frame(k, np.frombuffer(bytearray(frame), dtype=np.uint8))  # writable buffers too
