@@ -1,0 +1,319 @@
+"""The inference logic, apart from the process loop: book records in, signal records out.
+
+- `ModelRuntime`: one verified checkpoint serving one live stream — its feature window
+  (`OnlineWindow`, with the checkpoint's frozen normalisation) and its numba streaming state.
+- `InferenceEngine`: keeps the last book records (to prime a new model), feeds every record to
+  the serving runtime, and fills a signal: probabilities, or "no model" (SIGNAL_NO_MODEL, NaN,
+  model id 0), or "window not full" (SIGNAL_WARMUP, NaN, the model's id).
+- `ModelWatcher`: watches the checkpoint pointer with a cheap `stat`, loads and verifies a new
+  checkpoint in a background thread, primes a fresh runtime with the recent records, and hands
+  it over; the engine swaps it in *between* two updates and catches it up on the records that
+  arrived meanwhile, so no update is missed and no update is computed by half of each model.
+  A refused checkpoint is logged once (per pointer change) and the running model stays.
+
+Nothing here reads rings or sleeps; the process module (`hftbot.model.inference`) is the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hftbot.model.checkpoint import CheckpointError, Compat, LoadedCheckpoint, load_checkpoint, read_pointer
+from hftbot.model.features import OnlineWindow
+from hftbot.model.streaming import RECEPTIVE, softmax
+from hftbot.records import SIGNAL_DTYPE, SIGNAL_NO_MODEL, SIGNAL_WARMUP, book_dtype
+
+
+class ModelRuntime:
+    """A checkpoint bound to one stream of book records."""
+
+    def __init__(self, ckpt: LoadedCheckpoint) -> None:
+        self.ckpt = ckpt
+        self.model_id = ckpt.model_id
+        self.window = OnlineWindow(ckpt.spec)
+        self.stream = ckpt.runtime()
+        self.pushed = 0  # records seen (usable or not)
+
+    def push(self, rec: np.ndarray | np.void) -> None:
+        if self.window.push(rec):
+            if self.window.filled == 1:  # a new segment: the conv caches start over too
+                self.stream.reset()
+            self.stream.push_row(self.window.last_row)
+        else:
+            self.stream.reset()
+        self.pushed += 1
+
+    @property
+    def ready(self) -> bool:
+        return self.window.full
+
+    def probabilities(self) -> np.ndarray:
+        """p(down), p(flat), p(up) for the window ending at the last pushed record (ready only)."""
+        return softmax(self.stream.logits(self.window.window()))
+
+    def reset(self) -> None:
+        self.window.reset()
+        self.stream.reset()
+
+
+class RecordHistory:
+    """The last `capacity` book records, in order, for priming a model that arrives mid-stream."""
+
+    def __init__(self, dtype: np.dtype, capacity: int) -> None:
+        self.capacity = capacity
+        self._buf = np.zeros(2 * capacity, dtype=dtype)  # double-written: any tail is one slice
+        self.total = 0  # records appended since the last clear
+        self.epoch = 0  # bumped by clear(): totals of different epochs are not comparable
+        self.lock = threading.Lock()
+
+    def append(self, rec: np.ndarray | np.void) -> None:
+        with self.lock:
+            i = self.total % self.capacity
+            self._buf[i] = rec
+            self._buf[i + self.capacity] = rec
+            self.total += 1
+
+    def tail(self, n: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """A copy of the last min(n, kept) records and the (epoch, total) mark of that moment."""
+        with self.lock:
+            k = min(n, self.total, self.capacity)
+            end = self.total % self.capacity + self.capacity
+            return self._buf[end - k : end].copy(), (self.epoch, self.total)
+
+    def since(self, mark: tuple[int, int]) -> np.ndarray | None:
+        """Records appended after `mark`, or None if that is no longer possible (cleared, overrun)."""
+        with self.lock:
+            epoch, start_total = mark
+            k = self.total - start_total
+            if epoch != self.epoch or k < 0 or k > self.capacity:
+                return None
+            end = self.total % self.capacity + self.capacity
+            return self._buf[end - k : end].copy()
+
+    def clear(self) -> None:
+        """Forget everything (a gap in the book stream: old records are not continuous)."""
+        with self.lock:
+            self.total = 0
+            self.epoch += 1
+
+
+def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime, tuple[int, int]]:
+    """A runtime for `ckpt` fed with the recent records; returns it and the history mark it covers.
+
+    W + 23 + 1 records rebuild exactly the state a runtime that saw everything would have: a
+    window needs W rows, their conv caches the 22 before, the first row the mid before it.
+    """
+    rt = ModelRuntime(ckpt)
+    recs, upto = history.tail(ckpt.spec.window + RECEPTIVE + 1)
+    for rec in recs:
+        rt.push(rec)
+    return rt, upto
+
+
+@dataclass
+class Pending:
+    """What the loader thread hands over: a primed runtime, or the reason it was refused."""
+
+    path: Path
+    runtime: ModelRuntime | None = None
+    upto: tuple[int, int] = (0, 0)
+    error: str | None = None
+    load_s: float = 0.0
+
+
+class ModelWatcher:
+    """Watches `<dir>/CURRENT`; loads, verifies and primes what it names, off the update path."""
+
+    def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
+                 poll_interval_s: float = 0.5, log: logging.Logger | None = None,
+                 background: bool = True) -> None:
+        self.dir = Path(directory)
+        self.compat = compat
+        self.history = history
+        self.poll_interval_s = poll_interval_s
+        self.log = log or logging.getLogger("hftbot.inference")
+        self.background = background
+        self._next_check = 0.0
+        self._stat: tuple | None = None
+        self._serving: Path | None = None
+        self._seen: Path | None = None  # last pointer target handled (served or refused)
+        self._thread: threading.Thread | None = None
+        self._result: Pending | None = None
+        self.refused = 0
+        self.loaded = 0
+
+    def mark_serving(self, path: Path | None) -> None:
+        self._serving = path
+        self._seen = path
+
+    def poll(self, now: float | None = None) -> None:
+        """Cheap: at most one stat per interval; starts a load when the pointer names something new."""
+        now = time.monotonic() if now is None else now
+        if now < self._next_check or self._thread is not None:
+            return
+        self._next_check = now + self.poll_interval_s
+        try:
+            st = os.stat(self.dir / "CURRENT")
+            sig = (st.st_mtime_ns, st.st_ino, st.st_size)
+        except FileNotFoundError:
+            sig = None
+        if sig == self._stat:
+            return
+        self._stat = sig
+        if sig is None:
+            return
+        try:
+            target = read_pointer(self.dir)
+        except CheckpointError as e:
+            self.refused += 1
+            self.log.error("inference: %s; keeping %s", e, self._serving.name if self._serving else "no model")
+            return
+        if target is None or target == self._seen:
+            return
+        self._seen = target
+        if self.background:
+            self._thread = threading.Thread(target=self._load, args=(target,), name="ckpt-loader", daemon=True)
+            self._thread.start()
+        else:
+            self._load(target)
+
+    def _load(self, target: Path) -> None:
+        t0 = time.monotonic()
+        try:
+            ckpt = load_checkpoint(target, self.compat)
+            rt, upto = prime(ckpt, self.history)
+            res = Pending(target, rt, upto, load_s=time.monotonic() - t0)
+        except CheckpointError as e:
+            res = Pending(target, error=str(e), load_s=time.monotonic() - t0)
+        except Exception as e:  # never let a loader crash take the process down
+            res = Pending(target, error=f"checkpoint {target.name} refused: {type(e).__name__}: {e}")
+        self._result = res  # a single reference store: atomic for the reader
+
+    def take(self) -> Pending | None:
+        """The finished load, if any (call between updates)."""
+        res = self._result
+        if res is None:
+            return None
+        self._result = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if res.error:
+            self.refused += 1
+            self.log.error("inference: %s; keeping %s", res.error,
+                           self._serving.name if self._serving else "no model (cold start)")
+        else:
+            self.loaded += 1
+        return res
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Block until a running load finished (tests, shutdown)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout_s)
+
+
+class InferenceEngine:
+    """Book records in, signal records out; swaps models between updates."""
+
+    def __init__(self, levels: int, max_window: int = 2000, every: int = 1,
+                 log: logging.Logger | None = None) -> None:
+        if every < 1:
+            raise ValueError(f"inference.every must be >= 1, got {every}")
+        self.levels = levels
+        self.every = every
+        self.log = log or logging.getLogger("hftbot.inference")
+        self.history = RecordHistory(book_dtype(levels), max_window + RECEPTIVE + 64)
+        self.runtime: ModelRuntime | None = None
+        self.updates = 0
+        self.signals = 0
+        self.skipped = 0  # updates with no signal because a newer one was already waiting
+        self.decimated = 0  # updates with no signal because of `every`
+        self.swaps = 0
+        self.gaps = 0
+        self._since_signal = 0
+        self._sig = np.zeros((), dtype=SIGNAL_DTYPE)
+
+    @property
+    def model_id(self) -> int:
+        return self.runtime.model_id if self.runtime is not None else 0
+
+    def push(self, rec: np.ndarray | np.void) -> None:
+        """Take one book record into the window (every record, signalled or not)."""
+        self.history.append(rec)
+        if self.runtime is not None:
+            self.runtime.push(rec)
+        self.updates += 1
+        self._since_signal += 1
+
+    def gap(self) -> None:
+        """The book stream lost records (ring lapped): nothing before is continuous any more."""
+        self.gaps += 1
+        self.history.clear()
+        if self.runtime is not None:
+            self.runtime.reset()
+
+    def install(self, pending: Pending) -> bool:
+        """Swap in a primed runtime (between updates), catching it up on records it has not seen."""
+        rt = pending.runtime
+        if rt is None:
+            return False
+        missed = self.history.since(pending.upto)
+        if missed is None:  # the book had a gap meanwhile, or the load took very long: prime again
+            rt.reset()
+            recs, _ = self.history.tail(rt.ckpt.spec.window + RECEPTIVE + 1)
+            for rec in recs:
+                rt.push(rec)
+        else:
+            for rec in missed:
+                rt.push(rec)
+        old = self.runtime
+        self.runtime = rt
+        self.swaps += 1
+        self.log.info("inference: serving %s (model_id %d, trained=%s, loaded in %.3f s), replaced %s",
+                      pending.path.name, rt.model_id, rt.ckpt.meta.get("trained"), pending.load_s,
+                      old.ckpt.path.name if old else "no model")
+        return True
+
+    def due(self, newest: bool = True) -> bool:
+        """Whether the record just pushed gets a signal (the newest, and `every` updates passed)."""
+        if not newest:
+            self.skipped += 1
+            return False
+        if self._since_signal < self.every:
+            self.decimated += 1
+            return False
+        return True
+
+    def signal(self, rec: np.ndarray | np.void, start_ns: int) -> np.ndarray:
+        """Fill the signal for the last pushed record `rec` (0-d SIGNAL_DTYPE, reused buffer)."""
+        s = self._sig
+        s["book_seq"] = rec["seq"]
+        s["book_recv_ns"] = rec["recv_ns"]
+        s["infer_start_ns"] = start_ns
+        rt = self.runtime
+        if rt is None:
+            s["model_id"] = 0
+            s["flags"] = SIGNAL_NO_MODEL
+            s["p_down"] = s["p_flat"] = s["p_up"] = math.nan
+        elif not rt.ready:
+            s["model_id"] = rt.model_id
+            s["flags"] = SIGNAL_WARMUP
+            s["p_down"] = s["p_flat"] = s["p_up"] = math.nan
+        else:
+            p = rt.probabilities()
+            s["model_id"] = rt.model_id
+            s["flags"] = 0
+            s["p_down"], s["p_flat"], s["p_up"] = float(p[0]), float(p[1]), float(p[2])
+        s["infer_end_ns"] = time.time_ns()
+        self.signals += 1
+        self._since_signal = 0
+        return s

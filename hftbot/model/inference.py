@@ -1,0 +1,102 @@
+"""The inference process: book ring in, signal ring out, models swapped without stopping.
+
+A thin loop around `hftbot.model.engine`: read every pending book record, feed them all to the
+window (features stay exact), compute one signal for the newest (the older ones are counted as
+`skipped`: when behind it skips to the newest update, never to a stale one), publish it, and
+between two updates swap in a model the watcher has loaded and verified. A lapped reader (records
+lost in the ring) empties the window: what came before is not continuous.
+
+One thread for the model (numba, and torch limited to `inference.threads` for the checkpoint
+checks); the watcher's loader is a background thread that never holds the update path. This
+module owns no logic that a test cannot drive through `run()` with real rings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from hftbot.ipc.ring import RingReader, RingWriter
+from hftbot.model.checkpoint import Compat, read_pointer
+from hftbot.model.engine import InferenceEngine, ModelWatcher
+
+
+def run(
+    reader: RingReader,
+    writer: RingWriter,
+    engine: InferenceEngine,
+    watcher: ModelWatcher,
+    stopping: Callable[[], bool],
+    beat: Callable[..., None] | None = None,
+    heartbeat_s: float = 0.5,
+    max_batch: int = 4096,
+    read_timeout_s: float = 0.05,
+) -> None:
+    """Serve until `stopping()`; every `heartbeat_s` report counters through `beat`."""
+    next_beat = 0.0
+    lost_seen = reader.lost
+    while not stopping():
+        now = time.monotonic()
+        watcher.poll(now)
+        pending = watcher.take()
+        if pending is not None:
+            engine.install(pending)
+            if pending.runtime is not None:
+                watcher.mark_serving(pending.path)
+        if beat is not None and now >= next_beat:
+            next_beat = now + heartbeat_s
+            beat(updates=engine.updates, signals=engine.signals, skipped=engine.skipped,
+                 decimated=engine.decimated, lost=reader.lost, gaps=engine.gaps, swaps=engine.swaps,
+                 refused=watcher.refused, model_id=engine.model_id)
+        recs = reader.read_many(max_batch, timeout_s=read_timeout_s)
+        if len(recs) == 0:
+            continue
+        start_ns = time.time_ns()
+        if reader.lost != lost_seen:
+            lost_seen = reader.lost
+            engine.gap()
+        last = len(recs) - 1
+        for i in range(last + 1):
+            engine.push(recs[i])
+            if engine.due(newest=i == last):
+                sig = engine.signal(recs[i], start_ns)
+                sig["publish_ns"] = time.time_ns()
+                writer.publish(sig)
+
+
+def main(ctx) -> None:
+    """Process entry (`hftbot.model.inference:main`), spawned by the supervisor."""
+    import torch
+
+    cfg = ctx.config
+    torch.set_num_threads(cfg.inference.threads)
+    log: logging.Logger = ctx.log
+    from hftbot.model.streaming import warm_up
+
+    warm_up()  # compile or load the numba kernels now, not on the first update
+    book = ctx.open_ring("book")
+    signal = ctx.open_ring("signal")
+    try:
+        reader = RingReader(book, wait=cfg.ring.wait, start="next", spin_count=cfg.ring.spin_count)
+        writer = RingWriter(signal)
+        engine = InferenceEngine(cfg.feed.levels, cfg.inference.max_window, cfg.inference.every, log)
+        watcher = ModelWatcher(cfg.runtime.checkpoints_dir, Compat(cfg.feed.levels, cfg.inference.max_window),
+                               engine.history, cfg.inference.poll_interval_s, log)
+        try:
+            target = read_pointer(cfg.runtime.checkpoints_dir)
+        except Exception as e:  # a broken pointer is the watcher's to report; start with no model
+            target = None
+            log.error("inference: %s", e)
+        if target is None:
+            log.warning("inference: no checkpoint in %s: publishing 'no model' signals until one appears",
+                        cfg.runtime.checkpoints_dir)
+        ctx.beat(updates=0)
+        run(reader, writer, engine, watcher, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s,
+            cfg.inference.max_batch)
+        watcher.wait_idle(5.0)
+        log.info("inference: stopped after %d updates, %d signals, %d skipped, %d swaps, %d refused",
+                 engine.updates, engine.signals, engine.skipped, engine.swaps, watcher.refused)
+    finally:
+        book.close()
+        signal.close()
