@@ -1,0 +1,100 @@
+"""The feed process: `main(ctx)` keeps the local book from Binance (or the simulator) and publishes.
+
+Thin loop around `BinanceFeed` on uvloop: book records go into the "book" ring (a marker without
+BOOK_VALID whenever sync is lost; the first valid record after it carries BOOK_RESYNC), trades into
+the "trade" ring, raw frames to data/recordings through `RawSink` (see its docstring for why the
+feed records raw frames itself). Records are built in place in the ring writers' staging buffers.
+
+It must never publish a book while out of sync and never exit on bad exchange input; it stops when
+`ctx.stopping()` says so, flushing the raw recording on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from hftbot.feed.binance import BinanceFeed, FeedSettings
+from hftbot.feed.core import FeedCore
+from hftbot.feed.rawsink import RawSink
+from hftbot.ipc.ring import RingWriter
+from hftbot.records import book_dtype
+
+
+def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
+    f = cfg.feed
+    return FeedSettings(
+        symbol=cfg.runtime.symbol, rest=endpoints["rest"], ws=endpoints["ws"],
+        ws_api=endpoints.get("ws_api", ""), depth_speed=f.depth_speed, trades=f.trades,
+        book_ticker=f.book_ticker, snapshot_limit=f.snapshot_limit, snapshot_source=f.snapshot_source,
+        snapshot_budget_per_min=f.snapshot_budget_per_min, snapshot_min_interval_s=f.snapshot_min_interval_s,
+        snapshot_timeout_s=f.snapshot_timeout_s, stale_s=f.stale_s, ping_interval_s=f.ping_interval_s,
+        ping_timeout_s=f.ping_timeout_s, max_age_s=f.max_age_s, max_age_jitter_s=f.max_age_jitter_s,
+        backoff_min_s=f.backoff_min_s, backoff_max_s=f.backoff_max_s, subscribe=f.subscribe,
+        subscribe_per_s=f.subscribe_per_s,
+    )
+
+
+def recordings_root(cfg) -> Path:
+    return Path(cfg.recorder.root or Path(cfg.runtime.data_dir) / "recordings")
+
+
+def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:
+    book_ring, trade_ring = ctx.open_ring("book"), ctx.open_ring("trade")
+    if book_ring.dtype != book_dtype(levels):
+        raise ValueError(f"feed: book ring holds a different record layout than feed.levels={levels}")
+    return RingWriter(book_ring), RingWriter(trade_ring)
+
+
+def main(ctx) -> None:
+    cfg = ctx.config
+    bw, tw = open_writers(ctx, cfg.feed.levels)
+    core = FeedCore(levels=cfg.feed.levels)
+    core.bind(bw.staging, tw.staging)
+    sink = None
+    if cfg.feed.record_raw and cfg.recorder.enabled:
+        sink = RawSink(recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s,
+                       log=ctx.log)
+    feed = BinanceFeed(settings_from_config(cfg, ctx.endpoints), core,
+                       publish_book=lambda c: bw.publish(bw.staging),
+                       publish_trade=lambda c: tw.publish(tw.staging),
+                       record_raw=sink.put if sink else None, log=ctx.log)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(feed.run(stop))
+        try:
+            while not ctx.stopping() and not task.done():
+                c = feed.counters()
+                if sink is not None:
+                    c["raw_rows"] = sink.rows_written
+                    c["raw_dropped"] = sink.dropped
+                ctx.beat(**{k: v for k, v in c.items() if k in _BEAT})
+                await asyncio.sleep(cfg.runtime.heartbeat_s / 2)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(task, 5.0)
+        if task.done() and task.exception():
+            raise task.exception()
+
+    try:
+        _run_loop(run())
+    finally:
+        if sink is not None:
+            sink.close()
+        ctx.log.info("feed stopped: %s", feed.counters())
+
+
+_BEAT = ("depth_applied", "gaps", "resyncs", "ticker_msgs", "trades", "malformed", "snapshot_requests",
+         "markers", "public_connects", "public_stale", "market_stale", "raw_rows", "raw_dropped")
+
+
+def _run_loop(coro) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is in requirements
+        asyncio.run(coro)

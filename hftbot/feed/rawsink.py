@@ -1,0 +1,82 @@
+"""Raw frames from the feed's event loop to Parquet, through a queue and one writer thread.
+
+The decision on how raw frames reach the disk: the feed process itself records them. A
+fixed-record shared-memory ring cannot carry variable-size frames (a depth frame is 100 B to
+60 kB, a snapshot more), and a socket to the recorder process would cost the hot path a syscall
+per frame. Here the event loop only appends a (recv_ns, bytes) tuple to a `SimpleQueue` (well
+under a microsecond); the thread builds Arrow columns and writes zstd Parquet part files via
+`RawRecordingWriter`, whose crash guarantees apply unchanged (a kill -9 loses at most
+`flush_s`). The recorder process records the published book records from the ring.
+
+It must never block the caller and never drop a frame silently: if the thread dies, `put` counts
+what it could not record (`dropped`) and the error is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+from hftbot.feed.recording import RawRecordingWriter
+
+_STOP = object()
+
+
+def stream_of(frame: bytes) -> str:
+    """The combined-stream name at the start of a frame ('' for raw streams and replies)."""
+    if frame.startswith(b'{"stream":"'):
+        end = frame.find(b'"', 11)
+        if end > 0:
+            return frame[11:end].decode("ascii", "replace")
+    return ""
+
+
+class RawSink:
+    """`put(recv_ns, stream, frame)` from the loop; a thread writes. `close()` flushes and joins."""
+
+    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0,
+                 log: logging.Logger | None = None) -> None:
+        self.writer = RawRecordingWriter(root, symbol, flush_s=flush_s, rotate_s=rotate_s)
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.log = log or logging.getLogger("hftbot.feed.raw")
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._idle_s = min(0.5, flush_s / 4)
+        self.thread = threading.Thread(target=self._run, name="raw-recorder", daemon=True)
+        self.thread.start()
+
+    def put(self, recv_ns: int, stream: str, frame: bytes) -> None:
+        if self.error is not None:
+            self.dropped += 1
+            return
+        self.q.put((recv_ns, stream, frame))
+
+    @property
+    def rows_written(self) -> int:
+        return self.writer.rows_written
+
+    def _run(self) -> None:
+        w = self.writer
+        try:
+            while True:
+                try:
+                    item = self.q.get(timeout=self._idle_s)
+                except queue.Empty:
+                    w.maybe_flush()
+                    continue
+                if item is _STOP:
+                    break
+                ns, stream, frame = item
+                w.append(ns, stream or stream_of(frame), frame)
+            w.close()
+        except BaseException as e:  # a full disk must not take the feed down; it is reported
+            self.error = e
+            self.log.error("raw recording stopped: %s", e)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything queued so far, compact, and stop the thread."""
+        if self.thread.is_alive():
+            self.q.put(_STOP)
+            self.thread.join(timeout_s)
