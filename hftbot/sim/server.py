@@ -40,7 +40,7 @@ from hftbot.sim.venue import Faults, Session, Venue, VenueSettings
 
 log = logging.getLogger("hftbot.sim")
 
-_STREAM_RE = re.compile(r"^([a-z0-9]+)@(depth(5|10|20)?(@(0|100|250|500)ms)?|bookticker|aggtrade)$")
+_STREAM_RE = re.compile(r"^([a-z0-9]+)@(depth(5|10|20)?(@(0|100|250|500)ms)?|bookticker|aggtrade|trade)$")
 _ROUTES = ("public", "market", "private")
 MAX_QUEUE = 10_000  # messages buffered per client before it is cut off as too slow
 
@@ -122,6 +122,11 @@ class _Client:
             self.closed = True
 
 
+def _is_upgrade(head: bytes) -> bool:
+    h = head.lower()
+    return b"\r\nupgrade:" in h and b"websocket" in h
+
+
 class _Conn(ServerConnection):
     """A websockets connection that answers plain HTTP requests itself (see the module docstring)."""
 
@@ -147,16 +152,23 @@ class _Conn(ServerConnection):
             if len(self._head) > 65536:
                 self.transport.close()
             return
-        headers = bytes(self._head[:end]).lower()
         buf = bytes(self._head)
         self._head = bytearray()
-        if b"\r\nupgrade:" in headers and b"websocket" in headers:
+        if _is_upgrade(buf[:end]):
             self._mode = "ws"
             super().data_received(buf)
         else:
             self._mode = "http"
-            self._http = _Http(self.sim, self.transport)
+            self._http = _Http(self.sim, self.transport, self._upgrade)
             self._http.feed(buf)
+
+    def _upgrade(self, buf: bytes) -> None:
+        """A keep-alive HTTP connection asks for a WebSocket (aiohttp reuses pooled connections)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        self._mode = "ws"
+        super().data_received(buf)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._http is not None:
@@ -175,9 +187,10 @@ class _Request:
 class _Http:
     """A minimal HTTP/1.1 server side: Content-Length bodies, keep-alive, answers in order."""
 
-    def __init__(self, sim: SimServer, transport: asyncio.Transport) -> None:
+    def __init__(self, sim: SimServer, transport: asyncio.Transport, upgrade) -> None:
         self.sim = sim
         self.transport = transport
+        self.upgrade = upgrade
         self.buf = bytearray()
         self.requests: asyncio.Queue[_Request | None] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._serve())
@@ -190,6 +203,10 @@ class _Http:
         while True:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
+                return
+            if _is_upgrade(bytes(self.buf[:end])):
+                rest, self.buf = bytes(self.buf), bytearray()
+                self.upgrade(rest)
                 return
             head = bytes(self.buf[:end]).decode("latin-1")
             lines = head.split("\r\n")
@@ -291,6 +308,7 @@ class SimServer:
             ping_timeout=s.ping_timeout_s,
             max_size=1 << 20,
             compression=None,
+            close_timeout=2,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -308,8 +326,15 @@ class SimServer:
             h.transport.close()
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), 4)
+            except TimeoutError:  # a peer that never answers the close handshake
+                pending = list(self._server.handler_tasks)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._server.wait_closed(), 1)
             self._server = None
 
     async def __aenter__(self) -> SimServer:
@@ -519,6 +544,8 @@ class SimServer:
             if route is None or route != client.route or not name.startswith(sym + "@"):
                 continue  # acknowledged, silent (wrong route or unknown stream)
             self.subs.setdefault(name, set()).add(client)
+            if name.endswith("@trade"):
+                self.venue.pub.trade_wanted = True
             m = re.match(r"^[a-z0-9]+@depth(5|10|20)(?:@(100|250|500)ms)?$", name)
             if m and int(m.group(1)) in PARTIAL_LEVELS:
                 self.venue.pub.partial_wanted.add((int(m.group(1)), int(m.group(2) or 250)))

@@ -123,6 +123,7 @@ class MarketPublisher:
         self._last_top: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._agg_id = 1
         self.partial_wanted: set[tuple[int, int]] = set()  # (levels, speed) someone listens to
+        self.trade_wanted = False  # `<symbol>@trade` (undocumented on USDⓈ-M; ccxt uses it)
         self.messages = 0
 
     # -- names -----------------------------------------------------------------------------
@@ -170,6 +171,20 @@ class MarketPublisher:
                 )
             )
             out.append(Message(f"{self.lsym}@aggTrade", payload))
+            if self.trade_wanted:
+                trade = (
+                    b'{"e":"trade","E":%d,"T":%d,"s":"%s","t":%d,"p":"%s","q":"%s","X":"MARKET","m":%s}'
+                    % (
+                        event_ms,
+                        pr.time_ns // 1_000_000,
+                        self.symbol.encode(),
+                        pr.last_id,
+                        self.fmt.px(pr.px).encode(),
+                        q.encode(),
+                        b"false" if pr.taker_buy else b"true",
+                    )
+                )
+                out.append(Message(f"{self.lsym}@trade", trade))
         eng = self.engine
         top = (eng.best_bid, eng.bids.get(eng.best_bid, 0), eng.best_ask, eng.asks.get(eng.best_ask, 0))
         if ch.first_update_id and top != self._last_top:

@@ -591,8 +591,8 @@ class Venue:
             params = req.get("params") or {}
             if not isinstance(method, str) or not isinstance(params, dict):
                 raise _err(-1102, "Mandatory parameter 'method' was not sent, was empty/null, or malformed.")
-            if "returnRateLimits" in params:
-                show_limits = params.pop("returnRateLimits") not in (False, "false")
+            if "returnRateLimits" in params:  # part of the signed payload: read it, keep it
+                show_limits = params["returnRateLimits"] not in (False, "false")
             name = method.split("/", 1)[1] if method.startswith("v2/") else method
             route = _WS.get(name)
             if route is None:
