@@ -87,17 +87,39 @@ class EndpointsConfig:
 @dataclass(frozen=True)
 class FeedConfig:
     levels: int = _f(10, lo=10, hi=1000)
+    depth_speed: str = _f("100ms", choices=("0ms", "100ms", "250ms", "500ms"))
+    book_ticker: bool = _f(True)
+    trades: bool = _f(True)
+    snapshot_limit: int = _f(1000, choices=(5, 10, 20, 50, 100, 500, 1000))
+    snapshot_source: str = _f("rest", choices=("rest", "ws_api"))
+    snapshot_budget_per_min: int = _f(200, lo=20, hi=2400)
+    snapshot_min_interval_s: float = _f(1.0, lo=0.0)
+    snapshot_timeout_s: float = _f(10.0, lo=0.1)
+    stale_s: float = _f(10.0, lo=0.1)
+    ping_interval_s: float = _f(30.0, lo=1.0)
+    ping_timeout_s: float = _f(20.0, lo=1.0)
+    max_age_s: float = _f(82800.0, lo=10.0, hi=86400.0)
+    max_age_jitter_s: float = _f(1800.0, lo=0.0)
+    backoff_min_s: float = _f(0.5, lo=0.01)
+    backoff_max_s: float = _f(30.0, lo=0.01)
+    subscribe: str = _f("url", choices=("url", "message"))
+    subscribe_per_s: float = _f(4.0, lo=0.1, hi=9.0)
+    record_raw: bool = _f(True)
 
 
 @dataclass(frozen=True)
 class RecorderConfig:
     enabled: bool = _f(True)
+    flush_s: float = _f(5.0, lo=0.05)
+    rotate_s: float = _f(3600.0, lo=1.0)
+    root: str = _f("")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
     path: str = _f("")
     speed: float = _f(1.0, lo=0.0)
+    loop: bool = _f(False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,27 @@ class SimConfig:
     host: str = _f("127.0.0.1")
     port: int = _f(0, lo=0, hi=65535)
     seed: int = _f(1)
+    symbol: str = _f("SOLUSDT")
+    start_price: float = _f(150.0, lo=0.0)
+    rate_hz: float = _f(40.0, lo=0.0)
+    predictability: float = _f(0.5, lo=0.0, hi=1.0)
+    signal_timescale_s: float = _f(5.0, lo=0.0)
+    update_id_gap: int = _f(0, lo=0)
+    queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional"))
+    maker_fee: float = _f(0.0002, lo=0.0)
+    taker_fee: float = _f(0.0005, lo=0.0)
+    wallet_usdt: float = _f(10000.0, lo=0.0)
+    leverage: int = _f(20, lo=1, hi=125)
+    order_latency_ms: float = _f(0.0, lo=0.0)
+    market_data_latency_ms: float = _f(0.0, lo=0.0)
+    fault_drop_diff_every: int = _f(0, lo=0)
+    fault_duplicate_diff_every: int = _f(0, lo=0)
+    fault_disconnect_after_s: float = _f(0.0, lo=0.0)
+    fault_delay_ms: float = _f(0.0, lo=0.0)
+    fault_unknown_status_every: int = _f(0, lo=0)
+    fault_expire_listen_key_after_s: float = _f(0.0, lo=0.0)
+    fault_reject_code: int = _f(0)
+    fault_reject_every: int = _f(0, lo=0)
 
 
 @dataclass(frozen=True)
