@@ -32,17 +32,19 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from hftbot.sim.market import ModelParams
 from hftbot.sim.matching import LatencyModel
 from hftbot.sim.streams import PARTIAL_LEVELS, Message, combined
-from hftbot.sim.venue import Faults, Session, Venue, VenueSettings
+from hftbot.sim.venue import Faults, Session, Venue, VenueSettings, percentile
 
 log = logging.getLogger("hftbot.sim")
 
 _STREAM_RE = re.compile(r"^([a-z0-9]+)@(depth(5|10|20)?(@(0|100|250|500)ms)?|bookticker|aggtrade|trade)$")
 _ROUTES = ("public", "market", "private")
 MAX_QUEUE = 10_000  # messages buffered per client before it is cut off as too slow
+MAX_BUFFER_BYTES = 8 << 20  # unsent bytes per client before it is cut off as too slow
 
 
 @dataclass
@@ -62,6 +64,14 @@ def stream_route(name: str) -> str | None:
     if not m:
         return None
     return "market" if m.group(2) == "aggtrade" else "public"
+
+
+def diff_speed(name: str) -> int | None:
+    """The window (ms) a diff or partial depth stream needs, None for other streams."""
+    m = re.match(r"^[a-z0-9]+@depth(?:5|10|20)?(?:@(0|100|250|500)ms)?$", name)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else 250
 
 
 def canonical(name: str) -> str:
@@ -91,13 +101,31 @@ class _Client:
     def push(self, stream: str, payload: bytes) -> None:
         if self.closed:
             return
-        if len(self.queue) >= MAX_QUEUE:
-            self.closed = True
-            asyncio.get_running_loop().create_task(self.conn.close(1008, "Client too slow"))
-            return
         data = combined(stream, payload) if self.combined else payload
-        self.queue.append((time.monotonic_ns(), data))
+        server = self.server
+        if not self.queue and server.direct_ok():
+            # the hot path: frame and write now, no task switch (websockets' Sans-I/O API)
+            conn = self.conn
+            if conn.protocol.state is not OPEN:
+                return
+            conn.protocol.send_text(data)
+            conn.send_data()
+            server.sent += 1
+            due = server.venue.event_ns
+            if due:
+                server.delays_ns.append(time.time_ns() - due)
+            if conn.transport.get_write_buffer_size() > MAX_BUFFER_BYTES:
+                self._cut_off()
+            return
+        if len(self.queue) >= MAX_QUEUE:
+            self._cut_off()
+            return
+        self.queue.append((server.venue.event_ns or time.time_ns(), data))
         self.wake.set()
+
+    def _cut_off(self) -> None:
+        self.closed = True
+        asyncio.get_running_loop().create_task(self.conn.close(1008, "Client too slow"))
 
     async def writer(self) -> None:
         venue = self.server.venue
@@ -109,13 +137,13 @@ class _Client:
                 while self.queue:
                     extra = md.sample_ns() / 1e9 + venue.settings.faults.delay_ms / 1000.0
                     if extra > 0:
-                        t_enq = self.queue[0][0]
-                        wait = t_enq / 1e9 + extra - time.monotonic_ns() / 1e9
+                        wait = self.queue[0][0] / 1e9 + extra - time.time_ns() / 1e9
                         if wait > 0:
                             await asyncio.sleep(wait)
-                    _, data = self.queue.popleft()
+                    due_ns, data = self.queue.popleft()
                     await self.conn.send(data, text=True)
                     self.server.sent += 1
+                    self.server.delays_ns.append(time.time_ns() - due_ns)
         except ConnectionClosed:
             pass
         finally:
@@ -284,6 +312,7 @@ class SimServer:
         self.user_subs: dict[str, set[_Client]] = {}
         self.clients: set[_Client] = set()
         self.sent = 0
+        self.delays_ns: deque[int] = deque(maxlen=200_000)  # due → written to the socket, per message
         self._diff_counts: dict[str, int] = {}
         self._server: Server | None = None
         self._driver: asyncio.Task | None = None
@@ -364,6 +393,10 @@ class SimServer:
 
     # -- publishing ---------------------------------------------------------------------------------
 
+    def direct_ok(self) -> bool:
+        """Messages can be written at once (no latency or delay to model)."""
+        return not self.venue.settings.faults.delay_ms and not self.settings.latency.market_data.sample_ns()
+
     def _on_market(self, m: Message) -> None:
         clients = self.subs.get(m.stream)
         if not clients:
@@ -406,6 +439,9 @@ class SimServer:
                 "port": self.port,
                 "clients": len(self.clients),
                 "sent": self.sent,
+                "publish_delay_us": {
+                    f"p{q}": round(percentile(list(self.delays_ns), q) / 1e3, 1) for q in (50, 99, 99.9)
+                },
                 "counters": v.counters,
                 "update_id": v.engine.update_id,
                 "faults": v.settings.faults.__dict__,
@@ -417,6 +453,10 @@ class SimServer:
             except (ValueError, TypeError) as e:
                 return 400, orjson.dumps({"code": -1102, "msg": str(e)}), {}
             return 200, orjson.dumps(v.settings.faults.__dict__), {}
+        if path == "/sim/resetStats" and req.method == "POST":
+            self.delays_ns.clear()
+            self.sent = 0
+            return 200, b"{}", {}
         if path == "/sim/expireListenKey" and req.method == "POST":
             v.expire_listen_key()
             return 200, b"{}", {}
@@ -544,6 +584,9 @@ class SimServer:
             if route is None or route != client.route or not name.startswith(sym + "@"):
                 continue  # acknowledged, silent (wrong route or unknown stream)
             self.subs.setdefault(name, set()).add(client)
+            speed = diff_speed(name)
+            if speed is not None:
+                self.venue.pub.want_speed(speed)
             if name.endswith("@trade"):
                 self.venue.pub.trade_wanted = True
             m = re.match(r"^[a-z0-9]+@depth(5|10|20)(?:@(100|250|500)ms)?$", name)

@@ -46,6 +46,7 @@ class Formatter:
         self.lot_units = round(self.lot * 10**self.qdec)
         self._pdiv = 10**self.pdec
         self._qdiv = 10**self.qdec
+        self._px_cache: dict[int, str] = {}
 
     @staticmethod
     def _fmt(units: int, dec: int, div: int) -> str:
@@ -56,7 +57,13 @@ class Formatter:
         return f"{sign}{units // div}.{units % div:0{dec}d}"
 
     def px(self, ticks: int) -> str:
-        return self._fmt(ticks * self.tick_units, self.pdec, self._pdiv)
+        s = self._px_cache.get(ticks)
+        if s is None:
+            s = self._fmt(ticks * self.tick_units, self.pdec, self._pdiv)
+            if len(self._px_cache) > 100_000:
+                self._px_cache.clear()
+            self._px_cache[ticks] = s
+        return s
 
     def qty(self, lots: int) -> str:
         return self._fmt(lots * self.lot_units, self.qdec, self._qdiv)
@@ -101,6 +108,7 @@ class _DiffStream:
     bids: dict[int, None] = field(default_factory=dict)
     asks: dict[int, None] = field(default_factory=dict)
     due_ms: int = 0  # next window end (speeds > 0)
+    start_u: int = 0  # the book's update id when the stream started: its first message's U
 
 
 @dataclass
@@ -136,6 +144,15 @@ class MarketPublisher:
     def partial_name(self, levels: int, speed_ms: int) -> str:
         return f"{self.lsym}@depth{levels}" + ("" if speed_ms == 250 else f"@{speed_ms}ms")
 
+    def want_speed(self, speed_ms: int) -> None:
+        """Start keeping a diff stream (the server starts them when someone subscribes).
+
+        Its first message starts at the book's current update id, so a snapshot taken right
+        after the subscription is still straddled by the first diff.
+        """
+        if speed_ms not in self.diff:
+            self.diff[speed_ms] = _DiffStream(speed_ms, start_u=self.engine.update_id)
+
     # -- the change log ----------------------------------------------------------------------
 
     def on_changes(self, ch: Changes, event_ms: int, txn_ms: int) -> list[Message]:
@@ -144,7 +161,8 @@ class MarketPublisher:
         if ch.first_update_id:
             for st in self.diff.values():
                 if not st.first:
-                    st.first = ch.first_update_id
+                    st.first = st.start_u or ch.first_update_id
+                    st.start_u = 0
                 st.last = ch.last_update_id
                 st.bids.update(dict.fromkeys(ch.bids))
                 st.asks.update(dict.fromkeys(ch.asks))

@@ -174,7 +174,7 @@ class Venue:
         )
         self.engine.update_gap = s.update_id_gap
         self.model = MarketModel(p, self.engine, start_ns=clock_ns())
-        self.pub = MarketPublisher(self.engine, p.symbol)
+        self.pub = MarketPublisher(self.engine, p.symbol, speeds_ms=())  # speeds start on subscription
         self.fmt = self.pub.fmt
         self.account = Account(
             Decimal(repr(p.tick)), Decimal(repr(p.lot)), Decimal(s.wallet_usdt), s.leverage
@@ -193,7 +193,7 @@ class Venue:
         self._order_requests = 0
         self._countdown_ms = 0  # countdownCancelAll deadline (0: off)
         self._countdown_set = 0
-        self.publish_delays_ns: list[int] = []  # event time → handed to the server, for the bench
+        self.event_ns = 0  # when the messages now being handed to on_market were due (publish delay)
         self.counters = {"requests": 0, "errors": 0, "orders": 0, "events": 0}
 
     # -- clock & market -----------------------------------------------------------------------
@@ -234,8 +234,11 @@ class Venue:
     def _flush_windows(self, t_ns: int) -> None:
         ms = t_ns // MS
         txn = self.model.time_ns // MS
-        for m in self.pub.due(ms, txn):
-            self.on_market(m)
+        msgs = self.pub.due(ms, txn)
+        if msgs:
+            self.event_ns = ms * MS  # a window's messages are due when it ends
+            for m in msgs:
+                self.on_market(m)
 
     def _publish(self, event_ns: int) -> None:
         ch = self.engine.drain()
@@ -243,11 +246,9 @@ class Venue:
             return
         now = self.clock_ns()
         ms = event_ns // MS
+        self.event_ns = event_ns
         for m in self.pub.on_changes(ch, now // MS, ms):
             self.on_market(m)
-        self.publish_delays_ns.append(now - event_ns)
-        if len(self.publish_delays_ns) > 200_000:
-            del self.publish_delays_ns[:100_000]
         if ch.order_events:
             self._user_events(ch.order_events, now // MS)
 
