@@ -177,6 +177,7 @@ class StreamConnection:
                 expire = loop.time() + self.s.max_age_s - self.rng.uniform(0, self.s.max_age_jitter_s)
                 last_data = loop.time()
                 stop_wait = asyncio.ensure_future(stop.wait())
+                recv = None
                 try:
                     while True:
                         now = loop.time()
@@ -211,6 +212,10 @@ class StreamConnection:
                             got_data = True
                 finally:
                     stop_wait.cancel()
+                    if recv is not None and not recv.done():
+                        recv.cancel()
+                    elif recv is not None and not recv.cancelled():
+                        recv.exception()  # retrieved: a closed socket is handled below, not logged
         except websockets.ConnectionClosed as e:
             self.stats.last_error = f"closed: {e}"
             self.log.warning("%s: connection closed: %s", self.name, e)

@@ -185,6 +185,15 @@ class FeedCore:
             "crossed": int(self.book.st[3]),
         }
 
+    @property
+    def synced(self) -> bool:
+        return self.sync.synced
+
+    @property
+    def last_update_id(self) -> int:
+        """`u` of the last applied diff (0 before the first sync)."""
+        return int(self.ws[fp.W_LAST_U]) if self.sync.synced else int(self.sync.last_u)
+
     def last_event(self) -> int:
         """Event type (decode.EV_*) of the last frame scanned; 0 for replies, errors, snapshots."""
         return int(self.ws[d.H_EVENT])
@@ -275,7 +284,7 @@ class FeedCore:
         self.ws[fp.W_DEPTH_MSGS] += 1
         h = self.ws
         state_before = self.sync.state
-        item = None if self.sync.synced else (recv_ns, bytes(buf))
+        item = (recv_ns, bytes(buf))  # kept if buffered (also after a gap while in sync)
         act = self.sync.on_diff(int(h[d.H_FIRST]), int(h[d.H_LAST]), int(h[d.H_PREV]), item)
         if act == Action.APPLY or act == Action.APPLY_FIRST:
             return self._apply(recv_ns, act == Action.APPLY_FIRST)
