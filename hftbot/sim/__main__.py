@@ -40,10 +40,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from hftbot.sim import auth
-    from hftbot.sim.server import ServerSettings, SimServer
+    from hftbot.sim.server import ServerSettings, SimServer, run_loop
 
     async def run() -> None:
         server = SimServer(_params(args), settings=ServerSettings(host=args.host, port=args.port))
+        server.venue.pub.want_speed(100)  # keep one diff stream warm: its chain runs from the start
         await server.start()
         u = server.urls
         print(
@@ -71,7 +72,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         finally:
             await server.stop()
 
-    asyncio.run(run())
+    run_loop(run())
     return 0
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from hftbot.sim.market import ModelParams
 from hftbot.sim.matching import QUEUE_MODELS, ConstantLatency, LatencyModel
-from hftbot.sim.server import ServerSettings, SimServer
+from hftbot.sim.server import ServerSettings, SimServer, run_loop
 from hftbot.sim.venue import Faults, VenueSettings
 
 
@@ -58,12 +58,6 @@ def from_config(sim, port: int | None = None) -> tuple[ModelParams, VenueSetting
 
 def main(ctx) -> None:
     """Run the simulator until the supervisor asks it to stop."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a requirement, but the server runs without it
-        pass
     port = int(ctx.endpoints.get("sim_port") or ctx.config.sim.port)
     params, venue, server_settings = from_config(ctx.config.sim, port)
     heartbeat_s = float(getattr(ctx.config.runtime, "heartbeat_s", 1.0))
@@ -87,4 +81,4 @@ def main(ctx) -> None:
         finally:
             await server.stop()
 
-    asyncio.run(run())
+    run_loop(run())

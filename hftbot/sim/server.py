@@ -627,6 +627,18 @@ class SimServer:
             pass
 
 
+def run_loop(coro) -> None:
+    """Run a coroutine on a fresh uvloop loop (plain asyncio without uvloop); no global policy change."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a requirement
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)
+
+
 async def serve_forever(server: SimServer, stop: asyncio.Event | None = None) -> None:
     """Start, run until `stop` is set (or forever), then stop cleanly."""
     await server.start()

@@ -1,0 +1,54 @@
+"""`python -m hftbot.sim generate` writes recordings the feed syncs from exactly; `stats` reads any source."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hftbot.feed.core import FeedCore, Instrument
+from hftbot.feed.recording import iter_raw
+from hftbot.sim.__main__ import main
+
+
+@pytest.mark.parametrize("speed", [100, 0])
+def test_generated_recording_syncs_in_the_feed_without_a_gap(tmp_path, speed) -> None:
+    args = ["generate", "--hours", "0.02", "--seed", "4", "--out", str(tmp_path), "--speed-ms", str(speed)]
+    assert main(args) == 0
+    name = f"solusdt@depth@{speed}ms"
+    rows = list(iter_raw(tmp_path))
+    streams = [s for _, s, _ in rows]
+    assert streams.count("solusdt@depthSnapshot") == 1
+    assert {name, "solusdt@bookTicker", "solusdt@aggTrade"} <= set(streams)
+    assert [ns for ns, _, _ in rows] == sorted(ns for ns, _, _ in rows)
+    core = FeedCore(levels=10, instrument=Instrument.from_strings("0.01", "0.01"), check_tickers=True)
+    for ns, stream, payload in rows:
+        frame = payload.encode()
+        if stream.endswith("@depthSnapshot"):
+            core.on_snapshot_frame(ns, frame)
+        else:
+            core.on_frame(ns, frame)
+    depth = streams.count(name)
+    assert core.synced and core.gaps == 0 and core.resyncs <= 1
+    assert core.depth_applied >= depth - 1  # all but (at most) the one before the snapshot
+    assert core.ticker_mismatches == 0
+    if speed == 0:  # a bookTicker follows its own diff only when diffs are per transaction
+        assert core.ticker_checks > 100
+    else:  # about 10 depth updates per simulated second at @100ms
+        assert 0.6 * 72 * 10 <= depth <= 72 * 10
+
+
+def test_generate_refuses_a_bad_duration(tmp_path, capsys) -> None:
+    assert main(["generate", "--hours", "0", "--out", str(tmp_path)]) == 2
+    assert "hours" in capsys.readouterr().err
+
+
+def test_stats_prints_model_beside_a_capture(tmp_path, capsys) -> None:
+    pytest.importorskip("pyarrow")
+    main(["generate", "--hours", "0.01", "--out", str(tmp_path)])
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path), "--minutes", "0.5"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    facts = json.loads(out[-1])
+    assert out[0].startswith("fact") and any("spread = 1 tick share" in line for line in out)
+    assert facts["real"]["counts"]["depth"] > 0 and facts["model"]["spread_share"]["1"] > 0.5
