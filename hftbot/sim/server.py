@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import random
 import re
 import time
 from collections import deque
@@ -135,7 +136,8 @@ class _Client:
                 await self.wake.wait()
                 self.wake.clear()
                 while self.queue:
-                    extra = md.sample_ns() / 1e9 + venue.settings.faults.delay_ms / 1000.0
+                    extra = md.sample_ns(self.server.rng.random()) / 1e9
+                    extra += venue.settings.faults.delay_ms / 1000.0
                     if extra > 0:
                         wait = self.queue[0][0] / 1e9 + extra - time.time_ns() / 1e9
                         if wait > 0:
@@ -311,6 +313,7 @@ class SimServer:
         self.subs: dict[str, set[_Client]] = {}
         self.user_subs: dict[str, set[_Client]] = {}
         self.clients: set[_Client] = set()
+        self.rng = random.Random(self.venue.params.seed)  # latency draws
         self.sent = 0
         self.delays_ns: deque[int] = deque(maxlen=200_000)  # due → written to the socket, per message
         self._diff_counts: dict[str, int] = {}
@@ -356,7 +359,7 @@ class SimServer:
         if self._server is not None:
             self._server.close()
             try:
-                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), 4)
+                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), 2.5)
             except TimeoutError:  # a peer that never answers the close handshake
                 pending = list(self._server.handler_tasks)
                 for t in pending:
@@ -395,7 +398,8 @@ class SimServer:
 
     def direct_ok(self) -> bool:
         """Messages can be written at once (no latency or delay to model)."""
-        return not self.venue.settings.faults.delay_ms and not self.settings.latency.market_data.sample_ns()
+        md = self.settings.latency.market_data
+        return not self.venue.settings.faults.delay_ms and not md.sample_ns(0.0) and not md.sample_ns(0.999)
 
     def _on_market(self, m: Message) -> None:
         clients = self.subs.get(m.stream)
@@ -425,7 +429,7 @@ class SimServer:
         if path.startswith("/sim/"):
             return self._admin(req, path)
         is_order = path.startswith("/fapi/v1/order") and req.method in ("POST", "PUT")
-        lat = self.settings.latency.order_entry.sample_ns() if is_order else 0
+        lat = self.settings.latency.order_entry.sample_ns(self.rng.random()) if is_order else 0
         delay = self.venue.settings.faults.delay_ms / 1000.0
         if lat or delay:
             await asyncio.sleep(lat / 1e9 + delay)
@@ -613,7 +617,7 @@ class SimServer:
             async for msg in conn:
                 is_order = b'"order.place"' in msg.encode() if isinstance(msg, str) else b'"order.' in msg
                 delay = venue.settings.faults.delay_ms / 1000.0
-                wait = (lat.sample_ns() / 1e9 if is_order else 0.0) + delay
+                wait = (lat.sample_ns(self.rng.random()) / 1e9 if is_order else 0.0) + delay
                 if wait > 0:
                     await asyncio.sleep(wait)
                 venue.advance()
