@@ -1,0 +1,75 @@
+"""The replay ("feed" in --mode replay) and recorder processes on real rings and a real heartbeat
+table, run as the supervisor would call them (threads here, to keep the suite fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hftbot.config import load_config
+from hftbot.feed import recorder, replay
+from hftbot.feed.recording import read_book
+from hftbot.ipc import shm
+from hftbot.ipc.ring import Ring, RingReader
+from hftbot.process import HeartbeatTable, ProcessContext
+from hftbot.records import BOOK_REPLAY, BOOK_RESYNC, BOOK_VALID, TRADE_DTYPE, book_dtype
+
+CAPTURE = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
+
+
+def test_replay_into_rings_is_recorded_whole(tmp_path):
+    cfg = load_config(env={})
+    cfg = dataclasses.replace(
+        cfg,
+        replay=dataclasses.replace(cfg.replay, path=str(CAPTURE), speed=0.0),
+        recorder=dataclasses.replace(cfg.recorder, root=str(tmp_path), flush_s=0.2),
+    )
+    tag = f"ftest{os.getpid()}"
+    names = {k: shm.segment_name(f"{tag}-{k}") for k in ("book", "trade", "heartbeats")}
+    book = Ring.create(names["book"], book_dtype(cfg.feed.levels), 1 << 14)
+    trade = Ring.create(names["trade"], TRADE_DTYPE, 1 << 15)
+    table = HeartbeatTable.create(names["heartbeats"])
+    ctxs = [ProcessContext(n, slot, cfg, names, {}, os.getppid())
+            for slot, n in enumerate(("feed", "recorder"))]
+    threads = []
+    try:
+        watcher = RingReader(Ring.attach(names["book"]), wait="block", start="oldest")
+        threads.append(threading.Thread(target=recorder.main, args=(ctxs[1],)))
+        threads[0].start()
+        deadline = time.monotonic() + 30
+        while table.rows[1]["beats"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threads.append(threading.Thread(target=replay.main, args=(ctxs[0],)))
+        threads[1].start()
+        while table.counters(0).get("depth_applied", 0) < 6547 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert table.counters(0)["depth_applied"] == 6547
+        assert trade.write_seq == 21308
+        published = watcher.read_many(1 << 14, timeout_s=1)
+        for c in ctxs:
+            c.request_stop()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+        valid = published[(published["flags"] & BOOK_VALID) != 0]
+        assert len(valid) == 6546 and np.all(published["flags"] & BOOK_REPLAY)
+        assert not published["flags"][0] & BOOK_VALID or published["flags"][0] & BOOK_RESYNC
+        recorded = read_book(tmp_path)
+        assert np.array_equal(recorded, published)  # every published record, exact, in order
+    finally:
+        for c in ctxs:
+            c.request_stop()
+        for t in threads:
+            t.join(30)
+        watcher.ring.close()
+        for r in (book, trade):
+            r.close()
+            r.unlink()
+        table.close()
+        table.segment.unlink()
