@@ -615,7 +615,8 @@ class SimServer:
         lat = self.settings.latency.order_entry
         try:
             async for msg in conn:
-                is_order = b'"order.place"' in msg.encode() if isinstance(msg, str) else b'"order.' in msg
+                text = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
+                is_order = '"order.place"' in text or '"order.modify"' in text
                 delay = venue.settings.faults.delay_ms / 1000.0
                 wait = (lat.sample_ns(self.rng.random()) / 1e9 if is_order else 0.0) + delay
                 if wait > 0:

@@ -438,3 +438,30 @@ def test_disconnect_fault_closes_market_connections() -> None:
         assert run(go()) < 3
     finally:
         st.close()
+
+
+def test_malformed_input_gets_an_error_and_the_server_keeps_serving(sim) -> None:
+    async def go():
+        async with connect(sim.urls["ws"] + "/public/ws") as ws:
+            await ws.send("{not json")
+            bad_json = json.loads(await ws.recv())
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": [1, 2], "id": 3}))
+            bad_params = json.loads(await ws.recv())
+        async with connect(sim.urls["ws_api"]) as api:
+            await api.send("]]")
+            api_bad = json.loads(await api.recv())
+            await api.send(json.dumps({"id": 9, "method": "nope", "params": {}}))
+            api_unknown = json.loads(await api.recv())
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(sim.urls["rest"].rsplit(":", 1)[1]))
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        return bad_json, bad_params, api_bad, api_unknown, raw
+
+    bad_json, bad_params, api_bad, api_unknown, raw = run(go())
+    assert bad_json["error"]["code"] == 3 and bad_params["error"]["code"] == 2 and bad_params["id"] == 3
+    assert api_bad["status"] == 400 and api_bad["error"]["code"] == -1000
+    assert api_unknown["id"] == 9 and api_unknown["status"] == 400
+    assert raw.startswith(b"HTTP/1.1 400")
+    assert rest(sim, "GET", "/fapi/v1/time").status_code == 200
