@@ -1,0 +1,179 @@
+"""The one small interface between the supervisor and every process it runs.
+
+A process is a plain function `main(ctx: ProcessContext) -> None`, named by an import path in a
+`ProcessSpec`. The supervisor spawns it (spawn context: never fork after torch is imported), and
+the function loops until `ctx.stopping()`, calling `ctx.beat(**counters)` at least every
+`runtime.heartbeat_s`. Heartbeats and stop requests travel through one shared-memory table
+(`HeartbeatTable`), so a stop check costs a memory read, not a syscall.
+
+A child that finds its supervisor gone (killed with SIGKILL) stops, and the last one out unlinks
+the dead run's segments, so nothing stays in /dev/shm on that path either.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hftbot.config import Config
+from hftbot.ipc import shm
+from hftbot.ipc.ring import Ring
+
+MAX_PROCESSES = 16
+MAX_COUNTERS = 12
+
+HEARTBEAT_DTYPE = np.dtype(
+    [
+        ("name", "S16"),
+        ("pid", "<i8"),
+        ("started_ns", "<i8"),
+        ("beat_ns", "<i8"),  # 0 until the process's first beat (= "ready")
+        ("beats", "<i8"),
+        ("stop", "<i8"),  # set by the supervisor: please stop
+        ("counter_names", "S24", (MAX_COUNTERS,)),
+        ("counters", "<i8", (MAX_COUNTERS,)),
+    ]
+)
+
+
+class HeartbeatTable:
+    """One row per supervised process, in a shared-memory segment the supervisor owns."""
+
+    def __init__(self, seg: shm.Segment) -> None:
+        self.segment = seg
+        self.rows = np.frombuffer(seg.mm, dtype=HEARTBEAT_DTYPE, count=MAX_PROCESSES)
+
+    @classmethod
+    def create(cls, name: str) -> HeartbeatTable:
+        return cls(shm.Segment.create(name, HEARTBEAT_DTYPE.itemsize * MAX_PROCESSES))
+
+    @classmethod
+    def attach(cls, name: str) -> HeartbeatTable:
+        return cls(shm.Segment.attach(name))
+
+    def counters(self, slot: int) -> dict[str, int]:
+        row = self.rows[slot]
+        return {n.decode(): int(v) for n, v in zip(row["counter_names"], row["counters"], strict=True) if n}
+
+    def close(self) -> None:
+        del self.rows
+        self.segment.close()
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What the supervisor needs to run one process."""
+
+    name: str
+    entry: str  # "package.module:function"
+    modes: tuple[str, ...] = ("sim", "replay", "paper", "testnet", "live")
+    critical: bool = True  # past max_restarts a critical process brings the whole system down
+    stop_rank: int = 50  # lower stops first (execution 10, inference 20, feed 30, recorder 40, sim 90)
+    enabled: Callable[[Config], bool] | None = None  # e.g. lambda cfg: cfg.recorder.enabled
+
+
+@dataclass
+class ProcessContext:
+    """Everything a process gets from the supervisor. Picklable; built in the parent."""
+
+    name: str
+    slot: int
+    config: Config
+    segments: dict[str, str]  # logical name ("book", "trade", "signal", "heartbeats") -> shm name
+    endpoints: dict[str, Any]
+    supervisor_pid: int
+    _table: HeartbeatTable | None = field(default=None, repr=False)
+    _counters: dict[str, int] = field(default_factory=dict, repr=False)
+    _stop_local: bool = False
+
+    @property
+    def mode(self) -> str:
+        return self.config.runtime.mode
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"hftbot.{self.name}")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_table"] = None
+        return state
+
+    def _row(self) -> np.void:
+        if self._table is None:
+            self._table = HeartbeatTable.attach(self.segments["heartbeats"])
+        return self._table.rows[self.slot]
+
+    def open_ring(self, name: str) -> Ring:
+        """Attach to a ring the supervisor created ("book", "trade", "signal")."""
+        if name not in self.segments:
+            raise KeyError(f"no ring named {name!r}; the supervisor created {sorted(self.segments)}")
+        return Ring.attach(self.segments[name])
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.supervisor_pid
+
+    def stopping(self) -> bool:
+        """True once the supervisor asked this process to stop (or died)."""
+        return self._stop_local or bool(self._row()["stop"])
+
+    def request_stop(self) -> None:
+        self._stop_local = True
+
+    def beat(self, **counters: int) -> None:
+        """Report liveness and (optionally) integer counters shown in the status panel."""
+        row = self._row()
+        if counters:
+            for k, v in counters.items():
+                if k not in self._counters:
+                    if len(self._counters) >= MAX_COUNTERS:
+                        raise ValueError(f"{self.name}: more than {MAX_COUNTERS} heartbeat counters")
+                    self._counters[k] = len(self._counters)
+                    row["counter_names"][self._counters[k]] = k.encode()[:24]
+                row["counters"][self._counters[k]] = int(v)
+        row["beats"] += 1
+        row["beat_ns"] = time.time_ns()
+        if self.orphaned():
+            self.log.error("supervisor (pid %d) is gone: stopping", self.supervisor_pid)
+            self._stop_local = True
+
+
+def configure_logging(level: str, name: str | None = None) -> None:
+    fmt = "%(asctime)s %(levelname).1s " + (f"[{name}] " if name else "") + "%(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+def resolve_entry(entry: str) -> Callable[[ProcessContext], None]:
+    module, _, func = entry.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def child_main(entry: str, ctx: ProcessContext) -> None:
+    """Entry point of every spawned process (gets the entry string: specs may hold lambdas)."""
+    configure_logging(ctx.config.runtime.log_level, ctx.name)
+    # Ctrl-C reaches the whole process group; only the supervisor decides the shutdown order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())
+    row = ctx._row()
+    row["pid"] = os.getpid()
+    code = 0
+    try:
+        resolve_entry(entry)(ctx)
+    except Exception:
+        ctx.log.exception("process %s crashed", ctx.name)
+        code = 1
+    finally:
+        if ctx.orphaned():
+            removed = shm.remove_stale()
+            if removed:
+                ctx.log.error("removed segments of the dead supervisor: %s", ", ".join(removed))
+    sys.exit(code)

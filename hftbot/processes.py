@@ -1,0 +1,39 @@
+"""Which processes run in which mode: the one registry the supervisor reads.
+
+Start order is the list order (the simulator must listen before the feed connects; the feed
+before its readers). Stop order is `stop_rank`, lowest first: execution stops sending and cancels
+(10), inference (20), the feed (30), the recorder flushes what everyone produced (40), the
+simulator goes last (90). To add a process, add one line.
+"""
+
+from __future__ import annotations
+
+from hftbot.config import Config
+from hftbot.process import ProcessSpec
+
+LIVE_DATA = ("sim", "paper", "testnet", "live")
+
+PROCESSES: list[ProcessSpec] = [
+    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90),
+    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30),
+    ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30),
+    ProcessSpec(
+        "recorder",
+        "hftbot.feed.recorder:main",
+        stop_rank=40,
+        critical=False,
+        enabled=lambda c: c.recorder.enabled,
+    ),
+    ProcessSpec(
+        "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled
+    ),
+]
+
+
+def processes_for(cfg: Config, registry: list[ProcessSpec] | None = None) -> list[ProcessSpec]:
+    """The specs that run in the configured mode, in start order."""
+    return [
+        p
+        for p in (PROCESSES if registry is None else registry)
+        if cfg.runtime.mode in p.modes and (p.enabled is None or p.enabled(cfg))
+    ]
