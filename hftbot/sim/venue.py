@@ -194,6 +194,7 @@ class Venue:
         self._countdown_ms = 0  # countdownCancelAll deadline (0: off)
         self._countdown_set = 0
         self.event_ns = 0  # when the messages now being handed to on_market were due (publish delay)
+        self._trades: list[dict] = []  # our fills, as GET /fapi/v1/userTrades shows them
         self.counters = {"requests": 0, "errors": 0, "orders": 0, "events": 0}
 
     # -- clock & market -----------------------------------------------------------------------
@@ -295,6 +296,9 @@ class Venue:
             if ev.exec_type == TRADE:
                 realized = self.account.apply_fill(o.side, ev.last_qty, ev.last_px, ev.fee, ev.time_ns // MS)
                 fills = True
+                self._trades.append(self._trade_json(ev, realized))
+                if len(self._trades) > 100_000:
+                    del self._trades[:50_000]
             avg = (o.cum_quote / (Decimal(o.filled) * self.account.lot)) if o.filled else Decimal(0)
             payload = {
                 "e": "ORDER_TRADE_UPDATE",
@@ -342,6 +346,26 @@ class Venue:
                 self.on_user(key, orjson.dumps(payload))
         if fills and key:
             self.on_user(key, orjson.dumps(self._account_update(now_ms)))
+
+    def _trade_json(self, ev, realized: Decimal) -> dict:
+        o, f = ev.order, self.fmt
+        quote = Decimal(ev.last_px * ev.last_qty) * self.account.tick * self.account.lot
+        return {
+            "buyer": o.side == BUY,
+            "commission": _dec(ev.fee, 8),
+            "commissionAsset": "USDT",
+            "id": ev.trade_id,
+            "maker": ev.maker,
+            "orderId": o.order_id,
+            "price": f.px(ev.last_px),
+            "qty": f.qty(ev.last_qty),
+            "quoteQty": _dec(quote, 8),
+            "realizedPnl": _dec(realized, 8),
+            "side": "BUY" if o.side == BUY else "SELL",
+            "positionSide": "BOTH",
+            "symbol": self.symbol,
+            "time": ev.time_ns // MS,
+        }
 
     def _account_update(self, now_ms: int) -> dict:
         acc, pos = self.account, self.account.position
@@ -942,6 +966,36 @@ class Venue:
         self._symbol(params, required=False)
         return [self._order_json(o) for o in self.engine.open_orders()]
 
+    def ep_open_order(self, params: dict) -> dict:
+        o = self._find(params)
+        if not o.is_open:
+            raise _err(-2013, "Order does not exist.")
+        return self._order_json(o)
+
+    def ep_all_orders(self, params: dict) -> list:
+        self._symbol(params)
+        limit = min(1000, _int_param(params, "limit", 500) or 500)
+        start = _int_param(params, "orderId", 0) or 0
+        rows = [o for o in self.engine.orders.values() if o.order_id >= start]
+        return (
+            [self._order_json(o) for o in rows[:limit]]
+            if start
+            else [self._order_json(o) for o in rows[-limit:]]
+        )
+
+    def ep_user_trades(self, params: dict) -> list:
+        self._symbol(params)
+        limit = min(1000, _int_param(params, "limit", 500) or 500)
+        oid = _int_param(params, "orderId", None)
+        from_id = _int_param(params, "fromId", None)
+        rows = self._trades
+        if oid is not None:
+            rows = [t for t in rows if t["orderId"] == oid]
+        if from_id is not None:
+            rows = [t for t in rows if t["id"] >= from_id]
+            return rows[:limit]
+        return rows[-limit:]
+
     def ep_cancel_all(self, params: dict) -> dict:
         self._symbol(params)
         self._cancel_all(self.clock_ns())
@@ -1264,6 +1318,9 @@ _REST: dict[tuple[str, str], tuple] = {
     ("DELETE", "/fapi/v1/order"): (1, "SIGNED", Venue.ep_order_cancel, False),
     ("GET", "/fapi/v1/order"): (1, "SIGNED", Venue.ep_order_get, False),
     ("GET", "/fapi/v1/openOrders"): (1, "SIGNED", Venue.ep_open_orders, False),
+    ("GET", "/fapi/v1/openOrder"): (1, "SIGNED", Venue.ep_open_order, False),
+    ("GET", "/fapi/v1/allOrders"): (5, "SIGNED", Venue.ep_all_orders, False),
+    ("GET", "/fapi/v1/userTrades"): (5, "SIGNED", Venue.ep_user_trades, False),
     ("DELETE", "/fapi/v1/allOpenOrders"): (1, "SIGNED", Venue.ep_cancel_all, False),
     ("POST", "/fapi/v1/countdownCancelAll"): (10, "SIGNED", Venue.ep_countdown, False),
     ("POST", "/fapi/v1/listenKey"): (1, "KEY", Venue.ep_listen_key_new, False),

@@ -465,3 +465,40 @@ def test_malformed_input_gets_an_error_and_the_server_keeps_serving(sim) -> None
     assert api_unknown["id"] == 9 and api_unknown["status"] == 400
     assert raw.startswith(b"HTTP/1.1 400")
     assert rest(sim, "GET", "/fapi/v1/time").status_code == 200
+
+
+def test_modify_fills_and_trade_history(sim) -> None:
+    bid, ask = best(sim)
+    oid = place(sim, price=f"{bid - 1:.2f}", quantity="0.50").json()["orderId"]
+    same = rest(
+        sim,
+        "PUT",
+        "/fapi/v1/order",
+        {"symbol": "SOLUSDT", "orderId": oid, "side": "BUY", "quantity": "0.50", "price": f"{bid - 1:.2f}"},
+        signed=True,
+    )
+    assert same.json()["code"] == -5027
+    bid, ask = best(sim)
+    moved = rest(
+        sim,
+        "PUT",
+        "/fapi/v1/order",
+        {
+            "symbol": "SOLUSDT",
+            "orderId": oid,
+            "side": "BUY",
+            "quantity": "0.50",
+            "price": f"{ask + 0.05:.2f}",
+        },
+        signed=True,
+    )
+    assert moved.status_code == 200 and moved.json()["status"] in ("FILLED", "PARTIALLY_FILLED")
+    trades = rest(
+        sim, "GET", "/fapi/v1/userTrades", {"symbol": "SOLUSDT", "orderId": oid}, signed=True
+    ).json()
+    assert trades and all(t["orderId"] == oid and not t["maker"] for t in trades)
+    assert sum(float(t["qty"]) for t in trades) == pytest.approx(float(moved.json()["executedQty"]))
+    for t in trades:  # taker fee, exact to the 8 decimals shown
+        assert float(t["commission"]) == pytest.approx(float(t["quoteQty"]) * 0.0005, abs=1e-8)
+    orders = rest(sim, "GET", "/fapi/v1/allOrders", {"symbol": "SOLUSDT"}, signed=True).json()
+    assert oid in [o["orderId"] for o in orders]
