@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -38,7 +39,7 @@ from websockets.protocol import OPEN
 from hftbot.sim.market import ModelParams
 from hftbot.sim.matching import LatencyModel
 from hftbot.sim.streams import PARTIAL_LEVELS, Message, combined
-from hftbot.sim.venue import Faults, Session, Venue, VenueSettings, percentile
+from hftbot.sim.venue import Faults, Session, Venue, VenueSettings
 
 log = logging.getLogger("hftbot.sim")
 
@@ -444,7 +445,10 @@ class SimServer:
                 "clients": len(self.clients),
                 "sent": self.sent,
                 "publish_delay_us": {
-                    f"p{q}": round(percentile(list(self.delays_ns), q) / 1e3, 1) for q in (50, 99, 99.9)
+                    f"p{q}": round(float(np.percentile(self.delays_ns, q)) / 1e3, 1)
+                    if self.delays_ns
+                    else None
+                    for q in (50, 99, 99.9)
                 },
                 "counters": v.counters,
                 "update_id": v.engine.update_id,

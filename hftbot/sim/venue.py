@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
-import numpy as np
 import orjson
 
 from hftbot.sim import auth
@@ -113,7 +112,7 @@ class VenueSettings:
     max_recv_window_ms: int = 60000
 
 
-_RESP_FIELDS_ORDER = ("ACK", "RESULT")
+_RESP_TYPES = ("ACK", "RESULT")
 _ORDER_TYPES = {
     "LIMIT",
     "MARKET",
@@ -192,7 +191,6 @@ class Venue:
         self._banned_until_ms = 0
         self._order_requests = 0
         self._countdown_ms = 0  # countdownCancelAll deadline (0: off)
-        self._countdown_set = 0
         self.event_ns = 0  # when the messages now being handed to on_market were due (publish delay)
         self._trades: list[dict] = []  # our fills, as GET /fapi/v1/userTrades shows them
         self.counters = {"requests": 0, "errors": 0, "orders": 0, "events": 0}
@@ -871,7 +869,7 @@ class Venue:
         unknown = self._maybe_fault()
         o = self._parse_order(params)
         resp_type = params.get("newOrderRespType", "ACK")
-        if resp_type not in _RESP_FIELDS_ORDER:
+        if resp_type not in _RESP_TYPES:
             raise _err(
                 -1102, "Mandatory parameter 'newOrderRespType' was not sent, was empty/null, or malformed."
             )
@@ -1361,8 +1359,3 @@ _WS: dict[str, tuple] = {
     "userDataStream.ping": (1, "KEY", Venue.ep_listen_key_ping, False),
     "userDataStream.stop": (1, "KEY", Venue.ep_listen_key_stop, False),
 }
-
-
-def percentile(values: list[int], q: float) -> float:
-    """A percentile of a list (numpy's linear rule); nan when empty."""
-    return float(np.percentile(values, q)) if values else float("nan")
