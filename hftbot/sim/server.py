@@ -310,6 +310,7 @@ class SimServer:
         self.settings = settings or ServerSettings()
         self.venue = Venue(params, venue_settings)
         self.venue.on_market = self._on_market
+        self.venue.pub.agg_wanted = self.venue.pub.ticker_wanted = False  # until subscribed
         self.venue.on_user = self._on_user
         self.subs: dict[str, set[_Client]] = {}
         self.user_subs: dict[str, set[_Client]] = {}
@@ -597,6 +598,10 @@ class SimServer:
                 self.venue.pub.want_speed(speed)
             if name.endswith("@trade"):
                 self.venue.pub.trade_wanted = True
+            elif name.endswith("@aggTrade"):
+                self.venue.pub.agg_wanted = True
+            elif name.endswith("@bookTicker"):
+                self.venue.pub.ticker_wanted = True
             m = re.match(r"^[a-z0-9]+@depth(5|10|20)(?:@(100|250|500)ms)?$", name)
             if m and int(m.group(1)) in PARTIAL_LEVELS:
                 self.venue.pub.partial_wanted.add((int(m.group(1)), int(m.group(2) or 250)))

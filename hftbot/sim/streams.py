@@ -132,6 +132,8 @@ class MarketPublisher:
         self._agg_id = 1
         self.partial_wanted: set[tuple[int, int]] = set()  # (levels, speed) someone listens to
         self.trade_wanted = False  # `<symbol>@trade` (undocumented on USDⓈ-M; ccxt uses it)
+        self.agg_wanted = True  # the server turns these off until someone subscribes (saves CPU)
+        self.ticker_wanted = True
         self.messages = 0
 
     # -- names -----------------------------------------------------------------------------
@@ -170,8 +172,10 @@ class MarketPublisher:
             if zero is not None:
                 out.append(self._flush_diff(zero, event_ms, txn_ms))
         for pr in ch.prints:
-            aid = self._agg_id
+            aid = self._agg_id  # ids advance whether or not anyone listens
             self._agg_id += 1
+            if not (self.agg_wanted or self.trade_wanted):
+                continue
             q = self.fmt.qty(pr.qty)
             payload = (
                 b'{"e":"aggTrade","E":%d,"a":%d,"s":"%s","p":"%s","q":"%s","nq":"%s","f":%d,"l":%d,"T":%d,"m":%s}'
@@ -188,7 +192,8 @@ class MarketPublisher:
                     b"false" if pr.taker_buy else b"true",
                 )
             )
-            out.append(Message(f"{self.lsym}@aggTrade", payload))
+            if self.agg_wanted:
+                out.append(Message(f"{self.lsym}@aggTrade", payload))
             if self.trade_wanted:
                 trade = (
                     b'{"e":"trade","E":%d,"T":%d,"s":"%s","t":%d,"p":"%s","q":"%s","X":"MARKET","m":%s}'
@@ -205,7 +210,7 @@ class MarketPublisher:
                 out.append(Message(f"{self.lsym}@trade", trade))
         eng = self.engine
         top = (eng.best_bid, eng.bids.get(eng.best_bid, 0), eng.best_ask, eng.asks.get(eng.best_ask, 0))
-        if ch.first_update_id and top != self._last_top:
+        if ch.first_update_id and top != self._last_top and self.ticker_wanted:
             self._last_top = top
             f = self.fmt
             payload = (
