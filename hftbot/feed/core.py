@@ -28,7 +28,7 @@ import numpy as np
 
 from hftbot.feed import decode as d
 from hftbot.feed import fastpath as fp
-from hftbot.feed.book import OK, Book, record_offsets
+from hftbot.feed.book import DEFAULT_WIDTH, OK, Book, record_offsets
 from hftbot.feed.book import apply_and_write as _apply_and_write
 from hftbot.feed.sync import Action, DepthSync, State
 from hftbot.records import BOOK_REPLAY, BOOK_RESYNC, BOOK_VALID, TRADE_DTYPE, book_dtype
@@ -87,14 +87,14 @@ class FeedCore:
     """One symbol's book and trades, from raw frames."""
 
     def __init__(self, levels: int = 10, instrument: Instrument | None = None, replay: bool = False,
-                 check_tickers: bool = False, capacity: int = 8192) -> None:
+                 check_tickers: bool = False, width: int = DEFAULT_WIDTH) -> None:
         self.levels = levels
-        self.capacity = capacity
+        self.width = width
         self.ws = np.zeros(fp.WS_SIZE, dtype=np.int64)
         self.dec = d.FrameDecoder(hdr=self.ws[: d.HEADER_SIZE])
         self.sync = DepthSync()
         self.instrument: Instrument | None = None
-        self.book = Book(1, 1, capacity)  # replaced once tick/lot are known
+        self.book = Book(1, 1, width)  # replaced once tick/lot are known
         self.base_flags = BOOK_REPLAY if replay else 0
         self.book_rec = np.zeros((), dtype=book_dtype(levels))
         self.rec_words = self.book_rec.reshape(1).view(np.int64)
@@ -134,7 +134,7 @@ class FeedCore:
 
     def set_instrument(self, inst: Instrument) -> None:
         self.instrument = inst
-        self.book = Book(inst.tick_u, inst.lot_u, self.capacity)
+        self.book = Book(inst.tick_u, inst.lot_u, self.width)
         self.ws[fp.W_TICK] = inst.tick_u
         self.ws[fp.W_LOT] = inst.lot_u
         tick, lot = inst.tick_u / 1e8, inst.lot_u / 1e8

@@ -17,7 +17,7 @@ import numba as nb
 import numpy as np
 
 from hftbot.feed import decode as d
-from hftbot.feed.book import OK, apply_and_write
+from hftbot.feed.book import OK, apply_and_write, best_ask, best_bid
 from hftbot.records import BOOK_RESYNC, TRADE_DTYPE
 
 # ws slots after the scanner header
@@ -57,14 +57,12 @@ TRADE_WORDS = TRADE_DTYPE.itemsize // 8
 @nb.njit(cache=True)
 def _ticker_check(ws, book, bst):
     ws[W_TICKER_CHECKS] += 1
-    nb_ = bst[0]
-    na_ = bst[1]
     t = ws[W_TICK]
     lt = ws[W_LOT]
-    ok = nb_ > 0 and na_ > 0
-    if ok:
-        ok = (book[0, nb_ - 1] * t == ws[d.H_BID] and book[1, nb_ - 1] * lt == ws[d.H_BID_QTY]
-              and -book[2, na_ - 1] * t == ws[d.H_ASK] and book[3, na_ - 1] * lt == ws[d.H_ASK_QTY])
+    bp, bq = best_bid(book, bst)
+    ap, aq = best_ask(book, bst)
+    ok = (bp > 0 and ap > 0 and bp * t == ws[d.H_BID] and bq * lt == ws[d.H_BID_QTY]
+          and ap * t == ws[d.H_ASK] and aq * lt == ws[d.H_ASK_QTY])
     if not ok:
         if ws[W_TICKER_MISMATCHES] == 0:
             ws[W_MISMATCH_U] = ws[d.H_LAST]

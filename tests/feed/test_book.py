@@ -23,9 +23,10 @@ updates = st.lists(st.tuples(st.integers(1, 60), st.integers(0, 5)), max_size=12
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(updates, updates), min_size=1, max_size=40), st.integers(1, 70))
-def test_random_diff_streams_equal_a_dict_reference(events, cap):
-    book = Book(TICK_U, LOT_U, capacity=4096)
+@given(st.lists(st.tuples(updates, updates), min_size=1, max_size=40), st.sampled_from([64, 96, 1 << 12]))
+def test_random_diff_streams_equal_a_dict_reference(events, width):
+    # narrow ladders push levels into the overflow arrays: both paths, and the merge, are exercised
+    book = Book(TICK_U, LOT_U, width=width, overflow=64)
     ref_b: dict[int, int] = {}
     ref_a: dict[int, int] = {}
     for bids, asks in events:
@@ -42,12 +43,13 @@ def test_random_diff_streams_equal_a_dict_reference(events, cap):
     assert all(v == 0 for v in top["bid_px"][len(want):])
 
 
-def test_full_side_drops_the_level_farthest_from_the_touch():
-    book = Book(TICK_U, LOT_U, capacity=3)
-    book.apply(rows([(10, 1), (11, 1), (12, 1)]), rows([]))
-    book.apply(rows([(13, 1), (5, 1)]), rows([]))
-    assert book.bids() == [(13, 1), (12, 1), (11, 1)]
+def test_full_overflow_drops_the_level_farthest_from_the_touch():
+    book = Book(TICK_U, LOT_U, width=4, overflow=2)
+    book.apply(rows([(100, 1)]), rows([]))  # the ladder covers 98..101
+    book.apply(rows([(90, 1), (91, 1), (92, 1), (50, 1)]), rows([]))
+    assert book.bids() == [(100, 1), (92, 1), (91, 1)]
     assert int(book.st[2]) == 2
+    assert list(book.top(3)["bid_px"]) == [100, 92, 91]
 
 
 def test_off_tick_or_negative_update_is_rejected_whole():
