@@ -131,7 +131,7 @@ class SimConfig:
     start_price: float = _f(150.0, lo=0.0)
     rate_hz: float = _f(40.0, lo=0.0)
     predictability: float = _f(0.5, lo=0.0, hi=1.0)
-    signal_timescale_s: float = _f(5.0, lo=0.0)
+    signal_timescale_s: float = _f(1.5, lo=0.0)
     update_id_gap: int = _f(0, lo=0)
     queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional"))
     maker_fee: float = _f(0.0002, lo=0.0)

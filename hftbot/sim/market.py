@@ -48,8 +48,8 @@ class ModelParams:
     p_market: float = 0.10  # share of events that are market orders
     p_cancel: float = 0.42  # share that are cancels (the rest are limit adds)
     p_inside: float = 0.7  # when the spread is open, chance an add lands inside it
-    p_at_touch: float = 0.35  # chance an add (outside the spread) joins the touch
-    depth_scale_ticks: float = 15.0  # mean placement distance (geometric tail) behind the touch
+    p_at_touch: float = 0.6  # chance an add (outside the spread) joins the touch
+    depth_scale_ticks: float = 25.0  # mean placement distance (geometric tail) behind the touch
     max_depth_ticks: int = 400  # placement never goes deeper than this
     prune_ticks: int = 1000  # levels further than this from the touch are dropped
     add_size_lots: float = 400.0  # median limit-order size (lognormal)
@@ -59,7 +59,7 @@ class ModelParams:
     trade_tail: float = 1.5  # Pareto tail index (smaller: heavier)
     trade_max_levels: int = 3  # a market order takes at most this many levels' depth
     predictability: float = 0.5  # 0..1 strength of the latent signal in the order flow
-    signal_timescale_s: float = 5.0
+    signal_timescale_s: float = 1.5
     initial_levels: int = 200  # levels per side in the opening book
 
     def __post_init__(self) -> None:
