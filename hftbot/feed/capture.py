@@ -31,6 +31,15 @@ class CaptureError(RecordingError):
     """A capture line or recording that cannot be read as frames."""
 
 
+def readonly(a: np.ndarray) -> np.ndarray:
+    """Frame bytes are always passed to numba as read-only arrays: one compiled signature, not two
+    (a first compile costs tens of seconds on a small core)."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 @dataclass
 class Block:
     """Frames i of a block: data[starts[i]:ends[i]], received at nss[i] (local ns)."""
@@ -70,7 +79,7 @@ def _gzip_blocks(path: Path) -> Iterator[Block]:
             if cut > 0:
                 body = bytes(buf[:cut])
                 del buf[:cut]
-                data = np.frombuffer(body, dtype=np.uint8)
+                data = np.frombuffer(body, dtype=np.uint8)  # read-only (bytes)
                 nss, starts, ends = index_capture(data)
                 bad = np.flatnonzero(nss < 0)
                 if len(bad):
@@ -99,8 +108,8 @@ def _parquet_blocks(path: Path) -> Iterator[Block]:
         bufs = col.buffers()
         offs = np.frombuffer(bufs[1], dtype=otype)[col.offset : col.offset + len(col) + 1].astype(np.int64)
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-        nss = t.column("recv_ns").to_numpy().astype(np.int64, copy=False)
-        yield Block(str(path), data, offs[:-1].copy(), offs[1:].copy(), nss)
+        nss = np.array(t.column("recv_ns").to_numpy(), dtype=np.int64)  # writable, like the gz path
+        yield Block(str(path), readonly(data), offs[:-1].copy(), offs[1:].copy(), nss)
 
 
 def iter_blocks(paths: Iterable[Path | str] | Path | str) -> Iterator[Block]:

@@ -201,7 +201,13 @@ class FeedCore:
     # -- the hot path -------------------------------------------------------------------------------
     def on_frame(self, recv_ns: int, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Decode and act on one frame; returns OUT_* bits (records in book_rec / trade_rec)."""
-        buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
+        if isinstance(frame, bytes):
+            buf = np.frombuffer(frame, dtype=np.uint8)  # read-only: the one compiled signature
+        else:
+            buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
+            if buf.flags.writeable:
+                buf = buf.view()
+                buf.flags.writeable = False
         r = fp.step(buf, buf.shape[0], self.ws, self.dec.lv, self.book.book, self.book.st,
                     self.rec_words, self.trade_words, recv_ns)
         if r == fp.R_BOOK:
@@ -364,6 +370,9 @@ class FeedCore:
         array is full. A frame needing the slow path is handled here; its record (a marker
         or a resynced book) is appended too. `on_slow(i, out_bits)` is told about each.
         """
+        if data.flags.writeable:
+            data = data.view()
+            data.flags.writeable = False
         counts = np.zeros(2, dtype=np.int64)
         bw = _words(out_books)
         tw = _words(out_trades)
@@ -410,4 +419,3 @@ def warm_up(levels: int = 10) -> None:
     core = FeedCore(levels=levels, check_tickers=True)
     for k, frame in enumerate(_WARM_FRAMES):
         core.on_frame(k, frame)
-        core.on_frame(k, np.frombuffer(bytearray(frame), dtype=np.uint8))  # writable buffers too
