@@ -333,7 +333,8 @@ def load_checkpoint(meta_path: str | os.PathLike, compat: Compat | None = None) 
     except Exception as e:
         raise _fail(path, f"weights do not fit the architecture ({type(e).__name__}: {str(e)[:200]})") from e
     # self-test, by TorchScript and by the runtime that will serve it
-    with torch.inference_mode():
+    # optimized_execution(False): no profiling passes on a module we run twice (loading stays cheap)
+    with torch.jit.optimized_execution(False), torch.inference_mode():
         try:
             ts_out = script(torch.from_numpy(st_x)[None])[0].numpy()
             probe = script(torch.from_numpy(

@@ -1,0 +1,175 @@
+"""Checkpoints: a written one loads; corrupt, truncated, incompatible, self-test-failing ones are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hftbot.model.checkpoint import (
+    POINTER,
+    CheckpointError,
+    Compat,
+    load_checkpoint,
+    main,
+    model_id_from_sha256,
+    read_pointer,
+    set_current,
+    write_checkpoint,
+)
+from hftbot.model.deeplob import DeepLOB
+from hftbot.model.features import FeatureSpec
+
+W = 30
+
+
+def small_model(seed: int = 0, padding: str = "valid") -> DeepLOB:
+    torch.manual_seed(seed)
+    return DeepLOB(levels=10, window=W, conv_filters=4, inception_filters=8, padding=padding)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ckpt")
+    return write_checkpoint(small_model(), FeatureSpec(levels=10, window=W), d, trained=False, note="test")
+
+
+@pytest.fixture()
+def copy(good, tmp_path) -> Path:
+    for p in good.parent.iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    return tmp_path / good.name
+
+
+def _meta(p: Path) -> dict:
+    return json.loads(p.read_text())
+
+
+def _rewrite_model(meta_path: Path, blob: bytes) -> None:
+    """Replace the .pt and make sha256/model_id agree with it, as a careless tool would."""
+    meta = _meta(meta_path)
+    (meta_path.parent / meta["model_file"]).write_bytes(blob)
+    meta["sha256"] = hashlib.sha256(blob).hexdigest()
+    meta["model_id"] = model_id_from_sha256(meta["sha256"])
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_written_checkpoint_loads_verified_and_pointer_names_it(good):
+    assert read_pointer(good.parent) == good
+    c = load_checkpoint(good, Compat(levels=10))
+    meta = _meta(good)
+    assert c.model_id == meta["model_id"] == model_id_from_sha256(meta["sha256"]) and c.model_id > 0
+    assert meta["trained"] is False and meta["architecture"]["parameters"] > 0
+    assert set(meta) >= {"features", "labels", "data", "metrics", "self_test", "sha256"}
+    rt = c.runtime()
+    x = np.random.default_rng(0).standard_normal((W, 40)).astype(np.float32)
+    with torch.inference_mode():
+        ref = c.script(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(rt.full_logits(x), ref, atol=1e-5)
+
+
+def test_model_id_is_positive_and_never_zero():
+    assert model_id_from_sha256("00" * 32) == 1
+    assert model_id_from_sha256("ff" * 32) == 0x7FFF_FFFF_FFFF_FFFF
+
+
+def test_altered_model_file_is_refused_by_sha256(copy):
+    pt = copy.parent / _meta(copy)["model_file"]
+    blob = bytearray(pt.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    pt.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(copy)
+
+
+def test_truncated_model_and_metadata_are_refused(copy):
+    pt = copy.parent / _meta(copy)["model_file"]
+    pt.write_bytes(pt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="altered or truncated"):
+        load_checkpoint(copy)
+    copy.write_bytes(copy.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="not readable JSON"):
+        load_checkpoint(copy)
+
+
+def test_garbage_that_matches_its_own_hash_is_refused_by_torchscript(copy):
+    _rewrite_model(copy, b"PK\x03\x04 this is not a TorchScript archive")
+    with pytest.raises(CheckpointError, match="TorchScript cannot load"):
+        load_checkpoint(copy)
+
+
+def test_incompatible_checkpoints_are_refused(copy):
+    with pytest.raises(CheckpointError, match="needs 10 book levels"):
+        load_checkpoint(copy, Compat(levels=5))
+    with pytest.raises(CheckpointError, match="max_window"):
+        load_checkpoint(copy, Compat(levels=10, max_window=W - 1))
+    meta = _meta(copy)
+    meta["format"] = "someone.else/9"
+    copy.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="format"):
+        load_checkpoint(copy)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(copy):
+    meta = _meta(copy)
+    meta["architecture"]["conv_filters"] = 6
+    copy.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(copy)
+
+
+def test_self_test_not_reproduced_is_refused(copy):
+    meta = _meta(copy)
+    raw = np.frombuffer(__import__("base64").b64decode(meta["self_test"]["expected_logits"]["base64"]), "<f4")
+    meta["self_test"]["expected_logits"]["base64"] = __import__("base64").b64encode(
+        (raw + np.float32(0.01)).astype("<f4").tobytes()).decode()
+    copy.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="self-test not reproduced"):
+        load_checkpoint(copy)
+
+
+def test_non_finite_outputs_are_refused(copy):
+    m = small_model()
+    with torch.no_grad():
+        m.head.bias.fill_(float("nan"))
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(m.eval()), buf)
+    _rewrite_model(copy, buf.getvalue())
+    with pytest.raises(CheckpointError, match="not finite"):
+        load_checkpoint(copy)
+    with pytest.raises(CheckpointError, match="not finite"):
+        write_checkpoint(m, FeatureSpec(levels=10, window=W), copy.parent, trained=False)
+
+
+def test_pointer_is_a_bare_json_name(tmp_path):
+    with pytest.raises(CheckpointError, match="pointer target"):
+        set_current(tmp_path, "../elsewhere.json")
+    (tmp_path / POINTER).write_text("../../etc/passwd\n")
+    with pytest.raises(CheckpointError, match="pointer must hold"):
+        read_pointer(tmp_path)
+    assert read_pointer(tmp_path / "missing") is None
+    set_current(tmp_path, "a.json")
+    assert read_pointer(tmp_path) == tmp_path / "a.json"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_cli_writes_random_and_given_weights_and_flips_the_pointer(tmp_path, capsys):
+    args = ["--window", str(W), "--filters", "4", "8", "--dir", str(tmp_path)]
+    assert main(["write", "--random", "--seed", "7", *args]) == 0
+    first = read_pointer(tmp_path)
+    assert _meta(first)["trained"] is False and "UNTRAINED" in _meta(first)["note"]
+    sd = tmp_path / "weights.pt"
+    torch.save(small_model(seed=9).state_dict(), sd)
+    assert main(["write", "--from", str(sd), *args]) == 0
+    second = read_pointer(tmp_path)
+    assert second != first and _meta(second)["trained"] is True
+    assert main(["verify", str(second)]) == 0
+    assert main(["write", "--random", "--no-flip", "--seed", "8", *args]) == 0
+    assert read_pointer(tmp_path) == second
+    assert "model_id=" in capsys.readouterr().out

@@ -1,0 +1,195 @@
+"""Inference through real rings: cold start, hot reload under load, bad checkpoints refused."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hftbot.ipc.ring import Ring, RingReader, RingWriter
+from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
+from hftbot.model.deeplob import DeepLOB
+from hftbot.model.engine import InferenceEngine, ModelWatcher
+from hftbot.model.features import FeatureSpec, windows_from_records
+from hftbot.model.inference import run
+from hftbot.model.streaming import softmax
+from hftbot.records import BOOK_RESYNC, SIGNAL_DTYPE, SIGNAL_NO_MODEL, SIGNAL_WARMUP, book_dtype
+
+W = 30
+
+
+def _write(d: Path, seed: int, flip: bool = False, window: int = W) -> Path:
+    torch.manual_seed(seed)
+    m = DeepLOB(levels=10, window=window, conv_filters=4, inception_filters=8, padding="valid")
+    spec = FeatureSpec(levels=10, window=window, mean=tuple([0.1 * seed] * 40), std=tuple([1.0 + seed] * 40))
+    return write_checkpoint(m, spec, d, trained=False, note=f"test seed {seed}", flip=flip, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("models")
+    return [_write(d, s) for s in (1, 2, 3)]
+
+
+class Harness:
+    """A book ring, a signal ring, and the real `run()` loop in a thread."""
+
+    def __init__(self, ckdir: Path, capacity: int = 1 << 15, poll_s: float = 0.01) -> None:
+        tag = f"{os.getpid()}-{id(self)}"
+        self.book = Ring.create(f"hft-test-ib-{tag}", book_dtype(10), capacity)
+        self.sig = Ring.create(f"hft-test-is-{tag}", SIGNAL_DTYPE, 1 << 17)
+        self.writer = RingWriter(self.book)
+        self.reader = RingReader(self.book, wait="spin_yield", start="next")
+        self.sig_reader = RingReader(self.sig, wait="spin_yield", start="oldest")
+        self.engine = InferenceEngine(10, max_window=200)
+        self.watcher = ModelWatcher(ckdir, Compat(10, 200), self.engine.history, poll_interval_s=poll_s)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=run, args=(self.reader, RingWriter(self.sig), self.engine, self.watcher, self.stop.is_set),
+            kwargs={"read_timeout_s": 0.01}, daemon=True)
+        self.signals: list[np.ndarray] = []
+
+    def __enter__(self) -> Harness:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.watcher.wait_idle(10)
+        for r in (self.book, self.sig):
+            r.close()
+            r.unlink()
+
+    def drain(self) -> np.ndarray:
+        while len(got := self.sig_reader.read_many(4096, timeout_s=0)):
+            self.signals.append(got)
+        return np.concatenate(self.signals) if self.signals else np.zeros(0, SIGNAL_DTYPE)
+
+    def wait_for(self, cond, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.002)
+
+
+def _feed(h: Harness, books: np.ndarray, pace_s: float = 0.0) -> None:
+    for rec in books:
+        h.writer.publish(rec)
+        if pace_s:
+            time.sleep(pace_s)
+
+
+def test_cold_start_serves_no_model_then_the_first_checkpoint_without_restart(real_books, tmp_path, models):
+    with Harness(tmp_path) as h:
+        _feed(h, real_books[:100], 0.0005)
+        h.wait_for(lambda: h.engine.updates == 100)
+        sig = h.drain()
+        assert len(sig) > 0 and np.all(sig["model_id"] == 0) and np.all(sig["flags"] == SIGNAL_NO_MODEL)
+        assert np.all(np.isnan(sig["p_up"]))
+        for p in models[0].parent.iterdir():  # drop a checkpoint in: no restart
+            (tmp_path / p.name).write_bytes(p.read_bytes())
+        set_current(tmp_path, models[0].name)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        _feed(h, real_books[100:200], 0.0005)
+        h.wait_for(lambda: h.engine.updates == 200)
+        sig = h.drain()
+        served = sig[sig["model_id"] != 0]
+        want = load_checkpoint(models[0]).model_id
+        assert len(served) and np.all(served["model_id"] == want)
+        ok = served[served["flags"] == 0]
+        assert len(ok)  # primed from the history: the window is full at once
+        total = ok["p_down"].astype(np.float64) + ok["p_flat"] + ok["p_up"]
+        np.testing.assert_allclose(total, 1.0, atol=1e-5)
+        assert np.all(ok["infer_end_ns"] >= ok["infer_start_ns"])
+
+
+def test_bad_checkpoint_is_refused_and_the_running_model_keeps_serving(real_books, tmp_path, models, caplog):
+    good = _write(tmp_path, 5, flip=True)
+    bad = _write(tmp_path, 6)
+    pt = bad.with_suffix(".pt")
+    pt.write_bytes(pt.read_bytes()[:-100])  # truncated
+    good_id = load_checkpoint(good).model_id
+    with caplog.at_level(logging.ERROR, logger="hftbot.inference"), Harness(tmp_path) as h:
+        _feed(h, real_books[:50], 0.0005)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        set_current(tmp_path, bad.name)
+        h.wait_for(lambda: h.watcher.refused == 1)
+        _feed(h, real_books[50:150], 0.0005)
+        h.wait_for(lambda: h.engine.updates == 150)
+        sig = h.drain()
+    assert h.engine.model_id == good_id and h.engine.swaps == 1
+    assert np.all(sig[sig["book_seq"] > 50]["model_id"] == good_id)
+    assert any("refused" in r.getMessage() and bad.name in r.getMessage() for r in caplog.records)
+
+
+def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path, models):
+    for p in models[0].parent.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    ids = {load_checkpoint(m).model_id: load_checkpoint(m) for m in models}
+    books = real_books.copy()
+    books["flags"][0] |= BOOK_RESYNC  # each lap of the capture is a new segment
+    set_current(tmp_path, models[0].name)
+    swaps_wanted = 21  # the first load + 20 hot swaps
+    written = []
+    with Harness(tmp_path) as h:
+        done = threading.Event()
+
+        def writer():  # full speed; only kept within half a ring of the reader so the ring never laps
+            n, chunk = 0, 32
+            while not done.is_set() and n < 400_000:
+                while h.writer.seq - h.reader.last_seq > h.book.capacity // 2:
+                    time.sleep(0.0005)
+                h.writer.publish_many(np.take(books, np.arange(n, n + chunk), mode="wrap"))
+                n += chunk
+                time.sleep(0)  # let the other threads have the GIL between chunks
+            written.append(n)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            h.wait_for(lambda: h.engine.swaps == 1)
+            for k in range(1, swaps_wanted):
+                set_current(tmp_path, models[k % 3].name)
+                h.wait_for(lambda k=k: h.engine.swaps == k + 1)
+        finally:
+            done.set()
+            t.join(10)
+        n = written[0]
+        h.wait_for(lambda: h.engine.updates == n)
+        sig = h.drain()
+    e = h.engine
+    assert e.swaps == swaps_wanted and h.watcher.refused == 0 and h.reader.lost == 0 and e.gaps == 0
+    assert e.updates == n == e.signals + e.skipped + e.decimated  # every update: a signal or counted
+    assert len(sig) == e.signals
+    assert np.all(np.diff(sig["book_seq"]) > 0)  # none duplicated, in order
+    assert set(np.unique(sig["model_id"])) <= set(ids) | {0}
+    first = int(np.argmax(sig["model_id"] != 0))
+    assert np.all(sig["model_id"][first:] != 0)  # once served, never "no model" again
+    assert len(set(np.unique(sig["model_id"])) - {0}) == 3
+    # the signals right after each swap (and a sample of the rest) equal an offline recomputation
+    change = np.flatnonzero(np.diff(sig["model_id"]) != 0) + 1
+    pick = np.unique(np.concatenate([change, np.linspace(first, len(sig) - 1, 40).astype(int)]))
+    all_books = np.resize(books, n)
+    all_books["seq"] = np.arange(1, n + 1)
+    checked = 0
+    for mid in set(sig["model_id"][pick]) - {0}:
+        c = ids[int(mid)]
+        wins, ends = windows_from_records(all_books, c.spec)
+        pos = {int(x): j for j, x in enumerate(ends)}
+        for s in sig[pick][sig["model_id"][pick] == mid]:
+            i = int(s["book_seq"]) - 1
+            if s["flags"] & SIGNAL_WARMUP:
+                assert i not in pos
+                continue
+            with torch.inference_mode():
+                ref = softmax(c.script(torch.from_numpy(np.ascontiguousarray(wins[pos[i]]))[None])[0].numpy())
+            np.testing.assert_allclose([s["p_down"], s["p_flat"], s["p_up"]], ref, atol=1e-5)
+            checked += 1
+    assert checked >= 30
