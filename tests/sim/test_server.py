@@ -502,3 +502,24 @@ def test_modify_fills_and_trade_history(sim) -> None:
         assert float(t["commission"]) == pytest.approx(float(t["quoteQty"]) * 0.0005, abs=1e-8)
     orders = rest(sim, "GET", "/fapi/v1/allOrders", {"symbol": "SOLUSDT"}, signed=True).json()
     assert oid in [o["orderId"] for o in orders]
+
+
+def test_request_weight_limit_answers_1003_then_bans_with_418() -> None:
+    st = start_server(venue=VenueSettings(limits=Limits(weight_1m=5, ban_after_429=2)))
+    try:
+        statuses = [rest(st, "GET", "/fapi/v1/time").status_code for _ in range(9)]
+        body = rest(st, "GET", "/fapi/v1/time").json()
+        assert statuses[:5] == [200] * 5 and statuses[5:7] == [429, 429] and statuses[7] == 418
+        assert body["code"] == -1003 and "banned" in body["msg"]
+    finally:
+        st.close()
+
+
+def test_delay_fault_slows_answers() -> None:
+    st = start_server(venue=VenueSettings(faults=Faults(delay_ms=300)))
+    try:
+        t0 = time.monotonic()
+        assert rest(st, "GET", "/fapi/v1/time").status_code == 200
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        st.close()
