@@ -46,6 +46,7 @@ log = logging.getLogger("hftbot.sim")
 _STREAM_RE = re.compile(r"^([a-z0-9]+)@(depth(5|10|20)?(@(0|100|250|500)ms)?|bookticker|aggtrade|trade)$")
 _ROUTES = ("public", "market", "private")
 MAX_QUEUE = 10_000  # messages buffered per client before it is cut off as too slow
+HEAD_TIMEOUT_S = 30.0  # a new connection must send its request head within this
 MAX_BUFFER_BYTES = 8 << 20  # unsent bytes per client before it is cut off as too slow
 
 
@@ -168,6 +169,13 @@ class _Conn(ServerConnection):
         self._mode = ""  # "", "ws" or "http"
         self._head = bytearray()
         self._http: _Http | None = None
+        # websockets' own open timeout is off (keep-alive HTTP lives inside its handshake), so a
+        # peer that never sends a request head is dropped here
+        self._idle = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        if not self._mode:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._mode == "ws":
@@ -185,6 +193,7 @@ class _Conn(ServerConnection):
             return
         buf = bytes(self._head)
         self._head = bytearray()
+        self._idle.cancel()
         if _is_upgrade(buf[:end]):
             self._mode = "ws"
             super().data_received(buf)
@@ -202,6 +211,7 @@ class _Conn(ServerConnection):
         super().data_received(buf)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._idle.cancel()
         if self._http is not None:
             self._http.close()
         super().connection_lost(exc)
