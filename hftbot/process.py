@@ -173,7 +173,10 @@ def child_main(entry: str, ctx: ProcessContext) -> None:
         code = 1
     finally:
         if ctx.orphaned():
-            removed = shm.remove_stale()
+            # The supervisor died without cleaning up (SIGKILL). We know its segments: unlink them
+            # (idempotent; peers keep their mappings). Its pid may still be an unreaped zombie, so
+            # this cannot wait for remove_stale's liveness test.
+            removed = [n for n in ctx.segments.values() if shm.unlink_segment(n)]
             if removed:
                 ctx.log.error("removed segments of the dead supervisor: %s", ", ".join(removed))
     sys.exit(code)

@@ -11,7 +11,7 @@ Nothing here does I/O. Change a layout here and every process, test and file wri
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -31,7 +31,7 @@ _HEADER = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def book_dtype(levels: int = DEFAULT_LEVELS) -> np.dtype:
     """Top-N book snapshot published after every applied depth event."""
     if levels < 1:
