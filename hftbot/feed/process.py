@@ -87,8 +87,9 @@ def main(ctx) -> None:
         ctx.log.info("feed stopped: %s", feed.counters())
 
 
-_BEAT = ("depth_applied", "gaps", "resyncs", "ticker_msgs", "trades", "malformed", "snapshot_requests",
-         "markers", "public_connects", "public_stale", "market_stale", "raw_rows", "raw_dropped")
+# at most 12 heartbeat counters (hftbot.process.MAX_COUNTERS)
+_BEAT = ("depth_applied", "gaps", "resyncs", "trades", "malformed", "snapshot_requests", "markers",
+         "public_connects", "public_stale", "market_stale", "raw_rows", "raw_dropped")
 
 
 def _run_loop(coro) -> None:

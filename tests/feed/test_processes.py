@@ -73,3 +73,58 @@ def test_replay_into_rings_is_recorded_whole(tmp_path):
             r.unlink()
         table.close()
         table.segment.unlink()
+
+
+def test_live_feed_process_against_the_simulator_publishes_and_records(tmp_path):
+    import asyncio
+
+    from hftbot.feed import process as feed_process
+    from hftbot.feed.recording import iter_raw
+    from hftbot.sim.server import SimServer
+
+    cfg = load_config(env={})
+    cfg = dataclasses.replace(
+        cfg, recorder=dataclasses.replace(cfg.recorder, root=str(tmp_path), flush_s=0.2),
+        feed=dataclasses.replace(cfg.feed, depth_speed="100ms", stale_s=5.0))
+    loop = asyncio.new_event_loop()
+    srv = SimServer()
+    loop.run_until_complete(srv.start())
+    sim = threading.Thread(target=loop.run_forever, daemon=True)
+    sim.start()
+    tag = f"fsim{os.getpid()}"
+    names = {k: shm.segment_name(f"{tag}-{k}") for k in ("book", "trade", "heartbeats")}
+    book = Ring.create(names["book"], book_dtype(cfg.feed.levels), 1 << 12)
+    trade = Ring.create(names["trade"], TRADE_DTYPE, 1 << 12)
+    table = HeartbeatTable.create(names["heartbeats"])
+    ctx = ProcessContext("feed", 0, cfg, names, srv.urls, os.getppid())
+    t = threading.Thread(target=feed_process.main, args=(ctx,))
+    try:
+        reader = RingReader(Ring.attach(names["book"]), wait="block", start="oldest")
+        t.start()
+        deadline = time.monotonic() + 40
+        while table.counters(0).get("depth_applied", 0) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctx.request_stop()
+        t.join(30)
+        assert not t.is_alive()
+        recs = reader.read_many(1 << 12, timeout_s=1)
+        valid = recs[(recs["flags"] & BOOK_VALID) != 0]
+        assert len(valid) >= 20 and not recs["flags"][0] & BOOK_VALID
+        assert valid["flags"][0] & BOOK_RESYNC
+        assert np.all(np.diff(valid["update_id"]) > 0)
+        assert np.all(valid["bid_px"][:, 0] < valid["ask_px"][:, 0])
+        assert valid["tick"][0] > 0 and np.all(valid["recv_ns"] <= valid["publish_ns"])
+        streams = {s for _, s, _ in iter_raw(tmp_path)}
+        assert {"solusdt@depth@100ms", "solusdt@depthSnapshot"} <= streams
+    finally:
+        ctx.request_stop()
+        t.join(30)
+        asyncio.run_coroutine_threadsafe(srv.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        sim.join(10)
+        reader.ring.close()
+        for r in (book, trade):
+            r.close()
+            r.unlink()
+        table.close()
+        table.segment.unlink()
