@@ -49,7 +49,7 @@ def bench_generate(hours: float, seed: int) -> dict:
         "generate_inmem_x_realtime": mem.speedup,
         "generate_inmem_x_realtime_cpu": mem.sim_seconds / cpu_mem,
         "generate_messages": res.messages,
-        "load_avg_1m": os.getloadavg()[0],
+        "generate_load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -93,6 +93,16 @@ async def _client(port: int, warmup_s: float, seconds: float) -> tuple[int, floa
     return n, now - t0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc); -1 where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
 def bench_serve(rate: float, seconds: float, seed: int) -> dict:
     proc, port = _start_server(rate, seed)
     try:
@@ -100,7 +110,9 @@ def bench_serve(rate: float, seconds: float, seed: int) -> dict:
         if len(cpus) >= 2:
             os.sched_setaffinity(proc.pid, {cpus[0]})
             os.sched_setaffinity(0, {cpus[1]})
+        c0 = _cpu_seconds(proc.pid)
         n, dt = asyncio.run(_client(port, 1.0, seconds))
+        cpu_share = (_cpu_seconds(proc.pid) - c0) / (dt + 1.0) if c0 >= 0 else float("nan")
         status = _get(f"http://127.0.0.1:{port}/sim/status")
     finally:
         proc.terminate()
@@ -117,7 +129,9 @@ def bench_serve(rate: float, seconds: float, seed: int) -> dict:
         "serve_publish_delay_p99_us": d["p99"],
         "serve_publish_delay_p999_us": d["p99.9"],
         "serve_seconds": dt,
+        "serve_server_cpu_share": cpu_share,  # of one core, warm-up included
         "pinned_cores": len(cpus) >= 2,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -133,11 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         ("generate (Parquet, 10 depth/s)", f"{figures['generate_x_realtime']:.0f}x real time", ">= 200x"),
         ("generate (Parquet), per CPU second", f"{figures['generate_x_realtime_cpu']:.0f}x real time", ""),
         ("generate (messages only)", f"{figures['generate_inmem_x_realtime']:.0f}x real time", ""),
-        ("generate (messages only), per CPU s", f"{figures['generate_inmem_x_realtime_cpu']:.0f}x real time", ""),
+        (
+            "generate (messages only), per CPU s",
+            f"{figures['generate_inmem_x_realtime_cpu']:.0f}x real time",
+            "",
+        ),
         ("serve depth@0ms to one client", f"{figures['serve_depth_msgs_per_s']:.0f} msg/s", ">= 2000 msg/s"),
         ("serve publish delay p50", f"{figures['serve_publish_delay_p50_us']:.0f} us", ""),
         ("serve publish delay p99", f"{figures['serve_publish_delay_p99_us']:.0f} us", "<= 1000 us"),
         ("serve publish delay p99.9", f"{figures['serve_publish_delay_p999_us']:.0f} us", ""),
+        ("serve: server CPU (share of a core)", f"{figures['serve_server_cpu_share']:.2f}", ""),
+        ("machine load average (1 min)", f"{figures['load_avg_1m']:.1f}", f"{os.cpu_count()} cores"),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"{'figure':<{w}}  {'measured':>20}  {'target':>14}")
