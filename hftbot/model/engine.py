@@ -88,15 +88,15 @@ class RecordHistory:
             end = self.total % self.capacity + self.capacity
             return self._buf[end - k : end].copy(), (self.epoch, self.total)
 
-    def since(self, mark: tuple[int, int]) -> np.ndarray | None:
-        """Records appended after `mark`, or None if that is no longer possible (cleared, overrun)."""
+    def since(self, mark: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """Records appended after `mark` and the new mark, or None if no longer possible (cleared, overrun)."""
         with self.lock:
             epoch, start_total = mark
             k = self.total - start_total
             if epoch != self.epoch or k < 0 or k > self.capacity:
                 return None
             end = self.total % self.capacity + self.capacity
-            return self._buf[end - k : end].copy()
+            return self._buf[end - k : end].copy(), (self.epoch, self.total)
 
     def clear(self) -> None:
         """Forget everything (a gap in the book stream: old records are not continuous)."""
@@ -116,6 +116,28 @@ def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime,
     for rec in recs:
         rt.push(rec)
     return rt, upto
+
+
+def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 4,
+          rounds: int = 200) -> tuple[ModelRuntime, tuple[int, int]]:
+    """Feed `rt` what arrived since `mark` until at most `close` records behind (loader side).
+
+    The live thread keeps appending meanwhile; catching up here leaves the swap itself only a
+    few records to feed, so installing a model costs about one update. A break in the history
+    (gap, overrun) re-primes from scratch.
+    """
+    for _ in range(rounds):
+        got = history.since(mark)
+        if got is None:
+            rt, mark = prime(rt.ckpt, history)
+            continue
+        recs, new_mark = got
+        if len(recs) <= close:
+            break
+        for rec in recs:
+            rt.push(rec)
+        mark = new_mark
+    return rt, mark
 
 
 @dataclass
@@ -190,6 +212,7 @@ class ModelWatcher:
         try:
             ckpt = load_checkpoint(target, self.compat)
             rt, upto = prime(ckpt, self.history)
+            rt, upto = chase(rt, self.history, upto)
             res = Pending(target, rt, upto, load_s=time.monotonic() - t0)
         except CheckpointError as e:
             res = Pending(target, error=str(e), load_s=time.monotonic() - t0)
@@ -231,7 +254,8 @@ class InferenceEngine:
         self.levels = levels
         self.every = every
         self.log = log or logging.getLogger("hftbot.inference")
-        self.history = RecordHistory(book_dtype(levels), max_window + RECEPTIVE + 64)
+        # room for a window to prime plus what arrives while a new model is verified
+        self.history = RecordHistory(book_dtype(levels), max_window + RECEPTIVE + 8192)
         self.runtime: ModelRuntime | None = None
         self.updates = 0
         self.signals = 0
@@ -266,14 +290,11 @@ class InferenceEngine:
         rt = pending.runtime
         if rt is None:
             return False
-        missed = self.history.since(pending.upto)
-        if missed is None:  # the book had a gap meanwhile, or the load took very long: prime again
-            rt.reset()
-            recs, _ = self.history.tail(rt.ckpt.spec.window + RECEPTIVE + 1)
-            for rec in recs:
-                rt.push(rec)
+        got = self.history.since(pending.upto)
+        if got is None:  # the book had a gap meanwhile, or the hand-over came very late: prime again
+            rt, _ = prime(rt.ckpt, self.history)
         else:
-            for rec in missed:
+            for rec in got[0]:
                 rt.push(rec)
         old = self.runtime
         self.runtime = rt

@@ -1,0 +1,188 @@
+"""`python -m hftbot.bench inference`: per-update model latency on one CPU thread, batch throughput.
+
+Rows (every latency is one book update, measured with perf_counter_ns around the call):
+- `full eager torch`     : DeepLOB.forward on the whole window, eager PyTorch (the baseline);
+- `full torchscript`     : the same through the TorchScript checkpoint module;
+- `full numba`           : the numba forward over the whole window, no caches;
+- `stream <padding>`     : what the inference process runs per update: features for the new book
+                           record, one conv step, the LSTM over the cached projections, softmax;
+- `stream valid + swaps` : the same while checkpoints are loaded, verified and primed in the
+                           background and swapped in between updates (hot reload), 1 swap per
+                           `--swap-every` updates; the swap's own catch-up is inside the update
+                           that installs it;
+- `batch torchscript`    : windows/s of a batched TorchScript forward (training/offline scoring).
+
+Book records are a synthetic random walk (nothing to download). Prints a table, then one JSON line.
+This module only measures; it never writes outside a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hftbot.records import BOOK_VALID, book_dtype
+
+
+def synthetic_books(n: int, levels: int = 10, seed: int = 0) -> np.ndarray:
+    """A random-walk book: tick 0.01, lot 0.01, spread 1-3 ticks, sizes log-normal."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n, dtype=book_dtype(levels))
+    mid = 15000 + np.cumsum(rng.integers(-1, 2, n))
+    spread = rng.integers(1, 4, n)
+    steps = np.arange(levels)
+    out["bid_px"] = (mid - spread // 2)[:, None] - steps
+    out["ask_px"] = (mid - spread // 2 + spread)[:, None] + steps
+    out["bid_qty"] = rng.lognormal(5, 1, (n, levels)).astype(np.int64) + 1
+    out["ask_qty"] = rng.lognormal(5, 1, (n, levels)).astype(np.int64) + 1
+    out["tick"], out["lot"], out["flags"] = 0.01, 0.01, BOOK_VALID
+    out["seq"] = np.arange(1, n + 1)
+    out["recv_ns"] = time.time_ns() + np.arange(n) * 1_000_000
+    return out
+
+
+def _pct(ns: list[int] | np.ndarray) -> dict[str, float]:
+    a = np.asarray(ns, dtype=np.float64) / 1e3
+    return {"p50_us": float(np.percentile(a, 50)), "p99_us": float(np.percentile(a, 99)),
+            "p999_us": float(np.percentile(a, 99.9)), "max_us": float(a.max()), "n": int(a.size)}
+
+
+def _time_calls(fn, n: int, warm: int = 20) -> dict[str, float]:
+    for _ in range(warm):
+        fn()
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        t = time.perf_counter_ns()
+        fn()
+        out[i] = time.perf_counter_ns() - t
+    return _pct(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hftbot.bench inference", description=__doc__.split("\n")[0])
+    ap.add_argument("--updates", type=int, default=3000, help="timed updates per streaming row")
+    ap.add_argument("--full-updates", type=int, default=300, help="timed calls per full-window row")
+    ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--filters", type=int, nargs=2, default=(16, 32), metavar=("CONV", "INCEPTION"))
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--swap-every", type=int, default=500)
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
+    from hftbot.model.deeplob import DeepLOB
+    from hftbot.model.engine import InferenceEngine, ModelRuntime, ModelWatcher
+    from hftbot.model.features import FeatureSpec
+    from hftbot.model.inference import GIL_SWITCH_S
+    from hftbot.model.streaming import warm_up
+
+    torch.set_num_threads(1)
+    sys.setswitchinterval(GIL_SWITCH_S)  # as the inference process does
+    warm_up()
+    levels, w = 10, a.window
+    books = synthetic_books(a.updates + a.window + 200, levels)
+    spec = FeatureSpec(levels=levels, window=w)
+    rows: list[tuple[str, dict]] = []
+    figures: dict[str, object] = {"window": w, "filters": list(a.filters), "threads": 1}
+
+    with tempfile.TemporaryDirectory(prefix="hftbot-bench-") as tmp:
+        ck = {}
+        for padding in ("valid", "causal"):
+            torch.manual_seed(0)
+            m = DeepLOB(levels, w, a.filters[0], a.filters[1], padding=padding).eval()
+            ck[padding] = load_checkpoint(write_checkpoint(m, spec, tmp, trained=False, flip=False),
+                                          Compat(levels))
+        figures["parameters"] = ck["valid"].meta["architecture"]["parameters"]
+        x = torch.randn(1, w, 4 * levels)
+        eager = ck["valid"].arch.build()
+        eager.load_state_dict({k: torch.from_numpy(v) for k, v in ck["valid"].state.items()})
+        eager.eval()
+        with torch.inference_mode():
+            rows.append(("full eager torch (valid)", _time_calls(lambda: eager(x), a.full_updates)))
+            rows.append(("full torchscript (valid)", _time_calls(lambda: ck["valid"].script(x), a.full_updates)))
+        win = x[0].numpy()
+        rt = ck["valid"].runtime()
+        rows.append(("full numba (valid)", _time_calls(lambda: rt.full_logits(win), a.full_updates)))
+
+        def stream(c) -> dict:
+            r = ModelRuntime(c)
+            for rec in books[: w + 30]:
+                r.push(rec)
+            it = iter(books[w + 30 :])
+
+            def step():
+                r.push(next(it))
+                r.probabilities()
+
+            return _time_calls(step, a.updates, warm=0)
+
+        for padding in ("valid", "causal"):
+            rows.append((f"stream {padding}", stream(ck[padding])))
+
+        # hot swap: background loads of alternating checkpoints, swapped between updates
+        d = Path(tmp) / "swap"
+        metas = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            m = DeepLOB(levels, w, a.filters[0], a.filters[1], padding="valid").eval()
+            metas.append(write_checkpoint(m, spec, d, trained=False, flip=False, seed=seed))
+        set_current(d, metas[0].name)
+        eng = InferenceEngine(levels, max_window=max(w, 200))
+        watcher = ModelWatcher(d, Compat(levels), eng.history, poll_interval_s=0.001)
+        watcher.poll(0.0)
+        watcher.wait_idle(60)
+        eng.install(watcher.take())
+        lat, swap_lat, k = [], [], 0
+        for i, rec in enumerate(books):
+            if i and i % a.swap_every == 0:
+                k += 1
+                set_current(d, metas[k % 2].name)
+            t = time.perf_counter_ns()
+            watcher.poll()
+            p = watcher.take()
+            if p is not None:
+                eng.install(p)
+            eng.push(rec)
+            if eng.due():
+                eng.signal(rec, 0)
+            dt = time.perf_counter_ns() - t
+            (swap_lat if p is not None else lat).append(dt)
+        watcher.wait_idle(60)
+        base = dict(rows)["stream valid"]
+        during = _pct(lat)
+        swaps = _pct(swap_lat) if swap_lat else {"p50_us": float("nan"), "max_us": float("nan"), "n": 0}
+        rows.append(("stream valid + swaps", during))
+        rows.append(("  the installing update", swaps))
+
+        xb = torch.randn(a.batch, w, 4 * levels)
+        with torch.inference_mode():
+            bt = _time_calls(lambda: ck["valid"].script(xb), 10, warm=2)
+        wps = a.batch / (bt["p50_us"] / 1e6)
+
+    print(f"{'path (one CPU thread, per update)':<34}{'p50 µs':>10}{'p99 µs':>10}{'p99.9 µs':>10}{'max µs':>10}{'n':>7}")
+    for name, r in rows:
+        print(f"{name:<34}{r['p50_us']:>10.1f}{r.get('p99_us', float('nan')):>10.1f}"
+              f"{r.get('p999_us', float('nan')):>10.1f}{r['max_us']:>10.1f}{r['n']:>7}")
+    print(f"{'batch torchscript':<34}{wps:>10.0f} windows/s (batch {a.batch})")
+    print(f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; "
+          f"swap update <= stream p99 ({base['p99_us']:.0f} µs)")
+    for name, r in rows:
+        figures[name.strip().replace(" ", "_").replace("(", "").replace(")", "")] = {
+            k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()}
+    figures["batch_windows_per_s"] = round(wps, 1)
+    figures["swap_update_max_us"] = round(swaps["max_us"], 1)
+    figures["stream_valid_meets_targets"] = bool(base["p50_us"] <= 400 and base["p99_us"] <= 1000)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
