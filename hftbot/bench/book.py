@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftbot.bench.common import machine
 from hftbot.feed.capture import iter_blocks
 from hftbot.feed.core import OUT_BOOK, OUT_TRADE, FeedCore
 from hftbot.records import BOOK_VALID, TRADE_DTYPE, book_dtype
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = msgs / best[0]
     inmem = msgs / min(r[1] for r in runs)
     load = os.getloadavg()[0]
+    print(f"machine: {machine()}")
     print(f"capture {args.capture.name}: {msgs:,} messages, {counters['depth_applied']:,} depth applied, "
           f"levels {args.levels}, publish into {sink}, load avg {load:.2f} on {os.cpu_count()} cpus")
     print(f"{'figure':<44}{'value':>14}")
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "parse_apply_publish_max_us": round(float(us.max()), 3),
         "replay_msgs_per_s": round(rate), "replay_inmem_msgs_per_s": round(inmem),
         "replay_seconds": round(best[0], 4), "messages": msgs, "depth_applied": best[3]["depth_applied"],
-        "sink": sink, "loadavg_1m": round(load, 2), "cpus": os.cpu_count(),
+        "sink": sink, "loadavg_1m": round(load, 2), "cpus": os.cpu_count(), "machine": machine(),
     }))
     return 0
 
