@@ -36,6 +36,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +44,9 @@ import numpy as np
 
 from hftbot.model.features import FeatureSpec
 from hftbot.model.streaming import StreamingDeepLOB
+
+# torch 2.13 marks torch.jit.* deprecated; it is still the checkpoint format (docs/model.md says why)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
 
 FORMAT = "hftbot.deeplob.checkpoint/1"
 POINTER = "CURRENT"
@@ -125,6 +129,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trainer and the bot may run as different users
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
