@@ -77,10 +77,10 @@ def generate_messages(
             continue
         ms = t // MS
         for m in pub.on_changes(ch, ms, ms):
-            if m.stream.endswith("@aggTrade"):
+            if m.stream is pub.agg_name:
                 if not agg_trade:
                     continue
-            elif m.stream.endswith("@bookTicker"):
+            elif m.stream is pub.ticker_name:
                 if not book_ticker:
                     continue
             else:

@@ -127,6 +127,8 @@ class MarketPublisher:
         self.symbol = symbol.upper()
         self.lsym = symbol.lower()
         self.fmt = Formatter(engine.tick, engine.lot)
+        self.ticker_name = f"{self.lsym}@bookTicker"
+        self.agg_name = f"{self.lsym}@aggTrade"
         self.diff = {s: _DiffStream(s) for s in speeds_ms}
         self._last_top: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._agg_id = 1
@@ -166,8 +168,11 @@ class MarketPublisher:
                     st.first = st.start_u or ch.first_update_id
                     st.start_u = 0
                 st.last = ch.last_update_id
-                st.bids.update(dict.fromkeys(ch.bids))
-                st.asks.update(dict.fromkeys(ch.asks))
+                sb, sa = st.bids, st.asks
+                for p in ch.bids:
+                    sb[p] = None
+                for p in ch.asks:
+                    sa[p] = None
             zero = self.diff.get(0)
             if zero is not None:
                 out.append(self._flush_diff(zero, event_ms, txn_ms))
@@ -193,7 +198,7 @@ class MarketPublisher:
                 )
             )
             if self.agg_wanted:
-                out.append(Message(f"{self.lsym}@aggTrade", payload))
+                out.append(Message(self.agg_name, payload))
             if self.trade_wanted:
                 trade = (
                     b'{"e":"trade","E":%d,"T":%d,"s":"%s","t":%d,"p":"%s","q":"%s","X":"MARKET","m":%s}'
@@ -214,19 +219,10 @@ class MarketPublisher:
             self._last_top = top
             f = self.fmt
             payload = (
-                b'{"e":"bookTicker","u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s","T":%d,"E":%d}'
-                % (
-                    ch.last_update_id,
-                    self.symbol.encode(),
-                    f.px(top[0]).encode(),
-                    f.qty(top[1]).encode(),
-                    f.px(top[2]).encode(),
-                    f.qty(top[3]).encode(),
-                    txn_ms,
-                    event_ms,
-                )
-            )
-            out.append(Message(f"{self.lsym}@bookTicker", payload))
+                f'{{"e":"bookTicker","u":{ch.last_update_id},"s":"{self.symbol}","b":"{f.px(top[0])}",'
+                f'"B":"{f.qty(top[1])}","a":"{f.px(top[2])}","A":"{f.qty(top[3])}","T":{txn_ms},"E":{event_ms}}}'
+            ).encode()
+            out.append(Message(self.ticker_name, payload))
         self.messages += len(out)
         return out
 
