@@ -50,6 +50,7 @@ class Child:
     started_at: float = 0.0
     next_start_at: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # last seen, kept after the table is gone
 
 
 class LatencyMonitor:
@@ -178,6 +179,8 @@ class Supervisor:
         self.monitor = LatencyMonitor(self.rings)
 
     def remove_segments(self) -> None:
+        self._ring_counts()
+        self._latency()
         self.monitor = None
         for ring in self.rings.values():
             ring.close()
@@ -294,6 +297,7 @@ class Supervisor:
                     c.proc.join(2.0)
                 if c.state != "failed":
                     c.state = "stopped"
+                self._counters(c)  # final counters, before the table goes
                 log.info("%s stopped (exit code %s)", c.spec.name, c.proc.exitcode)
 
     # ---------------------------------------------------------------- main loop
@@ -366,11 +370,24 @@ class Supervisor:
         procs = {}
         for c in self.children:
             procs[c.spec.name] = {"state": c.state, "restarts": c.restarts, **self._counters(c)}
-        rings = {n: r.write_seq for n, r in self.rings.items()}
+        rings = self._ring_counts()
         return {"uptime_s": round(time.monotonic() - self.started_at, 1), "processes": procs, "rings": rings}
 
+    def _ring_counts(self) -> dict[str, int]:
+        """Records published per ring (the last seen values once the rings are gone)."""
+        if self.rings:
+            self._last_rings = {n: r.write_seq for n, r in self.rings.items()}
+        return getattr(self, "_last_rings", {})
+
+    def _latency(self) -> dict[str, dict[str, float]]:
+        if self.monitor is not None:
+            self._last_latency = self.monitor.percentiles()
+        return getattr(self, "_last_latency", {})
+
     def _counters(self, c: Child) -> dict[str, int]:
-        return self.table.counters(c.slot) if self.table is not None else {}
+        if self.table is not None:
+            c.counters = self.table.counters(c.slot)
+        return c.counters
 
     def render(self) -> Any:
         from rich.table import Table
@@ -385,8 +402,8 @@ class Supervisor:
             pid = str(c.proc.pid) if c.proc is not None else "-"
             counters = " ".join(f"{k}={v}" for k, v in self._counters(c).items())
             t.add_row(c.spec.name, pid, c.state, str(c.restarts), age, counters)
-        lat = self.monitor.percentiles() if self.monitor is not None else {}
-        rings = "  ".join(f"{n}: {r.write_seq}" for n, r in self.rings.items())
+        lat = self._latency()
+        rings = "  ".join(f"{n}: {v}" for n, v in self._ring_counts().items())
         lats = "  ".join(f"{k} p50 {v['p50']} p99 {v['p99']}" for k, v in lat.items())
         t.caption = f"rings {rings}\n{lats}\nuptime {time.monotonic() - self.started_at:.0f} s · Ctrl-C stops"
         return t
@@ -409,10 +426,10 @@ class Supervisor:
                 for c in self.children
             },
             "rings": {
-                n: {"records": r.write_seq, "per_s": round(r.write_seq / max(uptime, 1e-9), 1)}
-                for n, r in self.rings.items()
+                n: {"records": v, "per_s": round(v / max(uptime, 1e-9), 1)}
+                for n, v in self._ring_counts().items()
             },
-            "latency_us": self.monitor.percentiles() if self.monitor is not None else {},
+            "latency_us": self._latency(),
         }
 
     def print_summary(self) -> None:

@@ -226,3 +226,15 @@ def test_cli_rejects_bad_config_naming_the_field(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and "live_confirm" in r.stderr
+
+
+def test_status_panel_shows_each_process_state_and_counters():
+    from rich.console import Console
+
+    sup = Supervisor(fast_config(), [spec("ticker", "ticker")], panel=True, endpoints={})
+    assert sup.run(duration_s=1.5) == 0
+    console = Console(record=True, width=160)
+    console.print(sup.render())
+    text = console.export_text()
+    assert "ticker" in text and "stopped" in text and "published=" in text
+    assert "rings book:" in text
