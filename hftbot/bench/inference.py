@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,8 +49,13 @@ def synthetic_books(n: int, levels: int = 10, seed: int = 0) -> np.ndarray:
 
 def _pct(ns: list[int] | np.ndarray) -> dict[str, float]:
     a = np.asarray(ns, dtype=np.float64) / 1e3
-    return {"p50_us": float(np.percentile(a, 50)), "p99_us": float(np.percentile(a, 99)),
-            "p999_us": float(np.percentile(a, 99.9)), "max_us": float(a.max()), "n": int(a.size)}
+    return {
+        "p50_us": float(np.percentile(a, 50)),
+        "p99_us": float(np.percentile(a, 99)),
+        "p999_us": float(np.percentile(a, 99.9)),
+        "max_us": float(a.max()),
+        "n": int(a.size),
+    }
 
 
 def _time_calls(fn, n: int, warm: int = 20) -> dict[str, float]:
@@ -98,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         for padding in ("valid", "causal"):
             torch.manual_seed(0)
             m = DeepLOB(levels, w, a.filters[0], a.filters[1], padding=padding).eval()
-            ck[padding] = load_checkpoint(write_checkpoint(m, spec, tmp, trained=False, flip=False),
-                                          Compat(levels))
+            ck[padding] = load_checkpoint(
+                write_checkpoint(m, spec, tmp, trained=False, flip=False), Compat(levels)
+            )
         figures["parameters"] = ck["valid"].meta["architecture"]["parameters"]
         x = torch.randn(1, w, 4 * levels)
         eager = ck["valid"].arch.build()
@@ -107,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         eager.eval()
         with torch.inference_mode():
             rows.append(("full eager torch (valid)", _time_calls(lambda: eager(x), a.full_updates)))
-            rows.append(("full torchscript (valid)", _time_calls(lambda: ck["valid"].script(x), a.full_updates)))
+            rows.append(
+                ("full torchscript (valid)", _time_calls(lambda: ck["valid"].script(x), a.full_updates))
+            )
         win = x[0].numpy()
         rt = ck["valid"].runtime()
         rows.append(("full numba (valid)", _time_calls(lambda: rt.full_logits(win), a.full_updates)))
@@ -167,16 +174,23 @@ def main(argv: list[str] | None = None) -> int:
             bt = _time_calls(lambda: ck["valid"].script(xb), 10, warm=2)
         wps = a.batch / (bt["p50_us"] / 1e6)
 
-    print(f"{'path (one CPU thread, per update)':<34}{'p50 µs':>10}{'p99 µs':>10}{'p99.9 µs':>10}{'max µs':>10}{'n':>7}")
+    print(
+        f"{'path (one CPU thread, per update)':<34}{'p50 µs':>10}{'p99 µs':>10}{'p99.9 µs':>10}{'max µs':>10}{'n':>7}"
+    )
     for name, r in rows:
-        print(f"{name:<34}{r['p50_us']:>10.1f}{r.get('p99_us', float('nan')):>10.1f}"
-              f"{r.get('p999_us', float('nan')):>10.1f}{r['max_us']:>10.1f}{r['n']:>7}")
+        print(
+            f"{name:<34}{r['p50_us']:>10.1f}{r.get('p99_us', float('nan')):>10.1f}"
+            f"{r.get('p999_us', float('nan')):>10.1f}{r['max_us']:>10.1f}{r['n']:>7}"
+        )
     print(f"{'batch torchscript':<34}{wps:>10.0f} windows/s (batch {a.batch})")
-    print(f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; "
-          f"swap update <= stream p99 ({base['p99_us']:.0f} µs)")
+    print(
+        f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; "
+        f"swap update <= stream p99 ({base['p99_us']:.0f} µs)"
+    )
     for name, r in rows:
         figures[name.strip().replace(" ", "_").replace("(", "").replace(")", "")] = {
-            k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()}
+            k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()
+        }
     figures["batch_windows_per_s"] = round(wps, 1)
     figures["swap_update_max_us"] = round(swaps["max_us"], 1)
     figures["stream_valid_meets_targets"] = bool(base["p50_us"] <= 400 and base["p99_us"] <= 1000)

@@ -9,7 +9,13 @@ import pytest
 
 from hftbot.feed.recording import BookRecordingWriter, read_book
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
-from hftbot.model.features import FeatureSpec, OnlineWindow, column_names, rows_from_records, windows_from_records
+from hftbot.model.features import (
+    FeatureSpec,
+    OnlineWindow,
+    column_names,
+    rows_from_records,
+    windows_from_records,
+)
 from hftbot.records import BOOK_RESYNC, BOOK_VALID, book_dtype
 
 
