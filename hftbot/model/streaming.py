@@ -264,6 +264,13 @@ _HIST_K = (4, 4, 4, 4, 4, 4, 3, 5, 3)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits (float64); a short 1-d vector takes a scalar path (cheaper than numpy's)."""
+    if np.ndim(logits) == 1 and len(logits) <= 8:
+        z = [float(v) for v in logits]
+        m = max(z)
+        e = [math.exp(v - m) for v in z]
+        s = sum(e)
+        return np.array([v / s for v in e])
     z = np.asarray(logits, dtype=np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
