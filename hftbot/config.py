@@ -60,6 +60,7 @@ class RuntimeConfig:
     restart_backoff_s: float = _f(0.5, lo=0.0)
     restart_backoff_max_s: float = _f(10.0, lo=0.0)
     max_restarts: int = _f(5, lo=0)
+    restart_window_s: float = _f(600.0, lo=1.0)
     stop_timeout_s: float = _f(10.0, lo=0.1)
     status_interval_s: float = _f(1.0, lo=0.05)
     live_confirm: bool = _f(False)

@@ -3,7 +3,7 @@
 Loads the config, sweeps stale segments of a crashed earlier run, creates the shared-memory rings
 and the heartbeat table (it owns them all), spawns the processes of the mode in order (each must
 send its first heartbeat before the next starts), restarts one that dies or goes silent (backoff
-doubling up to a cap, at most `max_restarts`), and on SIGINT/SIGTERM, `--duration` or a fatal
+doubling up to a cap, at most `max_restarts` within `restart_window_s`), and on SIGINT/SIGTERM, `--duration` or a fatal
 failure shuts down in `stop_rank` order. Every exit path unlinks every segment; a second Ctrl-C
 skips the grace periods but still cleans up.
 
@@ -46,7 +46,8 @@ class Child:
     slot: int
     proc: Any = None  # multiprocessing.Process
     state: str = "new"  # starting | running | backoff | failed | stopped
-    restarts: int = 0
+    restarts: int = 0  # in total
+    recent: list[float] = field(default_factory=list)  # restart times inside runtime.restart_window_s
     started_at: float = 0.0
     next_start_at: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
@@ -222,19 +223,38 @@ class Supervisor:
     def _on_exit(self, c: Child, why: str) -> None:
         code = c.proc.exitcode if c.proc is not None else None
         c.exit_codes.append(code if code is not None else -1)
-        if c.restarts >= self.cfg.runtime.max_restarts:
+        rt = self.cfg.runtime
+        now = time.monotonic()
+        # Only restarts inside the window count towards the cap: a process that fails once a day
+        # must not be given up on after a week.
+        c.recent = [t for t in c.recent if now - t < rt.restart_window_s]
+        if len(c.recent) >= rt.max_restarts:
             c.state = "failed"
-            log.error("%s %s; restart limit (%d) reached", c.spec.name, why, self.cfg.runtime.max_restarts)
+            log.error(
+                "%s %s; restart limit (%d in %g s) reached",
+                c.spec.name,
+                why,
+                rt.max_restarts,
+                rt.restart_window_s,
+            )
             if c.spec.critical:
                 self.failed = True
                 self.stop_reason = f"{c.spec.name} failed"
             return
-        rt = self.cfg.runtime
-        delay = min(rt.restart_backoff_s * (2**c.restarts), rt.restart_backoff_max_s)
+        delay = min(rt.restart_backoff_s * (2 ** len(c.recent)), rt.restart_backoff_max_s)
         c.restarts += 1
+        c.recent.append(now)
         c.state = "backoff"
-        c.next_start_at = time.monotonic() + delay
-        log.error("%s %s; restart %d/%d in %.2f s", c.spec.name, why, c.restarts, rt.max_restarts, delay)
+        c.next_start_at = now + delay
+        log.error(
+            "%s %s; restart %d (%d/%d in the window) in %.2f s",
+            c.spec.name,
+            why,
+            c.restarts,
+            len(c.recent),
+            rt.max_restarts,
+            delay,
+        )
 
     def _kill(self, c: Child) -> None:
         if c.proc is not None and c.proc.is_alive():

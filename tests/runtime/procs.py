@@ -58,3 +58,12 @@ def pid_reporter(ctx: ProcessContext) -> None:
     while not ctx.stopping():
         ctx.beat(pid=os.getpid())
         time.sleep(0.02)
+
+
+def crash_later(ctx: ProcessContext) -> None:
+    """Runs healthily for a second, then crashes."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        ctx.beat()
+        time.sleep(0.02)
+    raise RuntimeError("deliberate late crash")

@@ -238,3 +238,15 @@ def test_status_panel_shows_each_process_state_and_counters():
     text = console.export_text()
     assert "ticker" in text and "stopped" in text and "published=" in text
     assert "rings book:" in text
+
+
+def test_only_restarts_inside_the_window_count_towards_the_cap():
+    sup = Supervisor(
+        fast_config(max_restarts=1, restart_window_s=1.0),
+        [spec("crasher", "crash_later")],
+        panel=False,
+        endpoints={},
+    )
+    assert sup.run(duration_s=7) == 0
+    crasher = sup.children[0]
+    assert crasher.restarts >= 2 and crasher.state == "stopped"  # each crash came > 1 s after the last
