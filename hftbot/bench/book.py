@@ -148,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     inmem = msgs / min(r[1] for r in runs)
     load = os.getloadavg()[0]
     print(f"machine: {machine()}")
-    print(f"capture {args.capture.name}: {msgs:,} messages, {counters['depth_applied']:,} depth applied, "
-          f"levels {args.levels}, publish into {sink}, load avg {load:.2f} on {os.cpu_count()} cpus")
+    print(
+        f"capture {args.capture.name}: {msgs:,} messages, {counters['depth_applied']:,} depth applied, "
+        f"levels {args.levels}, publish into {sink}, load avg {load:.2f} on {os.cpu_count()} cpus"
+    )
     print(f"{'figure':<44}{'value':>14}")
     print(f"{'depth msg -> published book p50 (µs)':<44}{p50:>14.2f}")
     print(f"{'depth msg -> published book p99 (µs)':<44}{p99:>14.2f}")
@@ -157,14 +159,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'depth msg -> published book max (µs)':<44}{float(us.max()):>14.2f}")
     print(f"{'replay msgs/s (gunzip+index+book+rings)':<44}{rate:>14,.0f}")
     print(f"{'replay msgs/s (in memory)':<44}{inmem:>14,.0f}")
-    print(json.dumps({
-        "depth_msgs_timed": len(lat), "parse_apply_publish_p50_us": round(p50, 3),
-        "parse_apply_publish_p99_us": round(p99, 3), "parse_apply_publish_p999_us": round(p999, 3),
-        "parse_apply_publish_max_us": round(float(us.max()), 3),
-        "replay_msgs_per_s": round(rate), "replay_inmem_msgs_per_s": round(inmem),
-        "replay_seconds": round(best[0], 4), "messages": msgs, "depth_applied": best[3]["depth_applied"],
-        "sink": sink, "loadavg_1m": round(load, 2), "cpus": os.cpu_count(), "machine": machine(),
-    }))
+    print(
+        json.dumps(
+            {
+                "depth_msgs_timed": len(lat),
+                "parse_apply_publish_p50_us": round(p50, 3),
+                "parse_apply_publish_p99_us": round(p99, 3),
+                "parse_apply_publish_p999_us": round(p999, 3),
+                "parse_apply_publish_max_us": round(float(us.max()), 3),
+                "replay_msgs_per_s": round(rate),
+                "replay_inmem_msgs_per_s": round(inmem),
+                "replay_seconds": round(best[0], 4),
+                "messages": msgs,
+                "depth_applied": best[3]["depth_applied"],
+                "sink": sink,
+                "loadavg_1m": round(load, 2),
+                "cpus": os.cpu_count(),
+                "machine": machine(),
+            }
+        )
+    )
     return 0
 
 
