@@ -59,6 +59,21 @@ def _writer_server(name: str, conn) -> None:
     ring.close()
 
 
+@pytest.fixture
+def make_ring():
+    """Create rings for a test; every one is closed and unlinked afterwards, pass or fail."""
+    made = []
+
+    def make(tag: str, dtype: np.dtype = DT, capacity: int = 8) -> Ring:
+        made.append(Ring.create(shm.segment_name(tag), dtype, capacity))
+        return made[-1]
+
+    yield make
+    for ring in made:
+        ring.close()
+        ring.unlink()
+
+
 @pytest.fixture(scope="module")
 def writer_proc():
     """One ring (capacity 8: easy to lap) and a writer in another process, shared by examples."""
@@ -119,58 +134,43 @@ def test_cross_process_reader_never_sees_torn_record_and_counts_loss_exactly(
     assert seqs[-1] == final, "a lapped reader must end on the newest record"
 
 
-def test_lapped_reader_counts_loss_and_jumps_to_newest():
-    name = shm.segment_name("test-ring-lap")
-    ring = Ring.create(name, DT, 8)
-    try:
-        w, r = RingWriter(ring), RingReader(ring, start="next")
-        for v in range(1, 21):
-            fill(w.staging, v)
-            w.publish(w.staging)
-        rec = r.poll()
-        assert rec["seq"] == 20 and rec["update_id"] == 20
-        assert r.lost == 19
-        assert r.poll() is None
-        fill(w.staging, 21)
+def test_lapped_reader_counts_loss_and_jumps_to_newest(make_ring):
+    ring = make_ring("test-ring-lap", DT, 8)
+    w, r = RingWriter(ring), RingReader(ring, start="next")
+    for v in range(1, 21):
+        fill(w.staging, v)
         w.publish(w.staging)
-        assert r.poll()["seq"] == 21 and r.lost == 19
-    finally:
-        ring.close()
-        ring.unlink()
+    rec = r.poll()
+    assert rec["seq"] == 20 and rec["update_id"] == 20
+    assert r.lost == 19
+    assert r.poll() is None
+    fill(w.staging, 21)
+    w.publish(w.staging)
+    assert r.poll()["seq"] == 21 and r.lost == 19
 
 
-def test_reader_within_capacity_loses_nothing_and_reads_in_order():
-    name = shm.segment_name("test-ring-inorder")
-    ring = Ring.create(name, DT, 64)
-    try:
-        w = RingWriter(ring)
-        r1 = RingReader(ring, start="next")
-        arr = np.zeros(50, DT)
-        arr["update_id"] = np.arange(50)
-        w.publish_many(arr[:30])
-        w.publish_many(arr[30:])
-        out = r1.read_many(1000)
-        assert list(out["update_id"]) == list(range(50)) and list(out["seq"]) == list(range(1, 51))
-        assert r1.lost == 0
-        r2 = RingReader(ring, start="oldest")
-        assert r2.read_many(1000)["seq"][0] == 1
-    finally:
-        ring.close()
-        ring.unlink()
+def test_reader_within_capacity_loses_nothing_and_reads_in_order(make_ring):
+    ring = make_ring("test-ring-inorder", DT, 64)
+    w = RingWriter(ring)
+    r1 = RingReader(ring, start="next")
+    arr = np.zeros(50, DT)
+    arr["update_id"] = np.arange(50)
+    w.publish_many(arr[:30])
+    w.publish_many(arr[30:])
+    out = r1.read_many(1000)
+    assert list(out["update_id"]) == list(range(50)) and list(out["seq"]) == list(range(1, 51))
+    assert r1.lost == 0
+    r2 = RingReader(ring, start="oldest")
+    assert r2.read_many(1000)["seq"][0] == 1
 
 
-def test_skip_to_newest_counts_skipped():
-    name = shm.segment_name("test-ring-skip")
-    ring = Ring.create(name, DT, 64)
-    try:
-        w, r = RingWriter(ring), RingReader(ring)
-        for _ in range(10):
-            w.publish(w.staging)
-        assert r.skip_to_newest() == 9
-        assert r.poll()["seq"] == 10 and r.lost == 9
-    finally:
-        ring.close()
-        ring.unlink()
+def test_skip_to_newest_counts_skipped(make_ring):
+    ring = make_ring("test-ring-skip", DT, 64)
+    w, r = RingWriter(ring), RingReader(ring)
+    for _ in range(10):
+        w.publish(w.staging)
+    assert r.skip_to_newest() == 9
+    assert r.poll()["seq"] == 10 and r.lost == 9
 
 
 def _publish_later(name: str, delay_s: float) -> None:
@@ -184,32 +184,24 @@ def _publish_later(name: str, delay_s: float) -> None:
 
 
 @pytest.mark.parametrize("wait", ["block", "spin_yield", "spin"])
-def test_waiting_reader_is_woken_by_writer_in_another_process(wait):
-    name = shm.segment_name(f"test-ring-wake-{wait}")
-    ring = Ring.create(name, DT, 16)
-    try:
-        r = RingReader(ring, wait=wait)
-        assert r.read(timeout_s=0.05) is None  # times out with nothing published
-        p = mp.get_context("spawn").Process(target=_publish_later, args=(name, 0.3))
-        p.start()
-        rec = r.read(timeout_s=30)
-        p.join(10)
-        assert rec is not None and rec["update_id"] == 42
-    finally:
-        ring.close()
-        ring.unlink()
+def test_waiting_reader_is_woken_by_writer_in_another_process(make_ring, wait):
+    ring = make_ring(f"test-ring-wake-{wait}", DT, 16)
+    name = ring.name
+    r = RingReader(ring, wait=wait)
+    assert r.read(timeout_s=0.05) is None  # times out with nothing published
+    p = mp.get_context("spawn").Process(target=_publish_later, args=(name, 0.3))
+    p.start()
+    rec = r.read(timeout_s=30)
+    p.join(10)
+    assert rec is not None and rec["update_id"] == 42
 
 
-def test_attach_reads_layout_from_header_and_rejects_foreign_segment():
-    name = shm.segment_name("test-ring-attach")
-    ring = Ring.create(name, DT, 32)
-    try:
-        other = Ring.attach(name)
-        assert other.dtype == DT and other.capacity == 32
-        other.close()
-    finally:
-        ring.close()
-        ring.unlink()
+def test_attach_reads_layout_from_header_and_rejects_foreign_segment(make_ring):
+    ring = make_ring("test-ring-attach", DT, 32)
+    name = ring.name
+    other = Ring.attach(name)
+    assert other.dtype == DT and other.capacity == 32
+    other.close()
     junk = shm.Segment.create(shm.segment_name("test-ring-junk"), 8192)
     try:
         with pytest.raises(RuntimeError, match="bad magic"):
@@ -219,36 +211,27 @@ def test_attach_reads_layout_from_header_and_rejects_foreign_segment():
         junk.unlink()
 
 
-def test_bad_arguments_are_refused_with_clear_errors():
+def test_bad_arguments_are_refused_with_clear_errors(make_ring):
     with pytest.raises(ValueError, match="power of two"):
         Ring.create(shm.segment_name("test-ring-cap"), DT, 100)
-    name = shm.segment_name("test-ring-args")
-    ring = Ring.create(name, DT, 8)
-    try:
-        w = RingWriter(ring)
-        with pytest.raises(ValueError, match="exceeds the ring capacity"):
-            w.publish_many(np.zeros(9, DT))
-        with pytest.raises(ValueError, match="does not fit"):
-            w.publish(np.zeros((), book_dtype(20)))
-        with pytest.raises(ValueError, match="wait strategy"):
-            RingReader(ring, wait="nap")
-        assert w.seq == 0  # refused writes published nothing
-    finally:
-        ring.close()
-        ring.unlink()
+    ring = make_ring("test-ring-args", DT, 8)
+    w = RingWriter(ring)
+    with pytest.raises(ValueError, match="exceeds the ring capacity"):
+        w.publish_many(np.zeros(9, DT))
+    with pytest.raises(ValueError, match="does not fit"):
+        w.publish(np.zeros((), book_dtype(20)))
+    with pytest.raises(ValueError, match="wait strategy"):
+        RingReader(ring, wait="nap")
+    assert w.seq == 0  # refused writes published nothing
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Ring.attach(shm.segment_name("test-ring-missing"))
 
 
-def test_segments_are_owner_only():
-    name = shm.segment_name("test-ring-mode")
-    ring = Ring.create(name, DT, 8)
-    try:
-        mode = stat.S_IMODE(os.stat(shm.SHM_DIR / name).st_mode)
-        assert mode == 0o600
-    finally:
-        ring.close()
-        ring.unlink()
+def test_segments_are_owner_only(make_ring):
+    ring = make_ring("test-ring-mode", DT, 8)
+    name = ring.name
+    mode = stat.S_IMODE(os.stat(shm.SHM_DIR / name).st_mode)
+    assert mode == 0o600
 
 
 def test_stale_segments_of_dead_owner_are_removed_and_live_ones_kept():
@@ -279,35 +262,31 @@ def _big_writer(name: str, n: int) -> None:
     ring.close()
 
 
-def test_reader_lapped_mid_copy_never_returns_torn_record():
+def test_reader_lapped_mid_copy_never_returns_torn_record(make_ring):
     """A writer in another process laps a slow reader all the time (without the seqlock's
     second check, about 4% of the records returned here are torn)."""
-    name = shm.segment_name("test-ring-stress")
-    ring = Ring.create(name, BIG, 8)
+    ring = make_ring("test-ring-stress", BIG, 8)
+    name = ring.name
     n = 8_000
-    try:
-        r = RingReader(ring, wait="spin")
-        p = mp.get_context("spawn").Process(target=_big_writer, args=(name, n))
-        p.start()
-        got, torn, k = 0, 0, 0
-        deadline = time.monotonic() + 60
-        while r.last_seq < n and time.monotonic() < deadline:
-            k += 1
-            if k % 2:
-                recs = r.read_many(64, timeout_s=0.5)
-            else:
-                rec = r.poll()
-                recs = np.empty(0, BIG) if rec is None else rec.reshape(1)
-            got += len(recs)
-            torn += int((recs["payload"] != recs["update_id"][:, None]).any(axis=1).sum())
-            until = time.perf_counter() + 40e-6
-            while time.perf_counter() < until:
-                pass
-        p.join(30)
-        assert r.last_seq == n
-        assert torn == 0
-        assert r.lost > 0, "the reader was never lapped: the test did not exercise the torn-read path"
-        assert got + r.lost == n
-    finally:
-        ring.close()
-        ring.unlink()
+    r = RingReader(ring, wait="spin")
+    p = mp.get_context("spawn").Process(target=_big_writer, args=(name, n))
+    p.start()
+    got, torn, k = 0, 0, 0
+    deadline = time.monotonic() + 60
+    while r.last_seq < n and time.monotonic() < deadline:
+        k += 1
+        if k % 2:
+            recs = r.read_many(64, timeout_s=0.5)
+        else:
+            rec = r.poll()
+            recs = np.empty(0, BIG) if rec is None else rec.reshape(1)
+        got += len(recs)
+        torn += int((recs["payload"] != recs["update_id"][:, None]).any(axis=1).sum())
+        until = time.perf_counter() + 40e-6
+        while time.perf_counter() < until:
+            pass
+    p.join(30)
+    assert r.last_seq == n
+    assert torn == 0
+    assert r.lost > 0, "the reader was never lapped: the test did not exercise the torn-read path"
+    assert got + r.lost == n
