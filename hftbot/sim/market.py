@@ -140,6 +140,9 @@ class MarketModel:
         self._beta = p.hawkes_decay_hz
         self._alpha = p.hawkes_branching * p.hawkes_decay_hz
         self._mu = p.rate_hz * (1.0 - p.hawkes_branching)
+        self._inv_regime_t = 1.0 / p.regime_timescale_s
+        self._inv_signal_t = 1.0 / p.signal_timescale_s
+        self._regime_vol = p.regime_vol
         self.excite = 0.0  # Hawkes excess intensity (1/s)
         self.regime = 0.0  # log activity multiplier
         self.signal = 0.0  # latent order-flow signal z
@@ -184,25 +187,28 @@ class MarketModel:
         return self._pending[0]
 
     def _draw(self) -> tuple:
-        p = self.params
         u1, u2, u3, u4, u5, ex, n1, n2, n3 = self._d.take()
         # next arrival of a Hawkes process with exponential kernel (Dassios & Zhao 2013)
-        mu = self._mu * math.exp(self.regime)
-        s2 = ex / mu
+        beta = self._beta
+        s2 = ex / (self._mu * math.exp(self.regime))
         h = self.excite
         if h > 1e-12:
-            dd = 1.0 + self._beta * math.log(max(u1, 1e-300)) / h
-            s1 = -math.log(dd) / self._beta if dd > 0 else math.inf
-            dt = min(s1, s2)
+            dd = 1.0 + beta * (math.log(u1) if u1 > 0.0 else -690.0) / h
+            dt = -math.log(dd) / beta if dd > 0.0 else s2
+            if s2 < dt:
+                dt = s2
         else:
             dt = s2
-        self.excite = h * math.exp(-self._beta * dt) + self._alpha
+        self.excite = h * math.exp(-beta * dt) + self._alpha
         # slow regime and latent signal: exact OU updates over dt
-        a = math.exp(-dt / p.regime_timescale_s)
-        self.regime = self.regime * a + p.regime_vol * math.sqrt(max(0.0, 1.0 - a * a)) * n1
-        b = math.exp(-dt / p.signal_timescale_s)
-        self.signal = self.signal * b + math.sqrt(max(0.0, 1.0 - b * b)) * n2
-        return (self.time_ns + max(1, int(dt * 1e9)), u2, u3, u4, u5, n3)
+        a = math.exp(-dt * self._inv_regime_t)
+        va = 1.0 - a * a
+        self.regime = self.regime * a + self._regime_vol * math.sqrt(va if va > 0.0 else 0.0) * n1
+        b = math.exp(-dt * self._inv_signal_t)
+        vb = 1.0 - b * b
+        self.signal = self.signal * b + math.sqrt(vb if vb > 0.0 else 0.0) * n2
+        dt_ns = int(dt * 1e9)
+        return (self.time_ns + (dt_ns if dt_ns > 0 else 1), u2, u3, u4, u5, n3)
 
     def step(self) -> int:
         """Apply the next event (one engine transaction); returns its time in ns."""

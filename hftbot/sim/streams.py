@@ -47,6 +47,7 @@ class Formatter:
         self._pdiv = 10**self.pdec
         self._qdiv = 10**self.qdec
         self._px_cache: dict[int, str] = {}
+        self._qty_cache: dict[int, str] = {}
 
     @staticmethod
     def _fmt(units: int, dec: int, div: int) -> str:
@@ -66,7 +67,13 @@ class Formatter:
         return s
 
     def qty(self, lots: int) -> str:
-        return self._fmt(lots * self.lot_units, self.qdec, self._qdiv)
+        s = self._qty_cache.get(lots)
+        if s is None:
+            s = self._fmt(lots * self.lot_units, self.qdec, self._qdiv)
+            if len(self._qty_cache) > 100_000:
+                self._qty_cache.clear()
+            self._qty_cache[lots] = s
+        return s
 
     def parse_px(self, text: str) -> int | None:
         """Decimal string to ticks; None when it is not a whole number of ticks."""
