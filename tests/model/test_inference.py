@@ -72,6 +72,10 @@ class Harness:
             self.signals.append(got)
         return np.concatenate(self.signals) if self.signals else np.zeros(0, SIGNAL_DTYPE)
 
+    def settled(self, updates: int) -> bool:
+        """All `updates` book records taken in and every signal computed for them published."""
+        return self.engine.updates == updates and self.sig.write_seq == self.engine.signals
+
     def wait_for(self, cond, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
         while not cond():
@@ -89,7 +93,7 @@ def _feed(h: Harness, books: np.ndarray, pace_s: float = 0.0) -> None:
 def test_cold_start_serves_no_model_then_the_first_checkpoint_without_restart(real_books, tmp_path, models):
     with Harness(tmp_path) as h:
         _feed(h, real_books[:100], 0.0005)
-        h.wait_for(lambda: h.engine.updates == 100)
+        h.wait_for(lambda: h.settled(100))
         sig = h.drain()
         assert len(sig) > 0 and np.all(sig["model_id"] == 0) and np.all(sig["flags"] == SIGNAL_NO_MODEL)
         assert np.all(np.isnan(sig["p_up"]))
@@ -98,7 +102,7 @@ def test_cold_start_serves_no_model_then_the_first_checkpoint_without_restart(re
         set_current(tmp_path, models[0].name)
         h.wait_for(lambda: h.engine.swaps == 1)
         _feed(h, real_books[100:200], 0.0005)
-        h.wait_for(lambda: h.engine.updates == 200)
+        h.wait_for(lambda: h.settled(200))
         sig = h.drain()
         served = sig[sig["model_id"] != 0]
         want = load_checkpoint(models[0]).model_id
@@ -122,7 +126,7 @@ def test_bad_checkpoint_is_refused_and_the_running_model_keeps_serving(real_book
         set_current(tmp_path, bad.name)
         h.wait_for(lambda: h.watcher.refused == 1)
         _feed(h, real_books[50:150], 0.0005)
-        h.wait_for(lambda: h.engine.updates == 150)
+        h.wait_for(lambda: h.settled(150))
         sig = h.drain()
     assert h.engine.model_id == good_id and h.engine.swaps == 1
     assert np.all(sig[sig["book_seq"] > 50]["model_id"] == good_id)
@@ -162,7 +166,7 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
             done.set()
             t.join(10)
         n = written[0]
-        h.wait_for(lambda: h.engine.updates == n)
+        h.wait_for(lambda: h.settled(n))
         sig = h.drain()
     e = h.engine
     assert e.swaps == swaps_wanted and h.watcher.refused == 0 and h.reader.lost == 0 and e.gaps == 0
