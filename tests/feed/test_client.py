@@ -200,3 +200,19 @@ def test_backoff_is_jittered_and_bounded(attempt):
     ds = [backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(200)]
     assert min(ds) >= 0.5 and max(ds) <= min(30.0, 0.5 * 2**attempt) + 1e-9
     assert len(set(ds)) > 100 or attempt == 0
+
+
+def test_ws_api_depth_snapshot_from_the_simulator_decodes_as_a_snapshot():
+    from hftbot.feed import decode as d
+    from hftbot.feed.binance import fetch_ws_api_depth
+    from hftbot.sim.server import SimServer
+
+    async def scenario():
+        async with SimServer() as srv:
+            s = settings(srv.urls, symbol="SOLUSDT", snapshot_limit=100)
+            return await fetch_ws_api_depth(s)
+
+    frame = asyncio.run(scenario())
+    dec = d.FrameDecoder()
+    assert dec.decode(frame) == d.K_SNAPSHOT
+    assert int(dec.hdr[d.H_LAST_ID]) > 0 and int(dec.hdr[d.H_NB]) > 0 and int(dec.hdr[d.H_NA]) > 0
