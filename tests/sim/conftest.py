@@ -27,8 +27,8 @@ class ServerThread:
         self._stop: asyncio.Event | None = None
         self.thread = threading.Thread(target=self._run, name="sim-server", daemon=True)
         self.thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("simulator server did not start in 10 s")
+        if not self._ready.wait(30):
+            raise RuntimeError("simulator server did not start in 30 s")
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -49,7 +49,7 @@ class ServerThread:
         async def wrap():
             return fn(*args)
 
-        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(30)
 
     @property
     def urls(self) -> dict[str, str]:

@@ -45,7 +45,7 @@ def best(sim) -> tuple[float, float]:
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 # -- REST market data -------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_countdown_cancel_all_cancels_open_orders(sim) -> None:
         sim, "POST", "/fapi/v1/countdownCancelAll", {"symbol": "SOLUSDT", "countdownTime": 300}, signed=True
     )
     assert r.json() == {"symbol": "SOLUSDT", "countdownTime": "300"}
-    deadline = time.time() + 5
+    deadline = time.time() + 15
     status = "NEW"
     while time.time() < deadline and status == "NEW":
         time.sleep(0.1)
@@ -435,7 +435,7 @@ def test_disconnect_fault_closes_market_connections() -> None:
                         await asyncio.wait_for(ws.recv(), 5)
                 return time.monotonic() - t0
 
-        assert run(go()) < 3
+        assert run(go()) < 10  # after 0.5 s, with room for a loaded machine
     finally:
         st.close()
 
