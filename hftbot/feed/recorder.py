@@ -6,11 +6,20 @@ part file every `recorder.flush_s` and compacting at each `recorder.rotate_s`. R
 are written by the feed process itself (`hftbot.feed.rawsink`, which explains why). A lapped reader
 (the recorder fell a full ring behind) is counted in `lost` - never a silent hole.
 
-It starts at the next record (a restart does not re-record what a previous run already flushed),
-must never slow the feed (it only reads the ring) and flushes and compacts on a clean stop.
+It starts at the oldest record the ring still holds - the supervisor starts the feed first, and a
+full-speed replay may be done before the recorder is up - and skips records whose `publish_ns` is
+not newer than the newest one already on disk, so a restarted recorder never writes a record
+twice. It must never slow the feed (it only reads the ring) and flushes and compacts on a clean
+stop.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from hftbot.feed.process import recordings_root
 from hftbot.feed.recording import BookRecordingWriter
@@ -18,17 +27,37 @@ from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
 
 
+def newest_recorded_ns(folder: Path) -> int | None:
+    """`publish_ns` of the newest book record already recorded under folder (None if none)."""
+    days = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    best = None
+    for f in days[-1].glob("book-*.parquet") if days else []:
+        try:
+            col = pq.read_table(f, columns=["publish_ns"]).column("publish_ns")
+        except (OSError, KeyError, pa.ArrowInvalid):
+            continue
+        if len(col):
+            v = pc.max(col).as_py()
+            best = v if best is None else max(best, v)
+    return best
+
+
 def main(ctx) -> None:
     cfg = ctx.config
     ring = ctx.open_ring("book")
-    reader = RingReader(ring, wait="block", start="next")
+    reader = RingReader(ring, wait="block", start="oldest")
     writer = BookRecordingWriter(recordings_root(cfg), cfg.runtime.symbol, levels=book_levels(ring.dtype),
                                  flush_s=cfg.recorder.flush_s, rotate_s=cfg.recorder.rotate_s)
     poll_s = min(cfg.runtime.heartbeat_s / 2, cfg.recorder.flush_s / 2)
     rows = 0
+    last_ns = newest_recorded_ns(recordings_root(cfg) / cfg.runtime.symbol.upper())
     try:
         while not ctx.stopping():
             batch = reader.read_many(4096, timeout_s=poll_s)
+            if len(batch) and last_ns is not None:
+                batch = batch[batch["publish_ns"] > last_ns]
+                if len(batch):
+                    last_ns = None  # past what is on disk: no more filtering
             if len(batch):
                 writer.append(batch)
                 rows += len(batch)

@@ -128,3 +128,16 @@ def test_live_feed_process_against_the_simulator_publishes_and_records(tmp_path)
             r.unlink()
         table.close()
         table.segment.unlink()
+
+
+def test_recorder_resumes_after_what_is_already_on_disk(tmp_path):
+    from hftbot.feed.recorder import newest_recorded_ns
+    from hftbot.feed.recording import BookRecordingWriter
+
+    assert newest_recorded_ns(tmp_path / "SOLUSDT") is None
+    recs = np.zeros(5, dtype=book_dtype(10))
+    recs["recv_ns"] = 1_723_161_255_000_000_000 + np.arange(5)
+    recs["publish_ns"] = recs["recv_ns"] + 7
+    with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10) as w:
+        w.append(recs)
+    assert newest_recorded_ns(tmp_path / "SOLUSDT") == int(recs["publish_ns"][-1])
