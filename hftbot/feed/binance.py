@@ -123,10 +123,18 @@ class StreamConnection:
     `on_frame(recv_ns, frame_bytes) -> bool` returns True for a data frame (feeds the watchdog).
     """
 
-    def __init__(self, name: str, url: str, streams: list[str], settings: FeedSettings,
-                 on_frame: Callable[[int, bytes], bool], on_connect: Callable[[], None] | None = None,
-                 on_disconnect: Callable[[], None] | None = None, log: logging.Logger | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        streams: list[str],
+        settings: FeedSettings,
+        on_frame: Callable[[int, bytes], bool],
+        on_connect: Callable[[], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+        log: logging.Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.streams = streams
@@ -155,8 +163,9 @@ class StreamConnection:
         """SUBSCRIBE frames, a few streams each, paced under the per-connection message limit."""
         gap = 1.0 / self.s.subscribe_per_s
         for k in range(0, len(self.streams), 50):
-            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": self.streams[k:k + 50],
-                                      "id": next(self._ids)}))
+            await ws.send(
+                json.dumps({"method": "SUBSCRIBE", "params": self.streams[k : k + 50], "id": next(self._ids)})
+            )
             await asyncio.sleep(gap)
 
     async def _session(self, stop: asyncio.Event) -> bool:
@@ -164,10 +173,16 @@ class StreamConnection:
         loop = asyncio.get_running_loop()
         got_data = False
         try:
-            async with connect(self.url, ping_interval=self.s.ping_interval_s,
-                               ping_timeout=self.s.ping_timeout_s, open_timeout=self.s.open_timeout_s,
-                               close_timeout=1.0, max_size=self.s.max_frame_bytes, compression=None,
-                               proxy=None) as ws:
+            async with connect(
+                self.url,
+                ping_interval=self.s.ping_interval_s,
+                ping_timeout=self.s.ping_timeout_s,
+                open_timeout=self.s.open_timeout_s,
+                close_timeout=1.0,
+                max_size=self.s.max_frame_bytes,
+                compression=None,
+                proxy=None,
+            ) as ws:
                 self.stats.connects += 1
                 self.connected.set()
                 if self.on_connect:
@@ -187,13 +202,15 @@ class StreamConnection:
                             return got_data
                         if now - last_data >= self.s.stale_s:
                             self.stats.stale_reconnects += 1
-                            self.log.warning("%s: no data for %.1f s: reconnecting", self.name,
-                                             now - last_data)
+                            self.log.warning(
+                                "%s: no data for %.1f s: reconnecting", self.name, now - last_data
+                            )
                             return got_data
                         timeout = min(expire - now, self.s.stale_s - (now - last_data))
                         recv = asyncio.ensure_future(ws.recv(decode=False))
-                        done, _ = await asyncio.wait({recv, stop_wait}, timeout=timeout,
-                                                     return_when=asyncio.FIRST_COMPLETED)
+                        done, _ = await asyncio.wait(
+                            {recv, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                        )
                         if recv not in done:
                             recv.cancel()
                             with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
@@ -258,8 +275,13 @@ async def fetch_rest(settings: FeedSettings, path: str) -> bytes:
 
 async def fetch_ws_api_depth(settings: FeedSettings) -> bytes:
     """WS API `depth`: the response frame (`result` holds the snapshot; the decoder descends)."""
-    async with connect(settings.ws_api, open_timeout=settings.snapshot_timeout_s, compression=None,
-                       max_size=settings.max_frame_bytes, proxy=None) as ws:
+    async with connect(
+        settings.ws_api,
+        open_timeout=settings.snapshot_timeout_s,
+        compression=None,
+        max_size=settings.max_frame_bytes,
+        proxy=None,
+    ) as ws:
         params = {"symbol": settings.symbol.upper(), "limit": settings.snapshot_limit}
         await ws.send(json.dumps({"id": 1, "method": "depth", "params": params}))
         frame = await asyncio.wait_for(ws.recv(decode=False), settings.snapshot_timeout_s)
@@ -285,10 +307,16 @@ class FeedStats:
 class BinanceFeed:
     """Drives a FeedCore from the routed streams and snapshots; calls the publish callbacks."""
 
-    def __init__(self, settings: FeedSettings, core: FeedCore,
-                 publish_book: Callable[[FeedCore], None], publish_trade: Callable[[FeedCore], None],
-                 record_raw: Callable[[int, str, bytes], None] | None = None,
-                 log: logging.Logger | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: FeedSettings,
+        core: FeedCore,
+        publish_book: Callable[[FeedCore], None],
+        publish_trade: Callable[[FeedCore], None],
+        record_raw: Callable[[int, str, bytes], None] | None = None,
+        log: logging.Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.s = settings
         self.core = core
         self.publish_book = publish_book
@@ -297,17 +325,40 @@ class BinanceFeed:
         self.log = log or logging.getLogger("hftbot.feed")
         self.rng = rng or random.Random()
         self.stats = FeedStats()
-        self.limiter = SnapshotLimiter(SNAPSHOT_WEIGHT.get(settings.snapshot_limit, 20),
-                                       settings.snapshot_budget_per_min, settings.snapshot_min_interval_s)
+        self.limiter = SnapshotLimiter(
+            SNAPSHOT_WEIGHT.get(settings.snapshot_limit, 20),
+            settings.snapshot_budget_per_min,
+            settings.snapshot_min_interval_s,
+        )
         self._need_snapshot = asyncio.Event()
         self._diff_seen = asyncio.Event()
         pub, mkt = settings.public_streams(), settings.market_streams()
         self.public = StreamConnection(
-            "public", stream_url(settings.ws, "public", pub, settings.subscribe), pub, settings,
-            self._on_public, self._on_public_connect, self._on_public_disconnect, self.log, self.rng)
-        self.market = StreamConnection(
-            "market", stream_url(settings.ws, "market", mkt, settings.subscribe), mkt, settings,
-            self._on_market, None, None, self.log, self.rng) if settings.trades else None
+            "public",
+            stream_url(settings.ws, "public", pub, settings.subscribe),
+            pub,
+            settings,
+            self._on_public,
+            self._on_public_connect,
+            self._on_public_disconnect,
+            self.log,
+            self.rng,
+        )
+        self.market = (
+            StreamConnection(
+                "market",
+                stream_url(settings.ws, "market", mkt, settings.subscribe),
+                mkt,
+                settings,
+                self._on_market,
+                None,
+                None,
+                self.log,
+                self.rng,
+            )
+            if settings.trades
+            else None
+        )
 
     # -- frames -------------------------------------------------------------------------------------
     def _handle(self, out: int) -> None:
@@ -390,8 +441,9 @@ class BinanceFeed:
     async def fetch_snapshot(self) -> bytes:
         if self.s.snapshot_source == "ws_api":
             return await fetch_ws_api_depth(self.s)
-        return await fetch_rest(self.s, f"/fapi/v1/depth?symbol={self.s.symbol.upper()}"
-                                        f"&limit={self.s.snapshot_limit}")
+        return await fetch_rest(
+            self.s, f"/fapi/v1/depth?symbol={self.s.symbol.upper()}&limit={self.s.snapshot_limit}"
+        )
 
     async def load_instrument(self) -> None:
         """Tick and lot from exchangeInfo (unless the core already has them)."""
@@ -410,8 +462,10 @@ class BinanceFeed:
                 self.log.warning("exchangeInfo: %s", e)
                 attempt += 1
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff_delay(attempt, self.s.backoff_min_s,
-                                                                      self.s.backoff_max_s, self.rng))
+                    await asyncio.wait_for(
+                        stop.wait(),
+                        backoff_delay(attempt, self.s.backoff_min_s, self.s.backoff_max_s, self.rng),
+                    )
         tasks = [asyncio.create_task(self.public.run(stop)), asyncio.create_task(self._snapshot_loop(stop))]
         if self.market is not None:
             tasks.append(asyncio.create_task(self.market.run(stop)))
@@ -424,15 +478,24 @@ class BinanceFeed:
 
     def counters(self) -> dict[str, int]:
         c = dict(self.core.counters())
-        c.update(snapshot_requests=self.stats.snapshot_requests,
-                 snapshot_failures=self.stats.snapshot_failures,
-                 published_books=self.stats.published_books, markers=self.stats.markers,
-                 published_trades=self.stats.published_trades)
+        c.update(
+            snapshot_requests=self.stats.snapshot_requests,
+            snapshot_failures=self.stats.snapshot_failures,
+            published_books=self.stats.published_books,
+            markers=self.stats.markers,
+            published_trades=self.stats.published_trades,
+        )
         for conn in (self.public, self.market):
             if conn is not None:
                 st = conn.stats
-                c.update({f"{conn.name}_connects": st.connects, f"{conn.name}_failures": st.failures,
-                          f"{conn.name}_stale": st.stale_reconnects, f"{conn.name}_age": st.age_reconnects})
+                c.update(
+                    {
+                        f"{conn.name}_connects": st.connects,
+                        f"{conn.name}_failures": st.failures,
+                        f"{conn.name}_stale": st.stale_reconnects,
+                        f"{conn.name}_age": st.age_reconnects,
+                    }
+                )
         return c
 
 

@@ -68,8 +68,18 @@ O_EVENT, O_TXN, O_RECV, O_PUBLISH, O_UPDATE, O_FLAGS, O_BID_PX, O_BID_QTY, O_ASK
 
 def record_offsets(dtype: np.dtype) -> np.ndarray:
     """Word offsets of the fields the kernel writes, for a book dtype of any depth."""
-    names = ("event_ms", "txn_ms", "recv_ns", "publish_ns", "update_id", "flags",
-             "bid_px", "bid_qty", "ask_px", "ask_qty")
+    names = (
+        "event_ms",
+        "txn_ms",
+        "recv_ns",
+        "publish_ns",
+        "update_id",
+        "flags",
+        "bid_px",
+        "bid_qty",
+        "ask_px",
+        "ask_qty",
+    )
     out = np.empty(len(names), dtype=np.int64)
     for k, name in enumerate(names):
         off = dtype.fields[name][1]
@@ -275,8 +285,8 @@ def apply_levels(book, st, bids, nbids, asks, nasks, tick_u, lot_u):
 def clear(book, st):
     """Empty the book (before a snapshot); zeroes only the ladder slots ever written."""
     if st[S_HI] >= st[S_LO]:
-        book[R_BID_LAD, st[S_LO]:st[S_HI] + 1] = 0
-        book[R_ASK_LAD, st[S_LO]:st[S_HI] + 1] = 0
+        book[R_BID_LAD, st[S_LO] : st[S_HI] + 1] = 0
+        book[R_ASK_LAD, st[S_LO] : st[S_HI] + 1] = 0
     cap = st[S_OCAP]
     for k in range(STATE_SIZE):
         st[k] = 0
@@ -360,8 +370,9 @@ def apply_and_write(book, st, hdr, bids, asks, tick_u, lot_u, rec, offs, levels,
 class Book:
     """A book for one instrument: tick/lot in 1e-8 units, numba arrays inside."""
 
-    def __init__(self, tick_u: int, lot_u: int, width: int = DEFAULT_WIDTH,
-                 overflow: int = DEFAULT_OVERFLOW) -> None:
+    def __init__(
+        self, tick_u: int, lot_u: int, width: int = DEFAULT_WIDTH, overflow: int = DEFAULT_OVERFLOW
+    ) -> None:
         if tick_u <= 0 or lot_u <= 0:
             raise ValueError(f"tick and lot must be > 0 (1e-8 units), got tick={tick_u} lot={lot_u}")
         if width < 2 or overflow < 1 or overflow > width:
@@ -386,11 +397,13 @@ class Book:
 
     def apply(self, bids: np.ndarray, asks: np.ndarray) -> int:
         """Apply (price, qty) rows in 1e-8 units; returns OK or E_TICK/E_LOT (book unchanged)."""
-        return int(apply_levels(self.book, self.st, bids, len(bids), asks, len(asks),
-                                self.tick_u, self.lot_u))
+        return int(
+            apply_levels(self.book, self.st, bids, len(bids), asks, len(asks), self.tick_u, self.lot_u)
+        )
 
-    def _side(self, lad_row: int, key_row: int, qty_row: int, n_slot: int,
-              sign: int) -> list[tuple[int, int]]:
+    def _side(
+        self, lad_row: int, key_row: int, qty_row: int, n_slot: int, sign: int
+    ) -> list[tuple[int, int]]:
         idx = np.flatnonzero(self.book[lad_row])
         base = int(self.st[S_BASE])
         levels = [(base + int(i), int(self.book[lad_row, i])) for i in idx]

@@ -77,14 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     verdict = "FAIL" if failed(r) else "OK"
     print(f"{verdict}: {r['files']} file(s), {r['messages']:,} messages in {r['seconds']} s")
-    print(f"  depth: {r['depth_msgs']:,} events, {r['depth_applied']:,} applied, {r['dropped']:,} dropped "
-          f"(older than the book), {r['gaps']} gaps, {r['resyncs']} resyncs, {r['snapshots']} snapshots")
-    print(f"  bookTicker: {r['ticker_msgs']:,} messages, {r['ticker_checks']:,} checked against the book, "
-          f"{r['ticker_mismatches']} mismatches")
-    print(f"  trades: {r['trades']:,} (+{r['trades_skipped']} before tick/lot were known); "
-          f"tick {r['tick']}, lot {r['lot']}")
+    print(
+        f"  depth: {r['depth_msgs']:,} events, {r['depth_applied']:,} applied, {r['dropped']:,} dropped "
+        f"(older than the book), {r['gaps']} gaps, {r['resyncs']} resyncs, {r['snapshots']} snapshots"
+    )
+    print(
+        f"  bookTicker: {r['ticker_msgs']:,} messages, {r['ticker_checks']:,} checked against the book, "
+        f"{r['ticker_mismatches']} mismatches"
+    )
+    print(
+        f"  trades: {r['trades']:,} (+{r['trades_skipped']} before tick/lot were known); "
+        f"tick {r['tick']}, lot {r['lot']}"
+    )
     if r["malformed"] or r["rejected"]:
-        print(f"  malformed frames: {r['malformed']}, rejected levels: {r['rejected']}; "
-              f"last: {r['last_error']}")
+        print(
+            f"  malformed frames: {r['malformed']}, rejected levels: {r['rejected']}; last: {r['last_error']}"
+        )
     print(json.dumps(r))
     return 1 if failed(r) else 0

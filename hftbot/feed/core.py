@@ -69,8 +69,9 @@ def instrument_from_exchange_info(info: dict, symbol: str) -> Instrument:
         if s.get("symbol", "").upper() == symbol.upper():
             filters = {f.get("filterType"): f for f in s.get("filters", [])}
             try:
-                return Instrument.from_strings(filters["PRICE_FILTER"]["tickSize"],
-                                               filters["LOT_SIZE"]["stepSize"])
+                return Instrument.from_strings(
+                    filters["PRICE_FILTER"]["tickSize"], filters["LOT_SIZE"]["stepSize"]
+                )
             except KeyError as e:
                 raise ValueError(f"exchangeInfo for {symbol} lacks filter field {e}") from None
     raise ValueError(f"exchangeInfo has no symbol {symbol!r}")
@@ -86,8 +87,14 @@ def _words(records: np.ndarray) -> np.ndarray:
 class FeedCore:
     """One symbol's book and trades, from raw frames."""
 
-    def __init__(self, levels: int = 10, instrument: Instrument | None = None, replay: bool = False,
-                 check_tickers: bool = False, width: int = DEFAULT_WIDTH) -> None:
+    def __init__(
+        self,
+        levels: int = 10,
+        instrument: Instrument | None = None,
+        replay: bool = False,
+        check_tickers: bool = False,
+        width: int = DEFAULT_WIDTH,
+    ) -> None:
         self.levels = levels
         self.width = width
         self.ws = np.zeros(fp.WS_SIZE, dtype=np.int64)
@@ -208,8 +215,17 @@ class FeedCore:
             if buf.flags.writeable:
                 buf = buf.view()
                 buf.flags.writeable = False
-        r = fp.step(buf, buf.shape[0], self.ws, self.dec.lv, self.book.book, self.book.st,
-                    self.rec_words, self.trade_words, recv_ns)
+        r = fp.step(
+            buf,
+            buf.shape[0],
+            self.ws,
+            self.dec.lv,
+            self.book.book,
+            self.book.st,
+            self.rec_words,
+            self.trade_words,
+            recv_ns,
+        )
         if r == fp.R_BOOK:
             self.book_rec["publish_ns"] = time.time_ns()
             return OUT_BOOK
@@ -305,9 +321,20 @@ class FeedCore:
         if first:
             ws[fp.W_PENDING] = 1
         flags = self.base_flags | BOOK_VALID | (BOOK_RESYNC if ws[fp.W_PENDING] else 0)
-        r = _apply_and_write(self.book.book, self.book.st, ws, self.dec.lv[0], self.dec.lv[1],
-                             self.book.tick_u, self.book.lot_u, self.rec_words, self._offs,
-                             self.levels, recv_ns, flags)
+        r = _apply_and_write(
+            self.book.book,
+            self.book.st,
+            ws,
+            self.dec.lv[0],
+            self.dec.lv[1],
+            self.book.tick_u,
+            self.book.lot_u,
+            self.rec_words,
+            self._offs,
+            self.levels,
+            recv_ns,
+            flags,
+        )
         if r != OK:
             return self._reject(recv_ns)
         if not self._burst:
@@ -361,9 +388,18 @@ class FeedCore:
         return out
 
     # -- batches (replay, check, bench) -------------------------------------------------------------
-    def run(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, nss: np.ndarray,
-            i0: int, i1: int, out_books: np.ndarray, out_trades: np.ndarray,
-            on_slow=None) -> tuple[int, int, int]:
+    def run(
+        self,
+        data: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        nss: np.ndarray,
+        i0: int,
+        i1: int,
+        out_books: np.ndarray,
+        out_trades: np.ndarray,
+        on_slow=None,
+    ) -> tuple[int, int, int]:
         """Process frames i0..i1 of `data` through the fast path, collecting records.
 
         Returns (next index, books collected, trades collected); stops early when an output
@@ -378,8 +414,23 @@ class FeedCore:
         tw = _words(out_trades)
         i = i0
         while i < i1:
-            i = fp.run_batch(data, starts, ends, nss, i, i1, self.ws, self.dec.lv, self.book.book,
-                             self.book.st, self.rec_words, self.trade_words, bw, tw, counts)
+            i = fp.run_batch(
+                data,
+                starts,
+                ends,
+                nss,
+                i,
+                i1,
+                self.ws,
+                self.dec.lv,
+                self.book.book,
+                self.book.st,
+                self.rec_words,
+                self.trade_words,
+                bw,
+                tw,
+                counts,
+            )
             if i >= i1 or counts[0] >= len(bw) or counts[1] >= len(tw):
                 break
             frame = data[starts[i] : ends[i]]

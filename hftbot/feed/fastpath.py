@@ -49,8 +49,15 @@ STATE_SYNCED = 2
 
 _T = {name: TRADE_DTYPE.fields[name][1] // 8 for name in TRADE_DTYPE.names}
 T_EVENT, T_TRADE_MS, T_RECV, T_PUBLISH, T_ID, T_PX, T_QTY, T_MAKER = (
-    _T["event_ms"], _T["trade_ms"], _T["recv_ns"], _T["publish_ns"], _T["trade_id"], _T["px"], _T["qty"],
-    _T["buyer_is_maker"])
+    _T["event_ms"],
+    _T["trade_ms"],
+    _T["recv_ns"],
+    _T["publish_ns"],
+    _T["trade_id"],
+    _T["px"],
+    _T["qty"],
+    _T["buyer_is_maker"],
+)
 TRADE_WORDS = TRADE_DTYPE.itemsize // 8
 
 
@@ -61,8 +68,14 @@ def _ticker_check(ws, book, bst):
     lt = ws[W_LOT]
     bp, bq = best_bid(book, bst)
     ap, aq = best_ask(book, bst)
-    ok = (bp > 0 and ap > 0 and bp * t == ws[d.H_BID] and bq * lt == ws[d.H_BID_QTY]
-          and ap * t == ws[d.H_ASK] and aq * lt == ws[d.H_ASK_QTY])
+    ok = (
+        bp > 0
+        and ap > 0
+        and bp * t == ws[d.H_BID]
+        and bq * lt == ws[d.H_BID_QTY]
+        and ap * t == ws[d.H_ASK]
+        and aq * lt == ws[d.H_ASK_QTY]
+    )
     if not ok:
         if ws[W_TICKER_MISMATCHES] == 0:
             ws[W_MISMATCH_U] = ws[d.H_LAST]
@@ -79,8 +92,20 @@ def step(buf, n, ws, lv, book, bst, rec, trec, recv_ns):
             flags = ws[W_FLAGS]
             if ws[W_PENDING]:
                 flags |= BOOK_RESYNC
-            r = apply_and_write(book, bst, ws, lv[0], lv[1], ws[W_TICK], ws[W_LOT], rec,
-                                ws[W_OFFS:W_OFFS + 10], ws[W_LEVELS], recv_ns, flags)
+            r = apply_and_write(
+                book,
+                bst,
+                ws,
+                lv[0],
+                lv[1],
+                ws[W_TICK],
+                ws[W_LOT],
+                rec,
+                ws[W_OFFS : W_OFFS + 10],
+                ws[W_LEVELS],
+                recv_ns,
+                flags,
+            )
             if r != OK:
                 return R_REJECT
             ws[W_LAST_U] = ws[d.H_LAST]
@@ -126,7 +151,7 @@ def run_batch(data, starts, ends, nss, i0, i1, ws, lv, book, bst, rec, trec, out
             counts[1] = ntr
             return i
         s = starts[i]
-        r = step(data[s:ends[i]], ends[i] - s, ws, lv, book, bst, rec, trec, nss[i])
+        r = step(data[s : ends[i]], ends[i] - s, ws, lv, book, bst, rec, trec, nss[i])
         if r == R_BOOK:
             out_books[nbk, :] = rec
             nbk += 1

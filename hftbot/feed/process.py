@@ -25,13 +25,26 @@ from hftbot.records import book_dtype
 def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
     f = cfg.feed
     return FeedSettings(
-        symbol=cfg.runtime.symbol, rest=endpoints["rest"], ws=endpoints["ws"],
-        ws_api=endpoints.get("ws_api", ""), depth_speed=f.depth_speed, trades=f.trades,
-        book_ticker=f.book_ticker, snapshot_limit=f.snapshot_limit, snapshot_source=f.snapshot_source,
-        snapshot_budget_per_min=f.snapshot_budget_per_min, snapshot_min_interval_s=f.snapshot_min_interval_s,
-        snapshot_timeout_s=f.snapshot_timeout_s, stale_s=f.stale_s, ping_interval_s=f.ping_interval_s,
-        ping_timeout_s=f.ping_timeout_s, max_age_s=f.max_age_s, max_age_jitter_s=f.max_age_jitter_s,
-        backoff_min_s=f.backoff_min_s, backoff_max_s=f.backoff_max_s, subscribe=f.subscribe,
+        symbol=cfg.runtime.symbol,
+        rest=endpoints["rest"],
+        ws=endpoints["ws"],
+        ws_api=endpoints.get("ws_api", ""),
+        depth_speed=f.depth_speed,
+        trades=f.trades,
+        book_ticker=f.book_ticker,
+        snapshot_limit=f.snapshot_limit,
+        snapshot_source=f.snapshot_source,
+        snapshot_budget_per_min=f.snapshot_budget_per_min,
+        snapshot_min_interval_s=f.snapshot_min_interval_s,
+        snapshot_timeout_s=f.snapshot_timeout_s,
+        stale_s=f.stale_s,
+        ping_interval_s=f.ping_interval_s,
+        ping_timeout_s=f.ping_timeout_s,
+        max_age_s=f.max_age_s,
+        max_age_jitter_s=f.max_age_jitter_s,
+        backoff_min_s=f.backoff_min_s,
+        backoff_max_s=f.backoff_max_s,
+        subscribe=f.subscribe,
         subscribe_per_s=f.subscribe_per_s,
     )
 
@@ -54,12 +67,17 @@ def main(ctx) -> None:
     core.bind(bw.staging, tw.staging)
     sink = None
     if cfg.feed.record_raw and cfg.recorder.enabled:
-        sink = RawSink(recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s,
-                       log=ctx.log)
-    feed = BinanceFeed(settings_from_config(cfg, ctx.endpoints), core,
-                       publish_book=lambda c: bw.publish(bw.staging),
-                       publish_trade=lambda c: tw.publish(tw.staging),
-                       record_raw=sink.put if sink else None, log=ctx.log)
+        sink = RawSink(
+            recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s, log=ctx.log
+        )
+    feed = BinanceFeed(
+        settings_from_config(cfg, ctx.endpoints),
+        core,
+        publish_book=lambda c: bw.publish(bw.staging),
+        publish_trade=lambda c: tw.publish(tw.staging),
+        record_raw=sink.put if sink else None,
+        log=ctx.log,
+    )
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -88,8 +106,20 @@ def main(ctx) -> None:
 
 
 # at most 12 heartbeat counters (hftbot.process.MAX_COUNTERS)
-_BEAT = ("depth_applied", "gaps", "resyncs", "trades", "malformed", "snapshot_requests", "markers",
-         "public_connects", "public_stale", "market_stale", "raw_rows", "raw_dropped")
+_BEAT = (
+    "depth_applied",
+    "gaps",
+    "resyncs",
+    "trades",
+    "malformed",
+    "snapshot_requests",
+    "markers",
+    "public_connects",
+    "public_stale",
+    "market_stale",
+    "raw_rows",
+    "raw_dropped",
+)
 
 
 def _run_loop(coro) -> None:

@@ -36,8 +36,14 @@ def stream_of(frame: bytes) -> str:
 class RawSink:
     """`put(recv_ns, stream, frame)` from the loop; a thread writes. `close()` flushes and joins."""
 
-    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0,
-                 log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        symbol: str,
+        flush_s: float = 5.0,
+        rotate_s: float = 3600.0,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.writer = RawRecordingWriter(root, symbol, flush_s=flush_s, rotate_s=rotate_s)
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.log = log or logging.getLogger("hftbot.feed.raw")

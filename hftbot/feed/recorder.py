@@ -46,8 +46,13 @@ def main(ctx) -> None:
     cfg = ctx.config
     ring = ctx.open_ring("book")
     reader = RingReader(ring, wait="block", start="oldest")
-    writer = BookRecordingWriter(recordings_root(cfg), cfg.runtime.symbol, levels=book_levels(ring.dtype),
-                                 flush_s=cfg.recorder.flush_s, rotate_s=cfg.recorder.rotate_s)
+    writer = BookRecordingWriter(
+        recordings_root(cfg),
+        cfg.runtime.symbol,
+        levels=book_levels(ring.dtype),
+        flush_s=cfg.recorder.flush_s,
+        rotate_s=cfg.recorder.rotate_s,
+    )
     poll_s = min(cfg.runtime.heartbeat_s / 2, cfg.recorder.flush_s / 2)
     rows = 0
     last_ns = newest_recorded_ns(recordings_root(cfg) / cfg.runtime.symbol.upper())
@@ -69,5 +74,6 @@ def main(ctx) -> None:
             rows += len(batch)
     finally:
         writer.close()
-        ctx.log.info("recorder stopped: %d book rows, %d files, %d lost", rows, writer.files_written,
-                     reader.lost)
+        ctx.log.info(
+            "recorder stopped: %d book rows, %d files, %d lost", rows, writer.files_written, reader.lost
+        )

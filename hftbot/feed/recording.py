@@ -304,8 +304,10 @@ class BookRecordingWriter(_SegmentWriter):
             raise RuntimeError("BookRecordingWriter is closed")
         recs = np.atleast_1d(np.asarray(records))
         if recs.dtype != self.dtype:
-            raise ValueError(f"book records have dtype with {book_levels(recs.dtype)} levels, "
-                             f"writer expects {book_levels(self.dtype)}")
+            raise ValueError(
+                f"book records have dtype with {book_levels(recs.dtype)} levels, "
+                f"writer expects {book_levels(self.dtype)}"
+            )
         while len(recs):
             self._route(int(recs["recv_ns"][0]), int(recs["recv_ns"][-1]))
             assert self._key is not None

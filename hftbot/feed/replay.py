@@ -28,9 +28,15 @@ from hftbot.records import TRADE_DTYPE, book_dtype
 class Replayer:
     """Pure driver: blocks in, `publish_books(array)` / `publish_trades(array)` out."""
 
-    def __init__(self, core: FeedCore, publish_books: Callable[[np.ndarray], None],
-                 publish_trades: Callable[[np.ndarray], None], speed: float = 1.0,
-                 batch: int = 4096, max_sleep_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        core: FeedCore,
+        publish_books: Callable[[np.ndarray], None],
+        publish_trades: Callable[[np.ndarray], None],
+        speed: float = 1.0,
+        batch: int = 4096,
+        max_sleep_s: float = 0.1,
+    ) -> None:
         if speed < 0:
             raise ValueError(f"replay speed must be >= 0 (0 = full speed), got {speed}")
         self.core = core
@@ -53,8 +59,9 @@ class Replayer:
             self.out_t["publish_ns"][:nt] = now
             self.publish_trades(self.out_t[:nt])
 
-    def run(self, paths, stopping: Callable[[], bool] = lambda: False,
-            idle: Callable[[], None] = lambda: None) -> bool:
+    def run(
+        self, paths, stopping: Callable[[], bool] = lambda: False, idle: Callable[[], None] = lambda: None
+    ) -> bool:
         """Replay everything under paths; False if stopped early."""
         for blk in iter_blocks(paths):
             if self.t0_data is None and len(blk):
@@ -81,8 +88,16 @@ class Replayer:
                 else:
                     stop_at = n
                     mapped[i:] = time.time_ns()
-                i2, nb, nt = self.core.run(blk.data, blk.starts, blk.ends, mapped, i,
-                                           min(stop_at, i + len(self.out_b)), self.out_b, self.out_t)
+                i2, nb, nt = self.core.run(
+                    blk.data,
+                    blk.starts,
+                    blk.ends,
+                    mapped,
+                    i,
+                    min(stop_at, i + len(self.out_b)),
+                    self.out_b,
+                    self.out_t,
+                )
                 self.messages += i2 - i
                 i = i2
                 self._flush(nb, nt)
@@ -112,13 +127,20 @@ def main(ctx) -> None:
         if now - last_beat[0] >= cfg.runtime.heartbeat_s / 2:
             last_beat[0] = now
             c = core.counters()
-            ctx.beat(messages=rep.messages, depth_applied=c["depth_applied"], gaps=c["gaps"],
-                     resyncs=c["resyncs"], trades=c["trades"], malformed=c["malformed"])
+            ctx.beat(
+                messages=rep.messages,
+                depth_applied=c["depth_applied"],
+                gaps=c["gaps"],
+                resyncs=c["resyncs"],
+                trades=c["trades"],
+                malformed=c["malformed"],
+            )
 
     def pub_many(w):
         def publish(arr: np.ndarray) -> None:
             for k in range(0, len(arr), w.ring.capacity):
-                w.publish_many(arr[k:k + w.ring.capacity])
+                w.publish_many(arr[k : k + w.ring.capacity])
+
         return publish
 
     rep = Replayer(core, pub_many(bw), pub_many(tw), speed=cfg.replay.speed)

@@ -123,8 +123,13 @@ class SnapshotLimiter:
     Repeated snapshots (resync storms) back off exponentially from `min_interval_s`.
     """
 
-    def __init__(self, weight: int = 20, budget_per_min: int = 200, min_interval_s: float = 1.0,
-                 max_interval_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        weight: int = 20,
+        budget_per_min: int = 200,
+        min_interval_s: float = 1.0,
+        max_interval_s: float = 60.0,
+    ) -> None:
         if weight <= 0 or budget_per_min < weight:
             raise ValueError(f"snapshot weight {weight} does not fit budget {budget_per_min}/min")
         self.weight = weight

@@ -44,25 +44,61 @@ def _fmt(levels) -> list[list[str]]:
 
 def depth_frame(k: int) -> str:
     b, a = event_levels(k)
-    data = {"e": "depthUpdate", "E": 1_700_000_000_000 + k, "T": 1_700_000_000_000 + k, "s": SYM,
-            "U": 10 * k - 9, "u": 10 * k, "pu": 10 * (k - 1), "b": _fmt(b), "a": _fmt(a)}
+    data = {
+        "e": "depthUpdate",
+        "E": 1_700_000_000_000 + k,
+        "T": 1_700_000_000_000 + k,
+        "s": SYM,
+        "U": 10 * k - 9,
+        "u": 10 * k,
+        "pu": 10 * (k - 1),
+        "b": _fmt(b),
+        "a": _fmt(a),
+    }
     return json.dumps({"stream": f"{SYM.lower()}@depth@100ms", "data": data})
 
 
 def ticker_frame(k: int) -> str:
-    data = {"e": "bookTicker", "u": 10 * k, "s": SYM, "b": "980.00", "B": "1.000", "a": "980.21",
-            "A": "1.000", "T": 1, "E": 1}
+    data = {
+        "e": "bookTicker",
+        "u": 10 * k,
+        "s": SYM,
+        "b": "980.00",
+        "B": "1.000",
+        "a": "980.21",
+        "A": "1.000",
+        "T": 1,
+        "E": 1,
+    }
     return json.dumps({"stream": f"{SYM.lower()}@bookTicker", "data": data})
 
 
 def snapshot_body(k: int) -> str:
     bids, asks = book_after(k - 1)
-    return json.dumps({"lastUpdateId": 10 * k - 5, "E": 1, "T": 1,
-                       "bids": _fmt(sorted(bids.items(), reverse=True)), "asks": _fmt(sorted(asks.items()))})
+    return json.dumps(
+        {
+            "lastUpdateId": 10 * k - 5,
+            "E": 1,
+            "T": 1,
+            "bids": _fmt(sorted(bids.items(), reverse=True)),
+            "asks": _fmt(sorted(asks.items())),
+        }
+    )
 
 
-EXCHANGE_INFO = json.dumps({"symbols": [{"symbol": SYM, "filters": [
-    {"filterType": "PRICE_FILTER", "tickSize": "0.01"}, {"filterType": "LOT_SIZE", "stepSize": "0.001"}]}]})
+EXCHANGE_INFO = json.dumps(
+    {
+        "symbols": [
+            {
+                "symbol": SYM,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "tickSize": "0.01"},
+                    {"filterType": "LOT_SIZE", "stepSize": "0.001"},
+                ],
+            }
+        ]
+    }
+)
 
 
 class ScriptedServer:
@@ -82,8 +118,11 @@ class ScriptedServer:
 
     @property
     def urls(self) -> dict[str, str]:
-        return {"rest": f"http://127.0.0.1:{self.port}", "ws": f"ws://127.0.0.1:{self.port}",
-                "ws_api": f"ws://127.0.0.1:{self.port}/ws-fapi/v1"}
+        return {
+            "rest": f"http://127.0.0.1:{self.port}",
+            "ws": f"ws://127.0.0.1:{self.port}",
+            "ws_api": f"ws://127.0.0.1:{self.port}/ws-fapi/v1",
+        }
 
     async def _http(self, connection, request):
         path = request.path
@@ -126,8 +165,7 @@ class ScriptedServer:
         await ws.wait_closed()
 
     async def __aenter__(self) -> ScriptedServer:
-        self.server = await serve(self._handler, "127.0.0.1", 0, process_request=self._http,
-                                  compression=None)
+        self.server = await serve(self._handler, "127.0.0.1", 0, process_request=self._http, compression=None)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -155,11 +193,16 @@ class NoPongServer:
         self.connections += 1
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            key = next(ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
-                       if ln.lower().startswith(b"sec-websocket-key"))
+            key = next(
+                ln.split(b":", 1)[1].strip()
+                for ln in head.split(b"\r\n")
+                if ln.lower().startswith(b"sec-websocket-key")
+            )
             accept = base64.b64encode(hashlib.sha1(key + RAW_GUID).digest())
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
             writer.write(b"\x89\x04ping")  # server ping, payload "ping"
             await writer.drain()
             reader_task = asyncio.ensure_future(self._read_pong(reader))

@@ -40,7 +40,7 @@ def test_random_diff_streams_equal_a_dict_reference(events, width):
     top = book.top(5)
     want = sorted(ref_b.items(), reverse=True)[:5]
     assert list(top["bid_px"][: len(want)]) == [p for p, _ in want]
-    assert all(v == 0 for v in top["bid_px"][len(want):])
+    assert all(v == 0 for v in top["bid_px"][len(want) :])
 
 
 def test_full_overflow_drops_the_level_farthest_from_the_touch():
@@ -71,20 +71,34 @@ def test_decimals_become_exact_fixed_point():
         d.parse_decimal("1e5")
 
 
-@pytest.mark.parametrize("frame,kind", [
-    (b'{"stream":"s@depth","data":{"e":"depthUpdate","E":1,"T":1,"s":"S","U":1,"u":2,"pu":0,'
-     b'"b":[["1.5","2"]],"a":[]}}', d.K_DEPTH),
-    (b'{"e":"bookTicker","u":5,"s":"S","b":"1.0","B":"2","a":"1.1","A":"3","T":1,"E":1}', d.K_BOOK_TICKER),
-    (b'{"e":"aggTrade","E":1,"a":7,"s":"S","p":"1.0","q":"2","nq":"2","f":1,"l":2,"T":1,"m":false}',
-     d.K_TRADE),
-    (b'{"id":1,"status":200,"result":{"lastUpdateId":9,"E":1,"T":1,"bids":[["1","1"]],"asks":[]},'
-     b'"rateLimits":[{"a":1}]}', d.K_SNAPSHOT),
-    (b'{"result":null,"id":3}', d.K_OTHER),
-    (b'{"stream":"s@depth","data":{"e":"depthUpd', d.E_SYNTAX),
-    (b'{"e":"depthUpdate","E":1,"U":1,"u":2,"b":[],"a":[]}', d.E_MISSING),
-    (b'{"e":"bookTicker","u":5,"b":"1.000000001","B":"2","a":"1.1","A":"3"}', d.E_PRECISION),
-    (b'{"a":1} trailing', d.E_SYNTAX),
-])
+@pytest.mark.parametrize(
+    "frame,kind",
+    [
+        (
+            b'{"stream":"s@depth","data":{"e":"depthUpdate","E":1,"T":1,"s":"S","U":1,"u":2,"pu":0,'
+            b'"b":[["1.5","2"]],"a":[]}}',
+            d.K_DEPTH,
+        ),
+        (
+            b'{"e":"bookTicker","u":5,"s":"S","b":"1.0","B":"2","a":"1.1","A":"3","T":1,"E":1}',
+            d.K_BOOK_TICKER,
+        ),
+        (
+            b'{"e":"aggTrade","E":1,"a":7,"s":"S","p":"1.0","q":"2","nq":"2","f":1,"l":2,"T":1,"m":false}',
+            d.K_TRADE,
+        ),
+        (
+            b'{"id":1,"status":200,"result":{"lastUpdateId":9,"E":1,"T":1,"bids":[["1","1"]],"asks":[]},'
+            b'"rateLimits":[{"a":1}]}',
+            d.K_SNAPSHOT,
+        ),
+        (b'{"result":null,"id":3}', d.K_OTHER),
+        (b'{"stream":"s@depth","data":{"e":"depthUpd', d.E_SYNTAX),
+        (b'{"e":"depthUpdate","E":1,"U":1,"u":2,"b":[],"a":[]}', d.E_MISSING),
+        (b'{"e":"bookTicker","u":5,"b":"1.000000001","B":"2","a":"1.1","A":"3"}', d.E_PRECISION),
+        (b'{"a":1} trailing', d.E_SYNTAX),
+    ],
+)
 def test_decoder_classifies_frames(frame, kind):
     dec = d.FrameDecoder(capacity=1)
     assert dec.decode(frame) == kind
@@ -97,7 +111,12 @@ def test_decoder_grows_for_big_snapshots_and_reads_trade_fields():
     assert int(dec.hdr[d.H_NB]) == 3000 and int(dec.bids[2999, 1]) == 2999_00100000
     assert dec.decode(b'{"e":"aggTrade","E":5,"a":7,"p":"1.25","q":"2","T":4,"m":true}') == d.K_TRADE
     assert [int(dec.hdr[k]) for k in (d.H_TRADE_ID, d.H_PX, d.H_QTY, d.H_MAKER, d.H_T)] == [
-        7, 125_000_000, 200_000_000, 1, 4]
+        7,
+        125_000_000,
+        200_000_000,
+        1,
+        4,
+    ]
 
 
 def test_sync_follows_the_futures_rules():

@@ -23,12 +23,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_check_command_on_the_real_capture_matches_every_ticker():
-    p = subprocess.run([sys.executable, "-m", "hftbot.feed", "check", str(CAPTURE)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "hftbot.feed", "check", str(CAPTURE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert (r["depth_applied"], r["gaps"], r["resyncs"], r["ticker_checks"], r["ticker_mismatches"]) == (
-        6547, 0, 0, 126, 0)
+        6547,
+        0,
+        0,
+        126,
+        0,
+    )
     assert r["tick"] == 0.1 and r["lot"] == 0.001
     assert "OK" in p.stdout.splitlines()[0]
 

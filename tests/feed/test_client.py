@@ -18,9 +18,20 @@ from tests.feed.scripted import SYM, NoPongServer, ScriptedServer, book_after
 
 
 def settings(urls: dict, **kw) -> FeedSettings:
-    base = dict(symbol=SYM, rest=urls["rest"], ws=urls["ws"], ws_api=urls["ws_api"], trades=False,
-                book_ticker=False, stale_s=5.0, snapshot_min_interval_s=0.05, snapshot_wait_diffs_s=0.2,
-                backoff_min_s=0.05, backoff_max_s=0.2, snapshot_timeout_s=5.0)
+    base = dict(
+        symbol=SYM,
+        rest=urls["rest"],
+        ws=urls["ws"],
+        ws_api=urls["ws_api"],
+        trades=False,
+        book_ticker=False,
+        stale_s=5.0,
+        snapshot_min_interval_s=0.05,
+        snapshot_wait_diffs_s=0.2,
+        backoff_min_s=0.05,
+        backoff_max_s=0.2,
+        snapshot_timeout_s=5.0,
+    )
     base.update(kw)
     return FeedSettings(**base)
 
@@ -28,8 +39,9 @@ def settings(urls: dict, **kw) -> FeedSettings:
 async def run_feed(server: ScriptedServer, until, timeout: float = 20.0, **kw):
     core = FeedCore(levels=10)
     books = []
-    feed = BinanceFeed(settings(server.urls, **kw), core, lambda c: books.append(c.book_rec.copy()),
-                       lambda c: None)
+    feed = BinanceFeed(
+        settings(server.urls, **kw), core, lambda c: books.append(c.book_rec.copy()), lambda c: None
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(feed.run(stop))
     deadline = time.monotonic() + timeout
@@ -86,8 +98,9 @@ def test_gap_forces_resync_with_a_new_snapshot():
     c = feed.counters()
     assert c["gaps"] == 1 and c["snapshot_requests"] == 2 and c["resyncs"] >= 1
     flags = [int(b["flags"]) for b in books]
-    gap_marker = next(i for i in range(1, len(flags))
-                      if flags[i - 1] & BOOK_VALID and not flags[i] & BOOK_VALID)
+    gap_marker = next(
+        i for i in range(1, len(flags)) if flags[i - 1] & BOOK_VALID and not flags[i] & BOOK_VALID
+    )
     assert any(f & BOOK_RESYNC for f in flags[gap_marker:])
 
 
@@ -140,8 +153,14 @@ def test_disconnect_mid_stream_reconnects_and_resyncs():
 
 
 def test_malformed_frames_are_counted_and_the_book_stays_right():
-    script = [*PRE, ("ev", 4), ("raw", '{"stream":"x@depth@100ms","data":{"e":"depthUpd'),
-              ("raw", "not json at all"), ("ev", 5), ("ev", 6)]
+    script = [
+        *PRE,
+        ("ev", 4),
+        ("raw", '{"stream":"x@depth@100ms","data":{"e":"depthUpd'),
+        ("raw", "not json at all"),
+        ("ev", 5),
+        ("ev", 6),
+    ]
     _, feed, books = play([script], [2], 6)
     assert_book_is(feed, 6, books)
     c = feed.counters()
@@ -156,8 +175,13 @@ def test_silent_wrong_route_trips_the_staleness_watchdog():
     async def scenario():
         async with ScriptedServer([script], [2]) as srv:
             feed, books = await run_feed(
-                srv, lambda f: f.market.stats.stale_reconnects >= 1 and srv.market_conns >= 2,
-                timeout=15, trades=True, book_ticker=True, stale_s=0.8)
+                srv,
+                lambda f: f.market.stats.stale_reconnects >= 1 and srv.market_conns >= 2,
+                timeout=15,
+                trades=True,
+                book_ticker=True,
+                stale_s=0.8,
+            )
             return srv, feed, books
 
     srv, feed, books = asyncio.run(scenario())
@@ -173,8 +197,9 @@ def test_missing_pong_drops_the_connection_and_server_pings_are_answered():
         async with NoPongServer() as srv:
             urls = {"rest": "http://127.0.0.1:1", "ws": f"ws://127.0.0.1:{srv.port}", "ws_api": ""}
             s = settings(urls, ping_interval_s=0.3, ping_timeout_s=0.3, stale_s=10)
-            conn = StreamConnection("public", f"{urls['ws']}/public/stream?streams=x", [], s,
-                                    on_frame=lambda ns, f: True)
+            conn = StreamConnection(
+                "public", f"{urls['ws']}/public/stream?streams=x", [], s, on_frame=lambda ns, f: True
+            )
             stop = asyncio.Event()
             task = asyncio.create_task(conn.run(stop))
             deadline = time.monotonic() + 15

@@ -34,8 +34,9 @@ def test_replay_into_rings_is_recorded_whole(tmp_path):
     book = Ring.create(names["book"], book_dtype(cfg.feed.levels), 1 << 14)
     trade = Ring.create(names["trade"], TRADE_DTYPE, 1 << 15)
     table = HeartbeatTable.create(names["heartbeats"])
-    ctxs = [ProcessContext(n, slot, cfg, names, {}, os.getppid())
-            for slot, n in enumerate(("feed", "recorder"))]
+    ctxs = [
+        ProcessContext(n, slot, cfg, names, {}, os.getppid()) for slot, n in enumerate(("feed", "recorder"))
+    ]
     threads = []
     try:
         watcher = RingReader(Ring.attach(names["book"]), wait="block", start="oldest")
@@ -84,8 +85,10 @@ def test_live_feed_process_against_the_simulator_publishes_and_records(tmp_path)
 
     cfg = load_config(env={})
     cfg = dataclasses.replace(
-        cfg, recorder=dataclasses.replace(cfg.recorder, root=str(tmp_path), flush_s=0.2),
-        feed=dataclasses.replace(cfg.feed, depth_speed="100ms", stale_s=5.0))
+        cfg,
+        recorder=dataclasses.replace(cfg.recorder, root=str(tmp_path), flush_s=0.2),
+        feed=dataclasses.replace(cfg.feed, depth_speed="100ms", stale_s=5.0),
+    )
     loop = asyncio.new_event_loop()
     srv = SimServer()
     loop.run_until_complete(srv.start())

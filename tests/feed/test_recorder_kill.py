@@ -42,8 +42,9 @@ while True:
 
 def test_kill_9_leaves_whole_files_and_loses_at_most_flush_s(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(FLUSH_S)], env=env,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(FLUSH_S)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
         time.sleep(3.0)  # several flushes and rotations (rotate_s = 1 s)
