@@ -177,9 +177,8 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
     first = int(np.argmax(sig["model_id"] != 0))
     assert np.all(sig["model_id"][first:] != 0)  # once served, never "no model" again
     assert len(set(np.unique(sig["model_id"])) - {0}) == 3
-    # the signals right after each swap (and a sample of the rest) equal an offline recomputation
-    change = np.flatnonzero(np.diff(sig["model_id"]) != 0) + 1
-    pick = np.unique(np.concatenate([change, np.linspace(first, len(sig) - 1, 40).astype(int)]))
+    # every served signal (the first after each swap included) equals an offline recomputation
+    pick = np.arange(first, len(sig))
     all_books = np.resize(books, n)
     all_books["seq"] = np.arange(1, n + 1)
     checked = 0
@@ -196,4 +195,4 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
                 ref = softmax(c.script(torch.from_numpy(np.ascontiguousarray(wins[pos[i]]))[None])[0].numpy())
             np.testing.assert_allclose([s["p_down"], s["p_flat"], s["p_up"]], ref, atol=1e-5)
             checked += 1
-    assert checked >= 30
+    assert checked >= swaps_wanted - 1
