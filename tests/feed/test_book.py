@@ -150,3 +150,36 @@ def test_snapshot_limiter_keeps_weight_budget_and_backs_off():
     assert lim.delay(1.0) == pytest.approx(2.0)  # backoff doubled
     lim.record(3.0)
     assert lim.delay(10.0) == pytest.approx(50.0)  # 3 x 20 = budget: wait for the first to age out
+
+
+@pytest.mark.parametrize(
+    "levels,want",
+    [
+        (b'[["61800.20","0.014"],["1","2.5"]]', [(6_180_020_000_000, 1_400_000), (100_000_000, 250_000_000)]),
+        (b'[ [ "1.5" , "2" ] , [1.25,3] ]', [(150_000_000, 200_000_000), (125_000_000, 300_000_000)]),
+        (b'[["1.10000000000","2","extra",[1]]]', [(110_000_000, 200_000_000)]),
+        (b"[]", []),
+    ],
+)
+def test_level_lists_in_any_json_shape_parse_exactly(levels, want):
+    dec = d.FrameDecoder(capacity=4)
+    frame = b'{"lastUpdateId":1,"bids":' + levels + b',"asks":[]}'
+    assert dec.decode(frame) == d.K_SNAPSHOT
+    got = [tuple(int(v) for v in row) for row in dec.bids[: int(dec.hdr[d.H_NB])]]
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "levels,err",
+    [
+        (b'[["1.000000001","1"]]', d.E_PRECISION),
+        (b'[["12345678901","1"]]', d.E_PRECISION),
+        (b'[["","1"]]', d.E_SYNTAX),
+        (b'[["1.2.3","1"]]', d.E_SYNTAX),
+        (b'[["1","1"]', d.E_SYNTAX),
+        (b'[["1" "1"]]', d.E_SYNTAX),
+    ],
+)
+def test_bad_levels_are_errors_not_guesses(levels, err):
+    dec = d.FrameDecoder(capacity=4)
+    assert dec.decode(b'{"lastUpdateId":1,"bids":' + levels + b',"asks":[]}') == err
