@@ -8,9 +8,11 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hftbot.feed.check import check, main
 from hftbot.feed.core import FeedCore
@@ -111,3 +113,19 @@ def test_full_speed_replay_publishes_every_applied_book_flagged_replay():
     assert np.all(np.diff(valid["update_id"]) > 0)
     assert np.all(valid["bid_px"][:, 0] < valid["ask_px"][:, 0])
     assert sum(len(t) for t in trades) == 21308
+
+
+def test_paced_replay_keeps_the_capture_timing_divided_by_speed():
+    books = []
+    core = FeedCore(levels=10, replay=True)
+    rep = Replayer(core, lambda a: books.append(a.copy()), lambda a: None, speed=500.0, max_sleep_s=0.02)
+    t0 = time.monotonic()
+    assert rep.run([CAPTURE])
+    elapsed = time.monotonic() - t0
+    b = np.concatenate(books)
+    span_s = (int(b["recv_ns"][-1]) - int(b["recv_ns"][0])) / 1e9
+    capture_s = (int(b["event_ms"][-1]) - int(b["event_ms"][0])) / 1e3  # exchange time of the same books
+    assert span_s == pytest.approx(capture_s / 500.0, rel=0.05)
+    assert elapsed >= span_s * 0.9  # never faster than asked
+    lag = (b["publish_ns"] - b["recv_ns"]) / 1e9
+    assert np.median(lag) < 0.05  # each book is published when its frame falls due
