@@ -211,6 +211,9 @@ class ModelWatcher:
         t0 = time.monotonic()
         try:
             ckpt = load_checkpoint(target, self.compat)
+            # serving needs only the numpy weights; free the TorchScript module here, in the loader
+            # thread: destroying one takes milliseconds, which the update loop must never pay
+            ckpt.script = None
             rt, upto = prime(ckpt, self.history)
             rt, upto = chase(rt, self.history, upto)
             res = Pending(target, rt, upto, load_s=time.monotonic() - t0)
