@@ -170,6 +170,7 @@ class InferenceConfig:
     max_window: int = _f(2000, lo=23)
     max_batch: int = _f(4096, lo=1)
     threads: int = _f(1, lo=1)
+    verify_in_process: bool = _f(True)
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             metas.append(write_checkpoint(m, spec, d, trained=False, flip=False, seed=seed))
         set_current(d, metas[0].name)
         eng = InferenceEngine(levels, max_window=max(w, 200))
-        watcher = ModelWatcher(d, Compat(levels), eng.history, poll_interval_s=0.001)
+        watcher = ModelWatcher(d, Compat(levels), eng.history, poll_interval_s=0.001, verify_in_process=True)
         watcher.poll(0.0)
         watcher.wait_idle(60)
         eng.install(watcher.take())
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 eng.signal(rec, 0)
             dt = time.perf_counter_ns() - t
             (swap_lat if p is not None else lat).append(dt)
-        watcher.wait_idle(60)
+        watcher.close()
         base = dict(rows)["stream valid"]
         during = _pct(lat)
         swaps = _pct(swap_lat) if swap_lat else {"p50_us": float("nan"), "max_us": float("nan"), "n": 0}

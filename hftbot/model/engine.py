@@ -118,7 +118,7 @@ def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime,
     return rt, upto
 
 
-def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 4,
+def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 1,
           rounds: int = 200) -> tuple[ModelRuntime, tuple[int, int]]:
     """Feed `rt` what arrived since `mark` until at most `close` records behind (loader side).
 
@@ -140,6 +140,17 @@ def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close
     return rt, mark
 
 
+def _load_for_serving(target: Path, compat: Compat) -> LoadedCheckpoint:
+    """Load and verify; keep only what serving needs (picklable: runs in a worker process too)."""
+    import torch
+
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(target, compat)
+    # free the TorchScript module here, off the update path: destroying one takes milliseconds
+    ckpt.script = None
+    return ckpt
+
+
 @dataclass
 class Pending:
     """What the loader thread hands over: a primed runtime, or the reason it was refused."""
@@ -156,8 +167,12 @@ class ModelWatcher:
 
     def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
                  poll_interval_s: float = 0.5, log: logging.Logger | None = None,
-                 background: bool = True) -> None:
+                 background: bool = True, verify_in_process: bool = False) -> None:
         self.dir = Path(directory)
+        # verify_in_process: run load_checkpoint (TorchScript, self-tests) in a spawned worker
+        # process, so torch never holds this process's GIL while updates are being served
+        self.verify_in_process = verify_in_process
+        self._pool = None
         self.compat = compat
         self.history = history
         self.poll_interval_s = poll_interval_s
@@ -210,10 +225,10 @@ class ModelWatcher:
     def _load(self, target: Path) -> None:
         t0 = time.monotonic()
         try:
-            ckpt = load_checkpoint(target, self.compat)
-            # serving needs only the numpy weights; free the TorchScript module here, in the loader
-            # thread: destroying one takes milliseconds, which the update loop must never pay
-            ckpt.script = None
+            if self.verify_in_process:
+                ckpt = self._worker().submit(_load_for_serving, target, self.compat).result(timeout=600)
+            else:
+                ckpt = _load_for_serving(target, self.compat)
             rt, upto = prime(ckpt, self.history)
             rt, upto = chase(rt, self.history, upto)
             res = Pending(target, rt, upto, load_s=time.monotonic() - t0)
@@ -239,6 +254,21 @@ class ModelWatcher:
         else:
             self.loaded += 1
         return res
+
+    def _worker(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the verification worker process, if one was started."""
+        self.wait_idle()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Block until a running load finished (tests, shutdown)."""

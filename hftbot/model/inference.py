@@ -87,7 +87,8 @@ def main(ctx) -> None:
         writer = RingWriter(signal)
         engine = InferenceEngine(cfg.feed.levels, cfg.inference.max_window, cfg.inference.every, log)
         watcher = ModelWatcher(cfg.runtime.checkpoints_dir, Compat(cfg.feed.levels, cfg.inference.max_window),
-                               engine.history, cfg.inference.poll_interval_s, log)
+                               engine.history, cfg.inference.poll_interval_s, log,
+                               verify_in_process=cfg.inference.verify_in_process)
         try:
             target = read_pointer(cfg.runtime.checkpoints_dir)
         except Exception as e:  # a broken pointer is the watcher's to report; start with no model
@@ -99,7 +100,7 @@ def main(ctx) -> None:
         ctx.beat(updates=0)
         run(reader, writer, engine, watcher, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s,
             cfg.inference.max_batch)
-        watcher.wait_idle(5.0)
+        watcher.close()
         log.info("inference: stopped after %d updates, %d signals, %d skipped, %d swaps, %d refused",
                  engine.updates, engine.signals, engine.skipped, engine.swaps, watcher.refused)
     finally:
