@@ -113,6 +113,7 @@ class FeedCore:
         ws[fp.W_LEVELS] = levels
         ws[fp.W_OFFS : fp.W_OFFS + 10] = record_offsets(self.book_rec.dtype)
         self._offs = ws[fp.W_OFFS : fp.W_OFFS + 10]
+        self._pub = int(self._offs[3])  # word offset of publish_ns (a plain int store is cheapest)
         if instrument is not None:
             self.set_instrument(instrument)
         self._burst = False
@@ -227,10 +228,10 @@ class FeedCore:
             recv_ns,
         )
         if r == fp.R_BOOK:
-            self.book_rec["publish_ns"] = time.time_ns()
+            self.rec_words[self._pub] = time.time_ns()
             return OUT_BOOK
         if r == fp.R_TRADE:
-            self.trade_rec["publish_ns"] = time.time_ns()
+            self.trade_words[fp.T_PUBLISH] = time.time_ns()
             return OUT_TRADE
         if r == fp.R_NONE:
             return 0
@@ -285,7 +286,7 @@ class FeedCore:
         w[self._offs[5]] = self.base_flags
         w[self._offs[6] :] = 0
         self.ws[fp.W_PENDING] = 1
-        self.book_rec["publish_ns"] = time.time_ns()
+        self.rec_words[self._pub] = time.time_ns()
         return OUT_BOOK
 
     def _error(self, kind: int, buf: np.ndarray) -> None:
@@ -340,7 +341,7 @@ class FeedCore:
         if not self._burst:
             ws[fp.W_PENDING] = 0
         ws[fp.W_APPLIED] += 1
-        self.book_rec["publish_ns"] = time.time_ns()
+        self.rec_words[self._pub] = time.time_ns()
         return OUT_BOOK
 
     def _on_snapshot(self, recv_ns: int) -> int:

@@ -16,7 +16,7 @@ from hftbot.feed.recording import iter_raw, read_book
 
 ROOT = Path(__file__).resolve().parents[2]
 FLUSH_S = 0.5
-SLACK_S = 0.5  # time to write one part file on a loaded 2-core machine
+SLACK_S = 1.0  # time to write one part file (and get scheduled) on a loaded 2-core machine
 
 CHILD = r"""
 import sys, time
