@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http
 import json
+import time
 
 from websockets.asyncio.server import serve
 
@@ -110,6 +111,7 @@ class ScriptedServer:
         self.public_scripts = public_scripts
         self.snapshots = snapshots
         self.served = 0
+        self.received: list[tuple[float, dict]] = []
         self.public_conns = 0
         self.market_conns = 0
         self.snap_event = asyncio.Condition()
@@ -146,6 +148,7 @@ class ScriptedServer:
             return
         script = self.public_scripts[min(self.public_conns, len(self.public_scripts) - 1)]
         self.public_conns += 1
+        listener = asyncio.ensure_future(self._listen(ws))
         for step in script:
             if step[0] == "ev":
                 await ws.send(depth_frame(step[1]))
@@ -161,8 +164,18 @@ class ScriptedServer:
                 await asyncio.sleep(step[1])
             elif step[0] == "close":
                 await ws.close()
+                listener.cancel()
                 return
         await ws.wait_closed()
+        listener.cancel()
+
+    async def _listen(self, ws) -> None:
+        """Record what the client sends (SUBSCRIBE frames), with arrival times."""
+        try:
+            async for msg in ws:
+                self.received.append((time.monotonic(), json.loads(msg)))
+        except Exception:  # the connection ends: nothing more to record
+            return
 
     async def __aenter__(self) -> ScriptedServer:
         self.server = await serve(self._handler, "127.0.0.1", 0, process_request=self._http, compression=None)

@@ -7,6 +7,7 @@ never in a silently wrong book.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -241,3 +242,29 @@ def test_ws_api_depth_snapshot_from_the_simulator_decodes_as_a_snapshot():
     dec = d.FrameDecoder()
     assert dec.decode(frame) == d.K_SNAPSHOT
     assert int(dec.hdr[d.H_LAST_ID]) > 0 and int(dec.hdr[d.H_NB]) > 0 and int(dec.hdr[d.H_NA]) > 0
+
+
+def test_message_subscriptions_are_chunked_and_paced_under_the_limit():
+    streams = [f"s{i}@depth" for i in range(120)]
+
+    async def scenario():
+        async with ScriptedServer([[("sleep", 3.0)]], [1]) as srv:
+            s = settings(srv.urls, subscribe="message", subscribe_per_s=5.0, stale_s=10)
+            conn = StreamConnection(
+                "public", f"{srv.urls['ws']}/public/stream", streams, s, lambda ns, f: True
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(conn.run(stop))
+            deadline = time.monotonic() + 10
+            while len(srv.received) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            return srv.received
+
+    got = asyncio.run(scenario())
+    assert [m["method"] for _, m in got] == ["SUBSCRIBE"] * 3
+    assert [p for _, m in got for p in m["params"]] == streams
+    assert len({m["id"] for _, m in got}) == 3
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(got)]
+    assert min(gaps) >= 0.9 / 5.0  # at most 5 frames a second (Binance cuts at 10)
