@@ -268,3 +268,19 @@ def test_message_subscriptions_are_chunked_and_paced_under_the_limit():
     assert len({m["id"] for _, m in got}) == 3
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(got)]
     assert min(gaps) >= 0.9 / 5.0  # at most 5 frames a second (Binance cuts at 10)
+
+
+def test_proactive_reconnect_before_the_connection_age_limit_resyncs_the_book():
+    conn0 = [*PRE, ("ev", 4), ("sleep", 5.0)]
+    conn1 = [("ev", 6), ("ev", 7), ("snap", 2), ("ev", 8)]
+
+    async def scenario():
+        async with ScriptedServer([conn0, conn1], [2, 7]) as srv:
+            feed, books = await run_feed(srv, synced_at(8), timeout=20, max_age_s=1.0, max_age_jitter_s=0.0)
+            return srv, feed, books
+
+    srv, feed, books = asyncio.run(scenario())
+    assert_book_is(feed, 8, books)
+    assert srv.public_conns == 2
+    c = feed.counters()
+    assert c["public_age"] == 1 and c["public_connects"] == 2 and c["public_stale"] == 0
