@@ -232,10 +232,18 @@ def _lstm_last(ga, gb, whh_t, head_w, head_b, logits):  # pragma: no cover - com
         g = ga if part == 0 else gb
         for t in range(g.shape[0]):
             gates[:] = g[t]
-            for k in range(hid):
+            k = 0
+            while k + 4 <= hid:  # four rows of W_hh per pass: a quarter of the loads/stores of `gates`
+                h0, h1, h2, h3 = h[k], h[k + 1], h[k + 2], h[k + 3]
+                w0, w1, w2, w3 = whh_t[k], whh_t[k + 1], whh_t[k + 2], whh_t[k + 3]
+                for r in range(4 * hid):
+                    gates[r] += w0[r] * h0 + w1[r] * h1 + w2[r] * h2 + w3[r] * h3
+                k += 4
+            while k < hid:
                 hv = h[k]
                 for r in range(4 * hid):
                     gates[r] += whh_t[k, r] * hv
+                k += 1
             for k in range(hid):  # PyTorch gate order: input, forget, cell, output; σ(x) = ½ + ½·tanh(x/2)
                 ig = half + half * _tanh(half * gates[k])
                 fg = half + half * _tanh(half * gates[hid + k])
