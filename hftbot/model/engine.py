@@ -118,25 +118,37 @@ def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime,
     return rt, upto
 
 
+def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int]) -> tuple[ModelRuntime, tuple[int, int]]:
+    """Feed `rt` the records appended since `mark`; re-prime from the tail when that is cheaper.
+
+    Only the last W + 24 records shape a runtime's state, so a long backlog (or a gap, or an
+    overrun history) is replaced by priming from the tail: the work is bounded either way.
+    """
+    got = history.since(mark)
+    need = rt.ckpt.spec.window + RECEPTIVE + 1
+    if got is None or len(got[0]) > need:
+        return prime(rt.ckpt, history)
+    recs, mark = got
+    for rec in recs:
+        rt.push(rec)
+    return rt, mark
+
+
 def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 1,
-          rounds: int = 200) -> tuple[ModelRuntime, tuple[int, int]]:
-    """Feed `rt` what arrived since `mark` until at most `close` records behind (loader side).
+          rounds: int = 200, max_s: float = 0.5) -> tuple[ModelRuntime, tuple[int, int]]:
+    """Catch `rt` up (loader side) until at most `close` records behind, or out of rounds/time.
 
     The live thread keeps appending meanwhile; catching up here leaves the swap itself only a
-    few records to feed, so installing a model costs about one update. A break in the history
-    (gap, overrun) re-primes from scratch.
+    few records to feed, so installing a model costs about one update.
     """
+    deadline = time.monotonic() + max_s
     for _ in range(rounds):
         got = history.since(mark)
-        if got is None:
-            rt, mark = prime(rt.ckpt, history)
-            continue
-        recs, new_mark = got
-        if len(recs) <= close:
+        if got is not None and len(got[0]) <= close:
             break
-        for rec in recs:
-            rt.push(rec)
-        mark = new_mark
+        rt, mark = catch_up(rt, history, mark)
+        if time.monotonic() > deadline:
+            break
     return rt, mark
 
 
@@ -179,7 +191,7 @@ class ModelWatcher:
         self.log = log or logging.getLogger("hftbot.inference")
         self.background = background
         self._next_check = 0.0
-        self._stat: tuple | None = None
+        self._pointer_error: str | None = None
         self._serving: Path | None = None
         self._seen: Path | None = None  # last pointer target handled (served or refused)
         self._thread: threading.Thread | None = None
@@ -192,27 +204,25 @@ class ModelWatcher:
         self._seen = path
 
     def poll(self, now: float | None = None) -> None:
-        """Cheap: at most one stat per interval; starts a load when the pointer names something new."""
+        """Cheap: at most one read of the pointer per interval; starts a load when it names something new.
+
+        The pointer is read, not just stat'ed: two flips within one mtime tick can leave size and
+        mtime equal and reuse the inode, and a missed flip would never be noticed.
+        """
         now = time.monotonic() if now is None else now
         if now < self._next_check or self._thread is not None:
             return
         self._next_check = now + self.poll_interval_s
         try:
-            st = os.stat(self.dir / "CURRENT")
-            sig = (st.st_mtime_ns, st.st_ino, st.st_size)
-        except FileNotFoundError:
-            sig = None
-        if sig == self._stat:
-            return
-        self._stat = sig
-        if sig is None:
-            return
-        try:
             target = read_pointer(self.dir)
         except CheckpointError as e:
-            self.refused += 1
-            self.log.error("inference: %s; keeping %s", e, self._serving.name if self._serving else "no model")
+            if str(e) != self._pointer_error:  # once per distinct problem, not once per poll
+                self._pointer_error = str(e)
+                self.refused += 1
+                self.log.error("inference: %s; keeping %s", e,
+                               self._serving.name if self._serving else "no model")
             return
+        self._pointer_error = None
         if target is None or target == self._seen:
             return
         self._seen = target
@@ -323,12 +333,7 @@ class InferenceEngine:
         rt = pending.runtime
         if rt is None:
             return False
-        got = self.history.since(pending.upto)
-        if got is None:  # the book had a gap meanwhile, or the hand-over came very late: prime again
-            rt, _ = prime(rt.ckpt, self.history)
-        else:
-            for rec in got[0]:
-                rt.push(rec)
+        rt, _ = catch_up(rt, self.history, pending.upto)
         old = self.runtime
         self.runtime = rt
         self.swaps += 1
