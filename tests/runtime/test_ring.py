@@ -18,8 +18,8 @@ from hftbot.records import book_dtype
 
 LEVELS = 10
 DT = book_dtype(LEVELS)
-# Large records make the copy slow (~10 µs), so a fast writer really does overwrite slots while a
-# reader is copying them: the property test must see (and reject) would-be torn reads.
+# Large records (64 KiB) make each copy slow, so a writer in another process can overwrite a slot
+# while the reader copies it.
 BIG = np.dtype([("seq", "<i8"), ("update_id", "<i8"), ("payload", "<i8", (8192,))])
 
 
@@ -251,42 +251,104 @@ def test_stale_segments_of_dead_owner_are_removed_and_live_ones_kept():
             s.unlink()
 
 
-def _big_writer(name: str, n: int) -> None:
+HUGE = np.dtype([("seq", "<i8"), ("update_id", "<i8"), ("payload", "<i8", (131072,))])  # 1 MiB
+
+
+def _huge_writer(name: str, n: int) -> None:
+    """Publishes n 1 MiB records; record v carries payload v % 4 (four pre-filled buffers, so the
+    writer's cost is the copy alone and it keeps lapping a reader that also checks what it read)."""
     ring = Ring.attach(name)
     w = RingWriter(ring)
+    bufs = [np.zeros((), HUGE) for _ in range(4)]
+    for k, b in enumerate(bufs):
+        b["payload"] = k
     for v in range(1, n + 1):
-        w.staging["update_id"] = v
-        w.staging["payload"] = v
-        w.publish(w.staging)
-    del w
+        rec = bufs[v % 4]
+        rec["update_id"] = v
+        w.publish(rec)
+    del w, rec
     ring.close()
 
 
 def test_reader_lapped_mid_copy_never_returns_torn_record(make_ring):
-    """A writer in another process laps a slow reader all the time (without the seqlock's
-    second check, about 4% of the records returned here are torn)."""
-    ring = make_ring("test-ring-stress", BIG, 8)
-    name = ring.name
-    n = 8_000
+    """Stress across processes: a writer of 1 MiB records in two slots laps a reader all the
+    time. Whether a copy actually overlaps an overwrite here depends on scheduling; the two
+    interleaving tests below force that race deterministically."""
+    ring = make_ring("test-ring-stress", HUGE, 2)
+    n = 1500
     r = RingReader(ring, wait="spin")
-    p = mp.get_context("spawn").Process(target=_big_writer, args=(name, n))
+    p = mp.get_context("spawn").Process(target=_huge_writer, args=(ring.name, n))
     p.start()
     got, torn, k = 0, 0, 0
     deadline = time.monotonic() + 60
     while r.last_seq < n and time.monotonic() < deadline:
         k += 1
         if k % 2:
-            recs = r.read_many(64, timeout_s=0.5)
+            recs = r.read_many(2, timeout_s=0.5)
         else:
             rec = r.poll()
-            recs = np.empty(0, BIG) if rec is None else rec.reshape(1)
+            recs = np.empty(0, HUGE) if rec is None else rec.reshape(1)
         got += len(recs)
-        torn += int((recs["payload"] != recs["update_id"][:, None]).any(axis=1).sum())
-        until = time.perf_counter() + 40e-6
-        while time.perf_counter() < until:
-            pass
+        torn += int((recs["payload"] != (recs["update_id"] % 4)[:, None]).any(axis=1).sum())
     p.join(30)
     assert r.last_seq == n
     assert torn == 0
     assert r.lost > 0, "the reader was never lapped: the test did not exercise the torn-read path"
     assert got + r.lost == n
+
+
+class _CopyThenOverwrite:
+    """Stands in for the reader's destination buffer: performs the real copy, then lets the
+    writer lap the ring once, exactly as a writer in another process could mid-copy."""
+
+    def __init__(self, dst: memoryview, writer: RingWriter, laps: int) -> None:
+        self.dst, self.writer, self.laps = dst, writer, laps
+
+    def __setitem__(self, key, value) -> None:
+        self.dst[key] = value
+        if self.laps:
+            self.laps -= 1
+            for v in range(self.writer.ring.capacity):
+                fill(self.writer.staging, 10_000 + v)
+                self.writer.publish(self.writer.staging)
+
+    def __len__(self) -> int:
+        return len(self.dst)
+
+
+def test_poll_discards_a_record_overwritten_during_its_copy(make_ring):
+    ring = make_ring("test-ring-interleave-poll", DT, 8)
+    w, r = RingWriter(ring), RingReader(ring, start="next")
+    for v in range(1, 4):
+        fill(w.staging, v)
+        w.publish(w.staging)
+    r._buffer_bytes = _CopyThenOverwrite(r._buffer_bytes, w, laps=1)
+    rec = r.poll()
+    # The copy of seq 1 raced with the writer: it must not be returned; the reader skips to the
+    # newest record and counts everything in between as lost.
+    assert rec["seq"] == w.seq == 11 and rec["update_id"] == 10_007
+    assert r.lost == 10
+
+
+def test_read_many_discards_records_overwritten_during_the_copy(make_ring, monkeypatch):
+    import hftbot.ipc.ring as ring_mod
+
+    ring = make_ring("test-ring-interleave-many", DT, 8)
+    w, r = RingWriter(ring), RingReader(ring, start="next")
+    for v in range(1, 6):
+        fill(w.staging, v)
+        w.publish(w.staging)
+    real = ring_mod._bytes_of
+    state = {"armed": True}
+
+    def sabotaged(a):
+        mv = real(a)
+        if state.pop("armed", False):
+            return _CopyThenOverwrite(mv, w, laps=1)
+        return mv
+
+    monkeypatch.setattr(ring_mod, "_bytes_of", sabotaged)
+    out = r.read_many(16)
+    assert list(out["seq"]) == [13]  # the batch 1..5 was torn by the lap: dropped, newest instead
+    assert out["update_id"][0] == 10_007
+    assert r.lost == 12
