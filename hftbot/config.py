@@ -290,6 +290,12 @@ def _check_cross(cfg: Config, sources: dict) -> None:
         )
     if cfg.runtime.mode == "replay" and not cfg.replay.path:
         raise ConfigError("config: replay.path must name a recording or capture in mode 'replay', got ''")
+    if cfg.runtime.mode == "sim" and cfg.sim.symbol.upper() != cfg.runtime.symbol.upper():
+        raise ConfigError(
+            f"config: sim.symbol must equal runtime.symbol in mode 'sim' (the simulator serves one "
+            f"perpetual and the feed subscribes runtime.symbol), got {cfg.sim.symbol!r} and "
+            f"{cfg.runtime.symbol!r} (from {sources.get(('sim', 'symbol'), 'defaults')})"
+        )
     if cfg.runtime.restart_backoff_max_s < cfg.runtime.restart_backoff_s:
         raise ConfigError(
             f"config: runtime.restart_backoff_max_s must be >= runtime.restart_backoff_s, "

@@ -104,3 +104,10 @@ def test_config_has_no_place_for_secrets(tmp_path):
     user.write_text('[runtime]\napi_secret = "x"\n')
     with pytest.raises(ConfigError, match="unknown key runtime.api_secret"):
         load_config(user, env={})
+
+
+def test_sim_mode_refuses_a_symbol_the_simulator_does_not_serve():
+    with pytest.raises(ConfigError, match=r"sim\.symbol must equal runtime\.symbol"):
+        load_config(env={"HFTBOT_RUNTIME__SYMBOL": "BTCUSDT"})
+    cfg = load_config(env={"HFTBOT_RUNTIME__SYMBOL": "BTCUSDT", "HFTBOT_SIM__SYMBOL": "BTCUSDT"})
+    assert cfg.sim.symbol == cfg.runtime.symbol == "BTCUSDT"
