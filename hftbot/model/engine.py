@@ -270,7 +270,9 @@ class ModelWatcher:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # niced: on a small machine the scheduler should prefer the update loop to the verifier
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=os.nice, initargs=(10,))
         return self._pool
 
     def close(self) -> None:
