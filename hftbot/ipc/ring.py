@@ -272,6 +272,16 @@ class RingReader:
         self.lost = 0
         self.buffer = np.zeros((), dtype=ring.dtype)  # what poll(copy=False) returns
         self._buffer_bytes = self._buffer_view = _bytes_of(self.buffer)
+        # Hot-path constants, looked up once.
+        self._hot = (
+            ring.slots_q,
+            ring.hdr_q,
+            ring.view,
+            ring.itemsize,
+            ring.data_offset,
+            ring.mask,
+            ring.capacity,
+        )
         if wait == "block":
             ring.hdr_q[_BLOCKERS] = 1
             futex.fence()
@@ -296,22 +306,21 @@ class RingReader:
         With copy=False the record is returned in `self.buffer`, which the next read overwrites
         (no allocation: the low-latency path).
         """
-        ring = self.ring
-        slots, hdr, view, isz = ring.slots_q, ring.hdr_q, ring.view, ring.itemsize
+        slots, hdr, view, isz, doff, mask, cap = self._hot
         while True:
             ws = hdr[_WRITE_SEQ]
             r = self.last_seq + 1
             if ws < r:
                 return None
-            if ws - r >= ring.capacity:
+            if ws - r >= cap:
                 self.lost += ws - r
                 self.last_seq = ws - 1
                 r = ws
-            i = (r - 1) & ring.mask
+            i = (r - 1) & mask
             if slots[i] != r:
                 self._lapped()
                 continue
-            off = ring.data_offset + i * isz
+            off = doff + i * isz
             self._buffer_bytes[:] = view[off : off + isz]
             if slots[i] != r:  # overwritten while we copied: the copy may be torn
                 self._lapped()
@@ -321,7 +330,7 @@ class RingReader:
                 return self.buffer
             # np.frombuffer over a fresh bytearray: ~2 µs, where ndarray.copy() of a structured
             # record costs ~13 µs.
-            return np.frombuffer(bytearray(self._buffer_view), dtype=ring.dtype).reshape(())
+            return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
 
     def _lapped(self) -> None:
         """The record we wanted was overwritten: count everything up to the newest as lost."""
