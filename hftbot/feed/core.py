@@ -37,6 +37,15 @@ OUT_BOOK = 1
 OUT_TRADE = 2
 OUT_NEED_SNAPSHOT = 4
 
+_time_ns = time.time_ns
+_step_bytes = fp.step_bytes
+_step_addr = fp.step_addr
+_R_BOOK = fp.R_BOOK
+_R_TRADE = fp.R_TRADE
+_R_NONE = fp.R_NONE
+_T_PUBLISH = fp.T_PUBLISH
+_U8 = np.dtype(np.uint8)
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -114,6 +123,9 @@ class FeedCore:
         ws[fp.W_OFFS : fp.W_OFFS + 10] = record_offsets(self.book_rec.dtype)
         self._offs = ws[fp.W_OFFS : fp.W_OFFS + 10]
         self._pub = int(self._offs[3])  # word offset of publish_ns (a plain int store is cheapest)
+        self._ctx = fp.Ctx()
+        self._ctx_addr = self._ctx.addr
+        self._point_ctx()
         if instrument is not None:
             self.set_instrument(instrument)
         self._burst = False
@@ -139,6 +151,11 @@ class FeedCore:
             trade_rec[...] = self.trade_rec
             self.trade_rec = trade_rec
             self.trade_words = trade_rec.reshape(1).view(np.int64)
+        self._point_ctx()
+
+    def _point_ctx(self) -> None:
+        """Re-point the raw-pointer fast path after any of its arrays was replaced."""
+        self._ctx.set(self.ws, self.dec.lv, self.book.book, self.book.st, self.rec_words, self.trade_words)
 
     def set_instrument(self, inst: Instrument) -> None:
         self.instrument = inst
@@ -149,6 +166,7 @@ class FeedCore:
         for rec in (self.book_rec, self.trade_rec):
             rec["tick"] = tick
             rec["lot"] = lot
+        self._point_ctx()
 
     # -- counters -----------------------------------------------------------------------------------
     @property
@@ -209,14 +227,38 @@ class FeedCore:
     # -- the hot path -------------------------------------------------------------------------------
     def on_frame(self, recv_ns: int, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Decode and act on one frame; returns OUT_* bits (records in book_rec / trade_rec)."""
-        if isinstance(frame, bytes):
-            buf = np.frombuffer(frame, dtype=np.uint8)  # read-only: the one compiled signature
+        # The kernel is called through its C entry point (`fastpath.step_c`): the arrays it works
+        # on are addressed through ctx, so the call converts four scalars instead of numba
+        # type-checking nine arguments, and bytes are passed without building an ndarray.
+        if type(frame) is bytes:
+            buf = None
+            r = _step_bytes(frame, len(frame), self._ctx_addr, recv_ns)
         else:
             buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
-            if buf.flags.writeable:
-                buf = buf.view()
-                buf.flags.writeable = False
-        r = fp.step(
+            if buf.dtype == _U8 and buf.ndim == 1 and buf.flags.c_contiguous:
+                r = _step_addr(buf.ctypes.data, buf.shape[0], self._ctx_addr, recv_ns)
+            else:
+                r = self._step_array(buf, recv_ns)
+        if r == _R_BOOK:
+            self.rec_words[self._pub] = _time_ns()
+            return OUT_BOOK
+        if r == _R_TRADE:
+            self.trade_words[_T_PUBLISH] = _time_ns()
+            return OUT_TRADE
+        if r == _R_NONE:
+            return 0
+        if r == fp.R_REJECT:
+            return self._reject(recv_ns)
+        if buf is None:
+            buf = np.frombuffer(frame, dtype=np.uint8)
+        return self._slow(recv_ns, buf, r - fp.SLOW)
+
+    def _step_array(self, buf: np.ndarray, recv_ns: int) -> int:
+        """The dispatcher call, for arrays the C entry cannot take (strided, other dtypes)."""
+        if buf.flags.writeable:
+            buf = buf.view()
+            buf.flags.writeable = False
+        return fp.step(
             buf,
             buf.shape[0],
             self.ws,
@@ -227,17 +269,6 @@ class FeedCore:
             self.trade_words,
             recv_ns,
         )
-        if r == fp.R_BOOK:
-            self.rec_words[self._pub] = time.time_ns()
-            return OUT_BOOK
-        if r == fp.R_TRADE:
-            self.trade_words[fp.T_PUBLISH] = time.time_ns()
-            return OUT_TRADE
-        if r == fp.R_NONE:
-            return 0
-        if r == fp.R_REJECT:
-            return self._reject(recv_ns)
-        return self._slow(recv_ns, buf, r - fp.SLOW)
 
     def _slow(self, recv_ns: int, buf: np.ndarray, kind: int) -> int:
         if kind == d.E_TOO_MANY_LEVELS:
@@ -262,12 +293,14 @@ class FeedCore:
         finally:
             self.ws[fp.W_STATE] = fp.STATE_SYNCED if self.sync.state == State.SYNCED else 0
             self.ws[fp.W_LAST_U] = self.sync.last_u
+            self._point_ctx()  # the decoder may have grown its level arrays
 
     def on_snapshot_frame(self, recv_ns: int, frame: bytes) -> int:
         """A REST/WS-API depth body; a malformed one counts and leaves the machine waiting."""
         buf = np.frombuffer(frame, dtype=np.uint8)
         kind = self.dec.decode(buf)
         if kind != d.K_SNAPSHOT:
+            self._point_ctx()  # the decoder may have grown its level arrays
             self._error(kind if kind < 0 else d.E_MISSING, buf)
             return OUT_NEED_SNAPSHOT
         return self._slow(recv_ns, buf, kind)

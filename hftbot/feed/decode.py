@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 FIXED = 100_000_000  # decimal strings are held as integers of 1e-8
 FIXED_DECIMALS = 8
@@ -125,6 +128,53 @@ EVC_DEPTH = keycode(b"depthUpdate")
 EVC_TICKER = keycode(b"bookTicker")
 EVC_TRADE = keycode(b"trade")
 EVC_AGG = keycode(b"aggTrade")
+
+
+_POW10 = np.array([10**k for k in range(FIXED_DECIMALS + 1)], dtype=np.int64)
+
+
+@intrinsic
+def _digits8(typingctx, buf, i):
+    """The run of ASCII digits at buf[i:i+8] in one 8-byte load (SWAR): ``value << 4 | count``.
+
+    count is 0..8 (8: the run may go on); value is those digits as a number. The caller must
+    make sure i + 8 <= len(buf). Why: a byte-at-a-time digit loop is a chain of dependent
+    multiply-adds with a hard-to-predict exit; this is a dozen branch-free integer operations.
+    A strided buffer (not C-contiguous) always gets count 0: the caller's general code runs.
+    """
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.dtype == types.uint8):
+        return None
+    if not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        if sig.args[0].layout != "C":
+            return ir.Constant(i64, 0)
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], sig.args[1], types.int64)
+
+        def k(v):
+            return ir.Constant(i64, v)
+
+        ptr = builder.bitcast(builder.gep(ary.data, [idx]), i64.as_pointer())
+        w = builder.load(ptr, align=1)
+        hi = k(0xF0F0F0F0F0F0F0F0)
+        threes = k(0x3030303030303030)
+        bad = builder.or_(
+            builder.xor(builder.and_(w, hi), threes),
+            builder.xor(builder.and_(builder.add(w, k(0x0606060606060606)), hi), threes),
+        )
+        cnt = builder.lshr(builder.cttz(bad, ir.Constant(ir.IntType(1), 0)), k(3))
+        zero = builder.icmp_unsigned("==", cnt, k(0))
+        sh = builder.select(zero, k(0), builder.shl(builder.sub(k(8), cnt), k(3)))
+        x = builder.select(zero, k(0), builder.shl(w, sh))
+        x = builder.lshr(builder.mul(builder.and_(x, k(0x0F0F0F0F0F0F0F0F)), k(2561)), k(8))
+        x = builder.lshr(builder.mul(builder.and_(x, k(0x00FF00FF00FF00FF)), k(6553601)), k(16))
+        x = builder.lshr(builder.mul(builder.and_(x, k(0x0000FFFF0000FFFF)), k(42949672960001)), k(32))
+        return builder.or_(builder.shl(x, k(4)), cnt)
+
+    return types.int64(buf, i), codegen
 
 
 @nb.njit(cache=True, inline="always")
@@ -273,6 +323,29 @@ def _decimal(buf, i, n):
 
 
 @nb.njit(cache=True)
+def _fast_decimal(buf, i):
+    """A quoted decimal at buf[i] with 1-7 integer digits and 0-7 decimals (the common shape)
+    as an integer of 1e-8: (value, index after the closing quote), or (0, -1) when the text has
+    any other shape - the general parser then decides. Needs i + 17 <= len(buf)."""
+    if buf[i] != 34:
+        return np.int64(0), -1
+    p = _digits8(buf, i + 1)
+    a = p & 15
+    if a < 1 or a > 7:
+        return np.int64(0), -1
+    c = buf[i + 1 + a]
+    if c == 34:
+        return (p >> 4) * FIXED, i + a + 2
+    if c != 46:
+        return np.int64(0), -1
+    q = _digits8(buf, i + 2 + a)
+    b = q & 15
+    if b > 7 or buf[i + 2 + a + b] != 34:
+        return np.int64(0), -1
+    return (p >> 4) * FIXED + (q >> 4) * _POW10[FIXED_DECIMALS - b], i + a + b + 3
+
+
+@nb.njit(cache=True)
 def _levels(buf, i, n, lv):
     """Parse [["px","qty"],...] into lv rows; returns (count, next index) or (error, -1)."""
     i = _ws(buf, i, n)
@@ -287,6 +360,24 @@ def _levels(buf, i, n, lv):
         if buf[i] != 91:
             return E_SYNTAX, -1
         i += 1
+        if i + 36 <= n:
+            # `"px","qty"]` in the shape Binance writes, two SWAR numbers; else the general code
+            px, j = _fast_decimal(buf, i)
+            if j > 0 and buf[j] == 44:
+                qty, j = _fast_decimal(buf, j + 1)
+                if j > 0 and buf[j] == 93:
+                    if k >= cap:
+                        return E_TOO_MANY_LEVELS, -1
+                    lv[k, 0] = px
+                    lv[k, 1] = qty
+                    k += 1
+                    i = _ws(buf, j + 1, n)
+                    if i < n and buf[i] == 44:
+                        i = _ws(buf, i + 1, n)
+                        continue
+                    if i < n and buf[i] == 93:
+                        return k, i + 1
+                    return E_SYNTAX, -1
         # The hot loop of the whole feed. Binance writes `["61800.20","0.014"]` without spaces:
         # parse that shape here, in this function (a call per value costs as much as the parse);
         # anything else goes through the general `_decimal`.
