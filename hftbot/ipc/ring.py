@@ -47,6 +47,10 @@ DATA_OFFSET = 4096
 _DESCR_OFFSET = 256
 _WRITE_SEQ = 64 // 8  # index of write_seq in the header's i64 view
 _BLOCKERS = 224 // 8
+# A blocking reader re-checks at least this often even if no wakeup arrives. Wakeups are real
+# (futex); this only bounds the cost of one lost to something unforeseen (we saw one unexplained
+# multi-second stall once on a loaded machine) to a few tens of milliseconds, never seconds.
+_BACKSTOP_S = 0.05
 WAIT_STRATEGIES = ("spin", "spin_yield", "block")
 
 
@@ -415,7 +419,7 @@ class RingReader:
             futex.fence()
             if hdr[_WRITE_SEQ] >= target:
                 return True
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = _BACKSTOP_S if deadline is None else min(deadline - time.monotonic(), _BACKSTOP_S)
+            if remaining <= 0:
                 return False
             futex.futex_wait(ring.wake_addr, v, remaining)
