@@ -7,8 +7,9 @@
   model id 0), or "window not full" (SIGNAL_WARMUP, NaN, the model's id).
 - `ModelWatcher`: watches the checkpoint pointer with a cheap `stat`, loads and verifies a new
   checkpoint in a background thread, primes a fresh runtime with the recent records, and hands
-  it over; the engine swaps it in *between* two updates and catches it up on the records that
-  arrived meanwhile, so no update is missed and no update is computed by half of each model.
+  it over; the engine feeds it the records that arrived meanwhile in the loop's idle time and
+  swaps it in *between* two updates once it has seen them all, so the swap itself is a pointer
+  swap, no update is missed and no update is computed by half of each model.
   A refused checkpoint is logged once (per pointer change) and the running model stays.
 
 Nothing here reads rings or sleeps; the process module (`hftbot.model.inference`) is the loop.
@@ -88,15 +89,24 @@ class RecordHistory:
             end = self.total % self.capacity + self.capacity
             return self._buf[end - k : end].copy(), (self.epoch, self.total)
 
-    def since(self, mark: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]] | None:
-        """Records appended after `mark` and the new mark, or None if no longer possible (cleared, overrun)."""
+    def since(self, mark: tuple[int, int], limit: int | None = None
+              ) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """Records appended after `mark` (the first `limit` of them) and the new mark, or None if
+        no longer possible (cleared, overrun)."""
         with self.lock:
             epoch, start_total = mark
             k = self.total - start_total
             if epoch != self.epoch or k < 0 or k > self.capacity:
                 return None
             end = self.total % self.capacity + self.capacity
-            return self._buf[end - k : end].copy(), (self.epoch, self.total)
+            if limit is not None and k > limit:
+                end -= k - limit
+                k = limit
+            return self._buf[end - k : end].copy(), (self.epoch, start_total + k)
+
+    def lag(self, mark: tuple[int, int]) -> int | None:
+        """Records appended after `mark`, or None if the mark is of a cleared epoch."""
+        return self.total - mark[1] if mark[0] == self.epoch else None
 
     def clear(self) -> None:
         """Forget everything (a gap in the book stream: old records are not continuous)."""
@@ -118,15 +128,20 @@ def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime,
     return rt, upto
 
 
-def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int]) -> tuple[ModelRuntime, tuple[int, int]]:
-    """Feed `rt` the records appended since `mark`; re-prime from the tail when that is cheaper.
+def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
+             limit: int | None = None) -> tuple[ModelRuntime, tuple[int, int]]:
+    """Feed `rt` the records appended since `mark` (at most `limit` of them); re-prime from the
+    tail when that is cheaper.
 
     Only the last W + 24 records shape a runtime's state, so a long backlog (or a gap, or an
     overrun history) is replaced by priming from the tail: the work is bounded either way.
     """
-    got = history.since(mark)
     need = rt.ckpt.spec.window + RECEPTIVE + 1
-    if got is None or len(got[0]) > need:
+    lag = history.lag(mark)
+    if lag is None or lag > need:
+        return prime(rt.ckpt, history)
+    got = history.since(mark, limit)
+    if got is None:
         return prime(rt.ckpt, history)
     recs, mark = got
     for rec in recs:
@@ -134,12 +149,12 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int]) ->
     return rt, mark
 
 
-def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 1,
+def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 0,
           rounds: int = 200, max_s: float = 0.5) -> tuple[ModelRuntime, tuple[int, int]]:
     """Catch `rt` up (loader side) until at most `close` records behind, or out of rounds/time.
 
-    The live thread keeps appending meanwhile; catching up here leaves the swap itself only a
-    few records to feed, so installing a model costs about one update.
+    The live thread keeps appending meanwhile; what is left (usually a record or two) the
+    engine feeds in the loop's idle time (`InferenceEngine.idle_step`), never inside an update.
     """
     deadline = time.monotonic() + max_s
     for _ in range(rounds):
@@ -293,9 +308,13 @@ class InferenceEngine:
     """Book records in, signal records out; swaps models between updates."""
 
     def __init__(self, levels: int, max_window: int = 2000, every: int = 1,
-                 log: logging.Logger | None = None) -> None:
+                 log: logging.Logger | None = None, max_defer: int = 16) -> None:
         if every < 1:
             raise ValueError(f"inference.every must be >= 1, got {every}")
+        if max_defer < 0:
+            raise ValueError(f"max_defer must be >= 0, got {max_defer}")
+        # updates a loaded model may wait for idle time to catch up before the swap does it itself
+        self.max_defer = max_defer
         self.levels = levels
         self.every = every
         self.log = log or logging.getLogger("hftbot.inference")
@@ -308,6 +327,11 @@ class InferenceEngine:
         self.decimated = 0  # updates with no signal because of `every`
         self.swaps = 0
         self.gaps = 0
+        self.pending: Pending | None = None  # loaded and primed, not yet caught up to lag 0
+        self._pending_since = 0  # self.updates when it was offered
+        self.forced = 0  # swaps that had to catch up themselves (no idle time within max_defer updates)
+        self.install_fed = 0  # records fed to new runtimes by swaps themselves (0 when idle time sufficed)
+        self.idle_fed = 0  # catch-up steps (one record each) done for pending runtimes in idle time
         self._since_signal = 0
         self._sig = np.zeros((), dtype=SIGNAL_DTYPE)
 
@@ -329,13 +353,63 @@ class InferenceEngine:
         self.history.clear()
         if self.runtime is not None:
             self.runtime.reset()
+        p = self.pending
+        if p is not None and p.runtime is not None:  # it starts over with the live one: nothing to feed
+            p.runtime.reset()
+            p.upto = (self.history.epoch, self.history.total)
+
+    def offer(self, pending: Pending) -> bool:
+        """Keep a primed runtime to swap in once it has seen every record so far (a newer offer wins)."""
+        if pending.runtime is None:
+            return False
+        self.pending = pending
+        self._pending_since = self.updates
+        return True
+
+    @property
+    def pending_lag(self) -> int | None:
+        """Records the pending runtime has not seen yet (None: nothing pending, or history cleared)."""
+        p = self.pending
+        return None if p is None else self.history.lag(p.upto)
+
+    def idle_step(self) -> bool:
+        """Feed the pending runtime one record it has not seen; call only when no update is waiting.
+
+        This is the catch-up a swap would otherwise do inside an update. False: nothing to do.
+        """
+        p = self.pending
+        if p is None or p.runtime is None or self.history.lag(p.upto) == 0:
+            return False
+        p.runtime, p.upto = catch_up(p.runtime, self.history, p.upto, limit=1)
+        self.idle_fed += 1
+        return True
+
+    def install_ready(self) -> Pending | None:
+        """Between two updates: swap in the pending runtime if it is caught up (a pointer swap,
+        no model work), or if it has waited `max_defer` updates without idle time to catch up
+        (then the swap feeds the backlog itself, as `install` does). Returns what was installed."""
+        p = self.pending
+        if p is None:
+            return None
+        lag = self.history.lag(p.upto)
+        if lag != 0 and self.updates - self._pending_since < self.max_defer:
+            return None
+        if lag != 0:
+            self.forced += 1
+        self.install(p)
+        return p
 
     def install(self, pending: Pending) -> bool:
-        """Swap in a primed runtime (between updates), catching it up on records it has not seen."""
+        """Swap in a primed runtime now (between updates), catching it up on records it has not seen."""
         rt = pending.runtime
         if rt is None:
             return False
-        rt, _ = catch_up(rt, self.history, pending.upto)
+        if pending is self.pending:
+            self.pending = None
+        lag = self.history.lag(pending.upto)
+        if lag != 0:
+            self.install_fed += lag if lag is not None else 0
+            rt, _ = catch_up(rt, self.history, pending.upto)
         old = self.runtime
         self.runtime = rt
         self.swaps += 1

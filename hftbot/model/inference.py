@@ -3,8 +3,11 @@
 A thin loop around `hftbot.model.engine`: read every pending book record, feed them all to the
 window (features stay exact), compute one signal for the newest (the older ones are counted as
 `skipped`: when behind it skips to the newest update, never to a stale one), publish it, and
-between two updates swap in a model the watcher has loaded and verified. A lapped reader (records
-lost in the ring) empties the window: what came before is not continuous.
+between two updates swap in a model the watcher has loaded and verified. The records a new model
+has not seen yet are fed to it one at a time when the ring read would wait (idle time), so the swap
+itself does no model work; only after `engine.max_defer` updates without idle time does the swap
+catch up itself. A lapped reader (records lost in the ring) empties the window: what came before
+is not continuous.
 
 One thread for the model (numba, and torch limited to `inference.threads` for the checkpoint
 checks); the watcher's loader is a background thread that never holds the update path. This
@@ -44,15 +47,22 @@ def run(
         watcher.poll(now)
         pending = watcher.take()
         if pending is not None:
-            engine.install(pending)
-            if pending.runtime is not None:
-                watcher.mark_serving(pending.path)
+            engine.offer(pending)
+        installed = engine.install_ready()  # between two updates; a pointer swap unless overdue
+        if installed is not None:
+            watcher.mark_serving(installed.path)
         if beat is not None and now >= next_beat:
             next_beat = now + heartbeat_s
             beat(updates=engine.updates, signals=engine.signals, skipped=engine.skipped,
                  decimated=engine.decimated, lost=reader.lost, gaps=engine.gaps, swaps=engine.swaps,
                  refused=watcher.refused, model_id=engine.model_id)
-        recs = reader.read_many(max_batch, timeout_s=read_timeout_s)
+        if engine.pending_lag:  # a new model still behind: catch it up while no update waits
+            recs = reader.read_many(max_batch, timeout_s=0)
+            if len(recs) == 0:
+                engine.idle_step()
+                continue
+        else:
+            recs = reader.read_many(max_batch, timeout_s=read_timeout_s)
         if len(recs) == 0:
             continue
         start_ns = time.time_ns()

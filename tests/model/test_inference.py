@@ -15,7 +15,7 @@ import torch
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
 from hftbot.model.deeplob import DeepLOB
-from hftbot.model.engine import InferenceEngine, ModelWatcher
+from hftbot.model.engine import InferenceEngine, ModelWatcher, Pending, prime
 from hftbot.model.features import FeatureSpec, windows_from_records
 from hftbot.model.inference import run
 from hftbot.model.streaming import softmax
@@ -182,7 +182,12 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
     assert np.all(sig["model_id"][first:] != 0)  # once served, never "no model" again
     assert len(set(np.unique(sig["model_id"])) - {0}) == 3
     # every served signal (the first after each swap included) equals an offline recomputation
-    served = sig[first:]
+    checked = _check_offline(sig[first:], books, ids)
+    assert checked >= swaps_wanted - 1
+
+
+def _check_offline(served: np.ndarray, books: np.ndarray, ids: dict) -> int:
+    """Assert the first signal after each swap and 200 others equal an offline recomputation."""
     change = np.flatnonzero(np.diff(served["model_id"]) != 0) + 1  # the first signal after each swap
     pick = np.unique(np.concatenate([[0], change, np.linspace(0, len(served) - 1, 200).astype(int)]))
     checked = 0
@@ -199,4 +204,90 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
                 ref = softmax(c.script(torch.from_numpy(np.ascontiguousarray(wins[-1]))[None])[0].numpy())
             np.testing.assert_allclose([s["p_down"], s["p_flat"], s["p_up"]], ref, atol=1e-5)
             checked += 1
-    assert checked >= swaps_wanted - 1
+    return checked
+
+
+def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real_books, tmp_path, models):
+    for p in models[0].parent.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    ids = {load_checkpoint(m).model_id: load_checkpoint(m) for m in models}
+    books = real_books.copy()
+    books["flags"][0] |= BOOK_RESYNC
+    set_current(tmp_path, models[0].name)
+    swaps_wanted = 4
+    n = 0
+    with Harness(tmp_path) as h:
+        done = threading.Event()
+
+        def writer():  # a live-like pace: the loop has idle time between updates
+            nonlocal n
+            while not done.is_set():
+                h.writer.publish(books[n % len(books)])
+                n += 1
+                time.sleep(0.001)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            for k in range(swaps_wanted):
+                set_current(tmp_path, models[k % 3].name)
+                h.wait_for(lambda k=k: h.engine.swaps == k + 1)
+        finally:
+            done.set()
+            t.join(10)
+        h.wait_for(lambda: h.settled(n))
+        sig = h.drain()
+    e = h.engine
+    assert e.swaps == swaps_wanted and e.forced == 0 and h.reader.lost == 0
+    assert e.install_fed == 0  # the swaps fed nothing: the catch-up ran while no update waited
+    assert e.pending is None
+    assert e.updates == n == e.signals + e.skipped + e.decimated
+    assert np.all(np.diff(sig["book_seq"]) > 0)
+    first = int(np.argmax(sig["model_id"] != 0))
+    assert np.all(sig["model_id"][first:] != 0)
+    assert _check_offline(sig[first:], books, ids) >= swaps_wanted - 1
+
+
+def test_without_idle_time_a_waiting_model_is_swapped_in_after_max_defer_updates(real_books, tmp_path, models):
+    eng = InferenceEngine(10, max_window=200, max_defer=5)
+    ref = InferenceEngine(10, max_window=200)
+    for e in (eng, ref):
+        e.install(Pending(models[0], *prime(load_checkpoint(models[0]), e.history)))
+    for rec in real_books[:60]:
+        eng.push(rec)
+        ref.push(rec)
+    ck = load_checkpoint(models[1])
+    rt, upto = prime(ck, eng.history)
+    eng.push(real_books[60])  # arrived after the loader's last look: the new model is 1 behind
+    ref.push(real_books[60])
+    assert eng.offer(Pending(models[1], rt, upto)) and eng.pending_lag == 1
+    installed_at = None
+    for i, rec in enumerate(real_books[61:80]):  # full load: no idle step between updates
+        if eng.install_ready() is not None:
+            installed_at = i
+        eng.push(rec)
+        ref.push(rec)
+    assert installed_at == 5 and eng.forced == 1 and eng.install_fed == 6 and eng.model_id == ck.model_id
+    # the late swap still caught up exactly: same output as a runtime that saw every record
+    alone, _ = prime(ck, ref.history)
+    np.testing.assert_allclose(eng.runtime.probabilities(), alone.probabilities(), atol=1e-6)
+    assert eng.pending is None and eng.install_ready() is None
+
+
+def test_an_idle_step_feeds_the_pending_model_one_record_and_then_it_installs_at_once(
+        real_books, tmp_path, models):
+    eng = InferenceEngine(10, max_window=200, max_defer=1000)
+    for rec in real_books[:80]:
+        eng.push(rec)
+    ck = load_checkpoint(models[2])
+    rt, upto = prime(ck, eng.history)
+    for rec in real_books[80:83]:
+        eng.push(rec)
+    eng.offer(Pending(models[2], rt, upto))
+    assert eng.install_ready() is None and eng.model_id == 0  # 3 behind: keeps serving what it had
+    for left in (2, 1, 0):
+        assert eng.idle_step() and eng.pending_lag == left
+    assert not eng.idle_step()
+    assert eng.install_ready() is not None and eng.model_id == ck.model_id and eng.install_fed == 0
+    alone, _ = prime(ck, eng.history)
+    np.testing.assert_allclose(eng.runtime.probabilities(), alone.probabilities(), atol=1e-6)
