@@ -5,9 +5,9 @@ Layout of a segment (offsets in bytes):
     0     header: magic, capacity, itemsize, dtype length        (written once by the creator)
     64    write_seq  i64   last published sequence number (0 = nothing yet)
     128   wake_word  u32   futex word, bumped on every publish once a blocking reader exists
-    192   sleepers   u32   1 while a blocking reader may be asleep
-    224   blockers   i64   1 once any reader with the "block" strategy attached
-    256   dtype description (JSON of `dtype.descr`), up to 4096
+    224   blockers   i64   how many blocking-reader slots have ever been claimed (high-water)
+    256   dtype description (JSON of `dtype.descr`), up to 3584
+    3584  reader slots: 32 x (pid i64, asleep i64), one per blocking reader
     4096  slot_seq   i64[capacity]   per-slot sequence number (seqlock)
     ...   records    dtype[capacity]
 
@@ -22,8 +22,10 @@ was being copied) counts every record it did not return in `lost` and jumps to t
 for every reader, `last_seq == records returned + lost` holds exactly.
 
 Ordering relies on x86-64 TSO (stores are seen in program order; loads are not reordered with
-loads); the one store->load handshake (writer publishes then checks `sleepers`, a reader sets
-`sleepers` then re-checks `write_seq`) is fenced (see `hftbot.ipc.futex`).
+loads); the one store->load handshake (the writer publishes then checks the readers' `asleep`
+flags, a reader sets its flag then re-checks `write_seq`) is fenced (see `hftbot.ipc.futex`).
+Each blocking reader owns its flag (claimed under a file lock at construction): only its owner
+writes it, so no announcement can be overwritten by another process.
 
 Wait strategies for `read`: "spin" (lowest latency, burns a core), "spin_yield" (spin a while,
 then `sched_yield`), "block" (futex sleep, woken by the writer).
@@ -32,6 +34,7 @@ then `sched_yield`), "block" (futex sleep, woken by the writer).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import struct
@@ -39,7 +42,7 @@ import time
 
 import numpy as np
 
-from hftbot.ipc import futex
+from hftbot.ipc import futex, shm
 from hftbot.ipc.shm import Segment
 
 MAGIC = 0x3147_4E49_5254_4648  # "HFTRING1" little-endian
@@ -47,6 +50,8 @@ DATA_OFFSET = 4096
 _DESCR_OFFSET = 256
 _WRITE_SEQ = 64 // 8  # index of write_seq in the header's i64 view
 _BLOCKERS = 224 // 8
+_READER_SLOTS_OFFSET = 3584
+MAX_BLOCKING_READERS = 32
 # A blocking reader re-checks at least this often even if no wakeup arrives. Wakeups are real
 # (futex); this only bounds the cost of one lost to something unforeseen (we saw one unexplained
 # multi-second stall once on a loaded machine) to a few tens of milliseconds, never seconds.
@@ -92,7 +97,6 @@ class Ring:
         data_off = DATA_OFFSET + 8 * self.capacity
         self.records = np.frombuffer(seg.mm, dtype=self.dtype, count=self.capacity, offset=data_off)
         self._wake_word = ctypes.c_uint32.from_buffer(seg.mm, 128)
-        self._sleepers = ctypes.c_uint32.from_buffer(seg.mm, 192)
         self.wake_addr = ctypes.addressof(self._wake_word)
         # Records move as raw bytes and sequence words through memoryviews: numpy's per-record
         # structured assignment costs 10-100 µs, a memoryview slice copy well under 1 µs, and a
@@ -101,6 +105,7 @@ class Ring:
         self.data_offset = data_off
         self.view = memoryview(seg.mm).cast("B")
         self.hdr_q = self.view[:_DESCR_OFFSET].cast("q")
+        self.readers_q = self.view[_READER_SLOTS_OFFSET:DATA_OFFSET].cast("q")  # (pid, asleep) pairs
         self.slots_q = self.view[DATA_OFFSET:data_off].cast("q")
         aligned = itemsize % 8 == 0
         self.data_q = self.view[data_off : data_off + itemsize * self.capacity].cast("q") if aligned else None
@@ -115,7 +120,7 @@ class Ring:
             raise ValueError(f"ring capacity must be a power of two >= 2, got {capacity}")
         dtype = np.dtype(dtype)
         descr = _descr_to_json(dtype).encode()
-        if len(descr) > DATA_OFFSET - _DESCR_OFFSET:
+        if len(descr) > _READER_SLOTS_OFFSET - _DESCR_OFFSET:
             raise ValueError(f"dtype description too long for the ring header ({len(descr)} bytes)")
         seg = Segment.create(name, cls.segment_size(dtype, capacity))
         hdr = np.frombuffer(seg.mm, dtype="<i8", count=4, offset=0)
@@ -137,11 +142,11 @@ class Ring:
 
     def close(self) -> None:
         """Drop every view, then unmap."""
-        for attr in ("data_q", "slots_q", "hdr_q", "view"):
+        for attr in ("data_q", "slots_q", "hdr_q", "readers_q", "view"):
             mv = self.__dict__.pop(attr, None)
             if mv is not None:
                 mv.release()
-        for attr in ("slot_seq", "records", "_wake_word", "_sleepers"):
+        for attr in ("slot_seq", "records", "_wake_word"):
             self.__dict__.pop(attr, None)
         self.segment.close()
 
@@ -235,9 +240,11 @@ class RingWriter:
         ring = self.ring
         ring._wake_word.value = (ring._wake_word.value + 1) & 0xFFFFFFFF
         futex.fence()
-        if ring._sleepers.value:
-            ring._sleepers.value = 0
-            futex.futex_wake(ring.wake_addr)
+        rq = ring.readers_q
+        for k in range(1, 2 * self._hdr[_BLOCKERS], 2):
+            if rq[k]:
+                futex.futex_wake(ring.wake_addr)
+                return
 
 
 _I64 = struct.Struct("<q")
@@ -286,9 +293,40 @@ class RingReader:
             ring.mask,
             ring.capacity,
         )
-        if wait == "block":
-            ring.hdr_q[_BLOCKERS] = 1
-            futex.fence()
+        self._slot = self._claim_slot() if wait == "block" else -1
+
+    def _claim_slot(self) -> int:
+        """Claim a reader slot (its `asleep` flag) under a lock on the segment file."""
+        ring = self.ring
+        with open(shm.SHM_DIR / ring.name, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                rq = ring.readers_q
+                for k in range(MAX_BLOCKING_READERS):
+                    pid = rq[2 * k]
+                    if pid == 0 or not shm.pid_alive(pid):
+                        rq[2 * k], rq[2 * k + 1] = os.getpid(), 0
+                        ring.hdr_q[_BLOCKERS] = max(ring.hdr_q[_BLOCKERS], k + 1)
+                        futex.fence()
+                        return k
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        raise RingError(f"ring {ring.name!r}: more than {MAX_BLOCKING_READERS} blocking readers")
+
+    def close(self) -> None:
+        """Give back this reader's slot (blocking readers). Also done when it is collected."""
+        if self._slot >= 0 and "readers_q" in self.ring.__dict__:
+            rq = self.ring.readers_q
+            if rq[2 * self._slot] == os.getpid():
+                rq[2 * self._slot + 1] = 0
+                rq[2 * self._slot] = 0
+        self._slot = -1
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     @property
     def available(self) -> int:
@@ -410,16 +448,20 @@ class RingReader:
                     if deadline is not None and time.monotonic() >= deadline:
                         return False
             return True
-        # block
-        while True:
-            v = ring._wake_word.value
-            if hdr[_WRITE_SEQ] >= target:
-                return True
-            ring._sleepers.value = 1
-            futex.fence()
-            if hdr[_WRITE_SEQ] >= target:
-                return True
-            remaining = _BACKSTOP_S if deadline is None else min(deadline - time.monotonic(), _BACKSTOP_S)
-            if remaining <= 0:
-                return False
-            futex.futex_wait(ring.wake_addr, v, remaining)
+        # block: announce in our own flag, re-check, sleep; the writer wakes flagged sleepers
+        rq, flag = ring.readers_q, 2 * self._slot + 1
+        try:
+            while True:
+                v = ring._wake_word.value
+                if hdr[_WRITE_SEQ] >= target:
+                    return True
+                rq[flag] = 1
+                futex.fence()
+                if hdr[_WRITE_SEQ] >= target:
+                    return True
+                remaining = _BACKSTOP_S if deadline is None else min(deadline - time.monotonic(), _BACKSTOP_S)
+                if remaining <= 0:
+                    return False
+                futex.futex_wait(ring.wake_addr, v, remaining)
+        finally:
+            rq[flag] = 0

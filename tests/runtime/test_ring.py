@@ -352,3 +352,59 @@ def test_read_many_discards_records_overwritten_during_the_copy(make_ring, monke
     assert list(out["seq"]) == [13]  # the batch 1..5 was torn by the lap: dropped, newest instead
     assert out["update_id"][0] == 10_007
     assert r.lost == 12
+
+
+def _block_reader(name: str, n: int, out) -> None:
+    ring = Ring.attach(name)
+    r = RingReader(ring, wait="block")
+    lat = []
+    while len(lat) < n:
+        rec = r.read(timeout_s=10, copy=False)
+        if rec is None:
+            break
+        lat.append(time.monotonic_ns() - int(rec["recv_ns"]))
+    out.put(lat)
+    r.close()
+    del r, rec
+    ring.close()
+
+
+def test_two_blocking_readers_are_woken_for_every_publish(make_ring):
+    """Each blocking reader owns its sleep flag; a wakeup is never lost (a lost one would show as
+    a ~50 ms backstop delay, or seconds without the backstop)."""
+    ring = make_ring("test-ring-2block", DT, 64)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    n = 150
+    procs = [ctx.Process(target=_block_reader, args=(ring.name, n, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 60
+    while ring.hdr_q[224 // 8] < 2 and time.monotonic() < deadline:  # both readers claimed a slot
+        time.sleep(0.01)
+    w = RingWriter(ring)
+    for _ in range(n):
+        time.sleep(0.004)
+        w.staging["recv_ns"] = time.monotonic_ns()
+        w.publish(w.staging)
+    lats = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    for lat in lats:
+        assert len(lat) == n
+        slow = sum(1 for x in lat if x > 25e6)
+        assert slow <= 3, f"{slow} of {n} wakeups took > 25 ms"
+
+
+def test_blocking_reader_slots_are_owned_and_given_back(make_ring):
+    ring = make_ring("test-ring-slots", DT, 8)
+    readers = [RingReader(ring, wait="block") for _ in range(32)]
+    assert sorted(r._slot for r in readers) == list(range(32))
+    with pytest.raises(RuntimeError, match="more than 32 blocking readers"):
+        RingReader(ring, wait="block")
+    readers[5].close()
+    again = RingReader(ring, wait="block")
+    assert again._slot == 5
+    for r in [*readers, again]:
+        r.close()
+    assert all(ring.readers_q[k] == 0 for k in range(64))
