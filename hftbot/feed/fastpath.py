@@ -18,6 +18,7 @@ import ctypes
 import numba as nb
 import numpy as np
 from numba import types
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from hftbot.feed import decode as d
@@ -167,6 +168,18 @@ def _i64_ptr(typingctx, addr):
     return ptr(types.int64), codegen
 
 
+@intrinsic
+def _readonly(typingctx, arr):
+    """The same array typed read-only: `step` then has the one compiled signature that the
+    batch runner (read-only capture blocks) uses too, so the kernels compile once, not twice."""
+    ro = arr.copy(readonly=True)
+
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, sig.return_type, args[0])
+
+    return ro(arr), codegen
+
+
 @nb.cfunc(
     types.int64(types.CPointer(types.uint8), types.int64, types.CPointer(types.int64), types.int64),
     cache=True,
@@ -175,7 +188,7 @@ def step_c(bufp, n, ctx, recv_ns):
     """`step` behind a C entry point: numba's dispatcher type-checks and unboxes every array
     argument (~4 µs on a small core); a ctypes call with four scalars costs well under that.
     The arrays are rebuilt from the addresses and shapes in ``ctx`` (see `Ctx`)."""
-    buf = nb.carray(bufp, n)
+    buf = _readonly(nb.carray(bufp, n))
     ws = nb.carray(_i64_ptr(ctx[C_WS]), WS_SIZE)
     lv = nb.carray(_i64_ptr(ctx[C_LV]), (2, ctx[C_LV_CAP], 2))
     book = nb.carray(_i64_ptr(ctx[C_BOOK]), (ctx[C_BOOK_ROWS], ctx[C_BOOK_WIDTH]))
