@@ -60,6 +60,12 @@ class ModelRuntime:
         """p(down), p(flat), p(up) for the window ending at the last pushed record (ready only)."""
         return softmax(self.stream.logits(self.window.window()))
 
+    def warm(self) -> None:
+        """Pull this runtime's LSTM weights and caches into the CPU cache; changes no state
+        (`logits` writes only its own scratch), so a model swapped in does not serve cold."""
+        if self.ready:
+            self.probabilities()
+
     def reset(self) -> None:
         self.window.reset()
         self.stream.reset()
@@ -210,6 +216,7 @@ class ModelWatcher:
         self._serving: Path | None = None
         self._seen: Path | None = None  # last pointer target handled (served or refused)
         self._thread: threading.Thread | None = None
+        self._last_thread: threading.Thread | None = None  # joined only by wait_idle/close
         self._result: Pending | None = None
         self.refused = 0
         self.loaded = 0
@@ -243,6 +250,7 @@ class ModelWatcher:
         self._seen = target
         if self.background:
             self._thread = threading.Thread(target=self._load, args=(target,), name="ckpt-loader", daemon=True)
+            self._last_thread = self._thread
             self._thread.start()
         else:
             self._load(target)
@@ -269,9 +277,9 @@ class ModelWatcher:
         if res is None:
             return None
         self._result = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        # not joined: its work is done and it exits by itself (a join here waits for the thread's
+        # teardown to get the GIL, tens of µs between two updates)
+        self._thread = None
         if res.error:
             self.refused += 1
             self.log.error("inference: %s; keeping %s", res.error,
@@ -299,7 +307,7 @@ class ModelWatcher:
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Block until a running load finished (tests, shutdown)."""
-        t = self._thread
+        t = self._thread or self._last_thread
         if t is not None:
             t.join(timeout_s)
 
@@ -332,6 +340,8 @@ class InferenceEngine:
         self.forced = 0  # swaps that had to catch up themselves (no idle time within max_defer updates)
         self.install_fed = 0  # records fed to new runtimes by swaps themselves (0 when idle time sufficed)
         self.idle_fed = 0  # catch-up steps (one record each) done for pending runtimes in idle time
+        self._warmed = False
+        self._retired: tuple[Pending, ModelRuntime | None] | None = None  # released/logged in idle time
         self._since_signal = 0
         self._sig = np.zeros((), dtype=SIGNAL_DTYPE)
 
@@ -364,6 +374,7 @@ class InferenceEngine:
             return False
         self.pending = pending
         self._pending_since = self.updates
+        self._warmed = False
         return True
 
     @property
@@ -373,16 +384,29 @@ class InferenceEngine:
         return None if p is None else self.history.lag(p.upto)
 
     def idle_step(self) -> bool:
-        """Feed the pending runtime one record it has not seen; call only when no update is waiting.
+        """One bounded piece of swap work; call only when no update is waiting. False: nothing to do.
 
-        This is the catch-up a swap would otherwise do inside an update. False: nothing to do.
+        In order: release the replaced runtime and log the swap (freeing a model's arrays and a
+        log write cost tens of µs); feed the pending runtime one record it has not seen (the
+        catch-up a swap would otherwise do inside an update); once caught up, warm it
+        (`ModelRuntime.warm`, no state change) so it serves its first update from the CPU cache.
         """
+        if self._retired is not None:
+            old, self._retired = self._retired, None
+            self._log_swap(*old)
+            return True
         p = self.pending
-        if p is None or p.runtime is None or self.history.lag(p.upto) == 0:
+        if p is None or p.runtime is None:
             return False
-        p.runtime, p.upto = catch_up(p.runtime, self.history, p.upto, limit=1)
-        self.idle_fed += 1
-        return True
+        if self.history.lag(p.upto) != 0:
+            p.runtime, p.upto = catch_up(p.runtime, self.history, p.upto, limit=1)
+            self.idle_fed += 1
+            return True
+        if not self._warmed:
+            p.runtime.warm()
+            self._warmed = True
+            return True
+        return False
 
     def install_ready(self) -> Pending | None:
         """Between two updates: swap in the pending runtime if it is caught up (a pointer swap,
@@ -413,10 +437,20 @@ class InferenceEngine:
         old = self.runtime
         self.runtime = rt
         self.swaps += 1
-        self.log.info("inference: serving %s (model_id %d, trained=%s, loaded in %.3f s), replaced %s",
-                      pending.path.name, rt.model_id, rt.ckpt.meta.get("trained"), pending.load_s,
-                      old.ckpt.path.name if old else "no model")
+        if self._retired is not None:  # two swaps without idle time between: log the first now
+            self._log_swap(*self._retired)
+        pending.runtime = rt
+        self._retired = (pending, old)  # freed and logged in idle time, not inside this update
+        if lag != 0:  # a forced swap is slow anyway
+            self._log_swap(*self._retired)
+            self._retired = None
         return True
+
+    def _log_swap(self, pending: Pending, old: ModelRuntime | None) -> None:
+        rt = pending.runtime
+        self.log.info("inference: serving %s (model_id %d, trained=%s, loaded in %.3f s), replaced %s",
+                      pending.path.name, rt.model_id if rt else 0, rt.ckpt.meta.get("trained") if rt else None,
+                      pending.load_s, old.ckpt.path.name if old else "no model")
 
     def due(self, newest: bool = True) -> bool:
         """Whether the record just pushed gets a signal (the newest, and `every` updates passed)."""
