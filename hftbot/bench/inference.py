@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'batch torchscript':<34}{wps:>10.0f} windows/s (batch {a.batch})")
     print(
         f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; "
-        f"swap update <= stream p99 ({base['p99_us']:.0f} µs)"
+        f"swap update <= stream p99 ({base['p99_us']:.0f} µs; same loop's p99 {during['p99_us']:.0f} µs)"
     )
     for name, r in rows:
         figures[name.strip().replace(" ", "_").replace("(", "").replace(")", "")] = {
@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["batch_windows_per_s"] = round(wps, 1)
     figures["swap_update_max_us"] = round(swaps["max_us"], 1)
     figures["swap_update_le_stream_p99"] = bool(swaps["max_us"] <= base["p99_us"])
+    # like for like: the other updates of the same loop (same polling, same background load)
+    figures["swap_update_le_swap_row_p99"] = bool(swaps["max_us"] <= during["p99_us"])
     figures["stream_valid_meets_targets"] = bool(base["p50_us"] <= 400 and base["p99_us"] <= 1000)
     print(json.dumps(figures))
     return 0
