@@ -408,15 +408,22 @@ class InferenceEngine:
             return True
         return False
 
+    @property
+    def idle_work(self) -> bool:
+        """Whether `idle_step` has something to do (the loop then polls the ring instead of waiting)."""
+        p = self.pending
+        return self._retired is not None or (
+            p is not None and (self.history.lag(p.upto) != 0 or not self._warmed))
+
     def install_ready(self) -> Pending | None:
-        """Between two updates: swap in the pending runtime if it is caught up (a pointer swap,
-        no model work), or if it has waited `max_defer` updates without idle time to catch up
-        (then the swap feeds the backlog itself, as `install` does). Returns what was installed."""
+        """Between two updates: swap in the pending runtime if it is caught up and warm (a pointer
+        swap, no model work), or if it has waited `max_defer` updates without the idle time for
+        that (then the swap feeds the backlog itself, as `install` does). Returns what was installed."""
         p = self.pending
         if p is None:
             return None
         lag = self.history.lag(p.upto)
-        if lag != 0 and self.updates - self._pending_since < self.max_defer:
+        if (lag != 0 or not self._warmed) and self.updates - self._pending_since < self.max_defer:
             return None
         if lag != 0:
             self.forced += 1

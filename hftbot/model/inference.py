@@ -56,7 +56,7 @@ def run(
             beat(updates=engine.updates, signals=engine.signals, skipped=engine.skipped,
                  decimated=engine.decimated, lost=reader.lost, gaps=engine.gaps, swaps=engine.swaps,
                  refused=watcher.refused, model_id=engine.model_id)
-        if engine.pending_lag:  # a new model still behind: catch it up while no update waits
+        if engine.idle_work:  # swap work (catch-up, warm-up, tidy-up): do it while no update waits
             recs = reader.read_many(max_batch, timeout_s=0)
             if len(recs) == 0:
                 engine.idle_step()

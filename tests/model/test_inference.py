@@ -207,7 +207,8 @@ def _check_offline(served: np.ndarray, books: np.ndarray, ids: dict) -> int:
     return checked
 
 
-def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real_books, tmp_path, models):
+def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real_books, tmp_path, models,
+                                                                            caplog):
     for p in models[0].parent.iterdir():
         (tmp_path / p.name).write_bytes(p.read_bytes())
     ids = {load_checkpoint(m).model_id: load_checkpoint(m) for m in models}
@@ -216,7 +217,7 @@ def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real
     set_current(tmp_path, models[0].name)
     swaps_wanted = 4
     n = 0
-    with Harness(tmp_path) as h:
+    with caplog.at_level(logging.INFO, logger="hftbot.inference"), Harness(tmp_path) as h:
         done = threading.Event()
 
         def writer():  # a live-like pace: the loop has idle time between updates
@@ -241,6 +242,8 @@ def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real
     assert e.swaps == swaps_wanted and e.forced == 0 and h.reader.lost == 0
     assert e.install_fed == 0  # the swaps fed nothing: the catch-up ran while no update waited
     assert e.pending is None
+    # the swap's log line is written in idle time too, but written: one per swap
+    assert sum(r.getMessage().startswith("inference: serving") for r in caplog.records) == swaps_wanted
     assert e.updates == n == e.signals + e.skipped + e.decimated
     assert np.all(np.diff(sig["book_seq"]) > 0)
     first = int(np.argmax(sig["model_id"] != 0))
