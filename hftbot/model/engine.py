@@ -401,7 +401,9 @@ class InferenceEngine:
         if self.history.lag(p.upto) != 0:
             p.runtime, p.upto = catch_up(p.runtime, self.history, p.upto, limit=1)
             self.idle_fed += 1
-            return True
+            if self.history.lag(p.upto) != 0:
+                return True
+            # caught up: warm it in this same idle step, as the swap follows at the loop's top
         if not self._warmed:
             p.runtime.warm()
             self._warmed = True
@@ -416,14 +418,16 @@ class InferenceEngine:
             p is not None and (self.history.lag(p.upto) != 0 or not self._warmed))
 
     def install_ready(self) -> Pending | None:
-        """Between two updates: swap in the pending runtime if it is caught up and warm (a pointer
-        swap, no model work), or if it has waited `max_defer` updates without the idle time for
-        that (then the swap feeds the backlog itself, as `install` does). Returns what was installed."""
+        """Between two updates: swap in the pending runtime if it is caught up (a pointer swap, no
+        model work; warm when the catch-up ran in idle time — a model handed over already caught
+        up is swapped in at once, unwarmed, rather than risk waiting), or if it has waited
+        `max_defer` updates without idle time to catch up (then the swap feeds the backlog itself,
+        as `install` does). Returns what was installed."""
         p = self.pending
         if p is None:
             return None
         lag = self.history.lag(p.upto)
-        if (lag != 0 or not self._warmed) and self.updates - self._pending_since < self.max_defer:
+        if lag != 0 and self.updates - self._pending_since < self.max_defer:
             return None
         if lag != 0:
             self.forced += 1
