@@ -23,7 +23,9 @@ def test_defaults_file_writes_out_every_field_with_the_dataclass_default():
 
 def test_user_file_then_environment_override_defaults(tmp_path):
     user = tmp_path / "settings.toml"
-    user.write_text('[ring]\nwait = "spin"\nbook_capacity = 1024\n[runtime]\nsymbol = "BTCUSDT"\n[sim]\nsymbol = "BTCUSDT"\n')
+    user.write_text(
+        '[ring]\nwait = "spin"\nbook_capacity = 1024\n[runtime]\nsymbol = "BTCUSDT"\n[sim]\nsymbol = "BTCUSDT"\n'
+    )
     cfg = load_config(user, env={"HFTBOT_RING__BOOK_CAPACITY": "2048", "HFTBOT_RUNTIME__HEARTBEAT_S": "2"})
     assert cfg.ring.wait == "spin"
     assert cfg.ring.book_capacity == 2048  # environment beats the file
