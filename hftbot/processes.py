@@ -1,7 +1,7 @@
 """Which processes run in which mode: the one registry the supervisor reads.
 
-Start order is the list order (the simulator must listen before the feed connects; the feed
-before its readers). Stop order is `stop_rank`, lowest first: execution stops sending and cancels
+Start order is the list order (the simulator must listen before the feed connects; a replay
+starts after its readers). Stop order is `stop_rank`, lowest first: execution stops sending and cancels
 (10), inference (20), the feed (30), the recorder flushes what everyone produced (40), the
 simulator goes last (90). To add a process, add one line.
 """
@@ -16,7 +16,6 @@ LIVE_DATA = ("sim", "paper", "testnet", "live")
 PROCESSES: list[ProcessSpec] = [
     ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90),
     ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30),
-    ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30),
     ProcessSpec(
         "recorder",
         "hftbot.feed.recorder:main",
@@ -27,6 +26,9 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec(
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled
     ),
+    # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
+    # them from the first record (live data, by contrast, must not wait for the readers).
+    ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30),
 ]
 
 
