@@ -250,3 +250,16 @@ def test_only_restarts_inside_the_window_count_towards_the_cap():
     assert sup.run(duration_s=7) == 0
     crasher = sup.children[0]
     assert crasher.restarts >= 2 and crasher.state == "stopped"  # each crash came > 1 s after the last
+
+
+def test_registry_start_order_per_mode():
+    from hftbot.processes import processes_for
+
+    sim = [s.name for s in processes_for(load_config(env={}))]
+    assert sim == ["sim", "feed", "recorder", "inference"]  # the venue listens before the feed connects
+    replay_cfg = load_config(env={"HFTBOT_RUNTIME__MODE": "replay", "HFTBOT_REPLAY__PATH": "x.gz"})
+    replay = processes_for(replay_cfg)
+    assert [s.name for s in replay] == ["recorder", "inference", "feed"]  # readers wait for the replay
+    assert replay[-1].entry == "hftbot.feed.replay:main"
+    off = load_config(env={"HFTBOT_RECORDER__ENABLED": "false", "HFTBOT_INFERENCE__ENABLED": "false"})
+    assert [s.name for s in processes_for(off)] == ["sim", "feed"]
