@@ -157,6 +157,9 @@ class Supervisor:
         self.started_at = time.monotonic()
         self.monitor: LatencyMonitor | None = None
         self._interrupts = 0
+        # Last values seen, kept for the summary and panel once the segments are gone.
+        self._last_rings: dict[str, int] = {}
+        self._last_latency: dict[str, dict[str, float]] = {}
 
     # ----------------------------------------------------------------- segments
     def create_segments(self) -> None:
@@ -397,12 +400,12 @@ class Supervisor:
         """Records published per ring (the last seen values once the rings are gone)."""
         if self.rings:
             self._last_rings = {n: r.write_seq for n, r in self.rings.items()}
-        return getattr(self, "_last_rings", {})
+        return self._last_rings
 
     def _latency(self) -> dict[str, dict[str, float]]:
         if self.monitor is not None:
             self._last_latency = self.monitor.percentiles()
-        return getattr(self, "_last_latency", {})
+        return self._last_latency
 
     def _counters(self, c: Child) -> dict[str, int]:
         if self.table is not None:
