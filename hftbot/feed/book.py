@@ -143,88 +143,117 @@ def _ovf_set(book, st, kr, qr, ns, key, qty):
 
 
 @nb.njit(cache=True)
-def _set_bid(book, st, px, qty):
-    width = book.shape[1]
-    if st[S_INIT] == 0:
-        st[S_BASE] = px - width // 2
-        st[S_INIT] = 1
-    i = px - st[S_BASE]
-    if i < 0 or i >= width:
-        st[S_NB] += _ovf_set(book, st, R_BID_KEY, R_BID_QTY, S_ONB, px, qty)
-        return
-    lad = book[R_BID_LAD]
-    old = lad[i]
-    if qty > 0:
-        if old == 0:
-            st[S_LNB] += 1
-            st[S_NB] += 1
-            if i < st[S_LO]:
-                st[S_LO] = i
-            if i > st[S_HI]:
-                st[S_HI] = i
-        lad[i] = qty
-        if i > st[S_BB]:
-            st[S_BB] = i
-    elif old != 0:
-        lad[i] = 0
-        st[S_LNB] -= 1
-        st[S_NB] -= 1
-        if i == st[S_BB]:
-            j = i - 1
-            if st[S_LNB] == 0:
-                j = -1
-            else:
-                while j >= 0 and lad[j] == 0:
-                    j -= 1
-            st[S_BB] = j
+def _quotient(v, unit, inv):
+    """v // unit, exact. Why not plain ``//``: a 64-bit idiv costs ~40 cycles on these CPUs and a
+    level needs two (price/tick, qty/lot) in the validation pass and two when applied - a third
+    of a 600-level update. A multiply by the float reciprocal is right for every value the
+    decoder can produce (< 1e18, the product is exact to well under 0.5); the integer check
+    catches anything else and falls back to the division."""
+    q = np.int64(v * inv + 0.5)
+    if q * unit != v:
+        q = v // unit
+    return q
 
 
 @nb.njit(cache=True)
-def _set_ask(book, st, px, qty):
+def _apply_bids(book, st, lv, n, tick_u, lot_u):
+    """Set n validated (price, qty) bid rows of lv; qty 0 deletes.
+
+    One loop over the levels with the ladder code inline: numba passes arrays to a called
+    function with two atomic refcount operations, which per level cost more than the update.
+    """
     width = book.shape[1]
-    if st[S_INIT] == 0:
-        st[S_BASE] = px - width // 2
-        st[S_INIT] = 1
-    i = px - st[S_BASE]
-    if i < 0 or i >= width:
-        st[S_NA] += _ovf_set(book, st, R_ASK_KEY, R_ASK_QTY, S_ONA, -px, qty)
-        return
-    lad = book[R_ASK_LAD]
-    old = lad[i]
-    if qty > 0:
-        if old == 0:
-            st[S_LNA] += 1
-            st[S_NA] += 1
-            if i < st[S_LO]:
-                st[S_LO] = i
-            if i > st[S_HI]:
-                st[S_HI] = i
-        lad[i] = qty
-        if i < st[S_BA]:
-            st[S_BA] = i
-    elif old != 0:
-        lad[i] = 0
-        st[S_LNA] -= 1
-        st[S_NA] -= 1
-        if i == st[S_BA]:
-            j = i + 1
-            if st[S_LNA] == 0:
-                j = width
-            else:
-                while j < width and lad[j] == 0:
-                    j += 1
-            st[S_BA] = j
+    inv_tick = 1.0 / tick_u
+    inv_lot = 1.0 / lot_u
+    for k in range(n):
+        px = _quotient(lv[k, 0], tick_u, inv_tick)
+        qty = _quotient(lv[k, 1], lot_u, inv_lot)
+        if st[S_INIT] == 0:
+            st[S_BASE] = px - width // 2
+            st[S_INIT] = 1
+        i = px - st[S_BASE]
+        if i < 0 or i >= width:
+            st[S_NB] += _ovf_set(book, st, R_BID_KEY, R_BID_QTY, S_ONB, px, qty)
+            continue
+        old = book[R_BID_LAD, i]
+        if qty > 0:
+            if old == 0:
+                st[S_LNB] += 1
+                st[S_NB] += 1
+                if i < st[S_LO]:
+                    st[S_LO] = i
+                if i > st[S_HI]:
+                    st[S_HI] = i
+            book[R_BID_LAD, i] = qty
+            if i > st[S_BB]:
+                st[S_BB] = i
+        elif old != 0:
+            book[R_BID_LAD, i] = 0
+            st[S_LNB] -= 1
+            st[S_NB] -= 1
+            if i == st[S_BB]:
+                j = i - 1
+                if st[S_LNB] == 0:
+                    j = -1
+                else:
+                    while j >= 0 and book[R_BID_LAD, j] == 0:
+                        j -= 1
+                st[S_BB] = j
+
+
+@nb.njit(cache=True)
+def _apply_asks(book, st, lv, n, tick_u, lot_u):
+    """The mirror of `_apply_bids`: the best ask is the lowest ladder index."""
+    width = book.shape[1]
+    inv_tick = 1.0 / tick_u
+    inv_lot = 1.0 / lot_u
+    for k in range(n):
+        px = _quotient(lv[k, 0], tick_u, inv_tick)
+        qty = _quotient(lv[k, 1], lot_u, inv_lot)
+        if st[S_INIT] == 0:
+            st[S_BASE] = px - width // 2
+            st[S_INIT] = 1
+        i = px - st[S_BASE]
+        if i < 0 or i >= width:
+            st[S_NA] += _ovf_set(book, st, R_ASK_KEY, R_ASK_QTY, S_ONA, -px, qty)
+            continue
+        old = book[R_ASK_LAD, i]
+        if qty > 0:
+            if old == 0:
+                st[S_LNA] += 1
+                st[S_NA] += 1
+                if i < st[S_LO]:
+                    st[S_LO] = i
+                if i > st[S_HI]:
+                    st[S_HI] = i
+            book[R_ASK_LAD, i] = qty
+            if i < st[S_BA]:
+                st[S_BA] = i
+        elif old != 0:
+            book[R_ASK_LAD, i] = 0
+            st[S_LNA] -= 1
+            st[S_NA] -= 1
+            if i == st[S_BA]:
+                j = i + 1
+                if st[S_LNA] == 0:
+                    j = width
+                else:
+                    while j < width and book[R_ASK_LAD, j] == 0:
+                        j += 1
+                st[S_BA] = j
 
 
 @nb.njit(cache=True)
 def _validate(lv, n, tick_u, lot_u, st):
+    inv_tick = 1.0 / tick_u
+    inv_lot = 1.0 / lot_u
     for k in range(n):
         px = lv[k, 0]
         qty = lv[k, 1]
-        if px <= 0 or px % tick_u != 0:
+        if px <= 0 or _quotient(px, tick_u, inv_tick) * tick_u != px:
             st[S_BAD] = k
             return E_TICK
-        if qty < 0 or qty % lot_u != 0:
+        if qty < 0 or _quotient(qty, lot_u, inv_lot) * lot_u != qty:
             st[S_BAD] = k
             return E_LOT
     return OK
@@ -270,10 +299,8 @@ def apply_levels(book, st, bids, nbids, asks, nasks, tick_u, lot_u):
     r = _validate(asks, nasks, tick_u, lot_u, st)
     if r != OK:
         return r
-    for k in range(nbids):
-        _set_bid(book, st, bids[k, 0] // tick_u, bids[k, 1] // lot_u)
-    for k in range(nasks):
-        _set_ask(book, st, asks[k, 0] // tick_u, asks[k, 1] // lot_u)
+    _apply_bids(book, st, bids, nbids, tick_u, lot_u)
+    _apply_asks(book, st, asks, nasks, tick_u, lot_u)
     bp, _ = best_bid(book, st)
     ap, _ = best_ask(book, st)
     if bp > 0 and ap > 0 and bp >= ap:

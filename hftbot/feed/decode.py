@@ -133,31 +133,47 @@ EVC_AGG = keycode(b"aggTrade")
 _POW10 = np.array([10**k for k in range(FIXED_DECIMALS + 1)], dtype=np.int64)
 
 
+BYTES = types.CPointer(types.uint8)
+
+
 @intrinsic
-def _digits8(typingctx, buf, i):
-    """The run of ASCII digits at buf[i:i+8] in one 8-byte load (SWAR): ``value << 4 | count``.
+def _ptr(typingctx, buf):
+    """The data pointer of a C-contiguous uint8 array, for the scanner's helpers.
+
+    Why: numba increments and decrements an array's reference count (two atomic operations and
+    two calls) every time it passes the array to another compiled function - inlined or not.
+    The scanner calls a helper per key and two per level, so on a 600-level diff those
+    refcounts were most of the time. A raw pointer carries no refcount; `scan` holds the array
+    for as long as its helpers use the pointer, and every helper bounds-checks against ``n``.
+    """
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.dtype == types.uint8 and buf.layout == "C"):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return BYTES(buf), codegen
+
+
+@intrinsic
+def _digits8(typingctx, bp, i):
+    """The run of ASCII digits at bp[i:i+8] in one 8-byte load (SWAR): ``value << 4 | count``.
 
     count is 0..8 (8: the run may go on); value is those digits as a number. The caller must
-    make sure i + 8 <= len(buf). Why: a byte-at-a-time digit loop is a chain of dependent
+    make sure i + 8 <= n. Why: a byte-at-a-time digit loop is a chain of dependent
     multiply-adds with a hard-to-predict exit; this is a dozen branch-free integer operations.
-    A strided buffer (not C-contiguous) always gets count 0: the caller's general code runs.
     """
-    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.dtype == types.uint8):
-        return None
-    if not isinstance(i, types.Integer):
+    if not (isinstance(bp, types.CPointer) and bp.dtype == types.uint8 and isinstance(i, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
         i64 = ir.IntType(64)
-        if sig.args[0].layout != "C":
-            return ir.Constant(i64, 0)
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
         idx = context.cast(builder, args[1], sig.args[1], types.int64)
 
         def k(v):
             return ir.Constant(i64, v)
 
-        ptr = builder.bitcast(builder.gep(ary.data, [idx]), i64.as_pointer())
+        ptr = builder.bitcast(builder.gep(args[0], [idx]), i64.as_pointer())
         w = builder.load(ptr, align=1)
         hi = k(0xF0F0F0F0F0F0F0F0)
         threes = k(0x3030303030303030)
@@ -174,13 +190,13 @@ def _digits8(typingctx, buf, i):
         x = builder.lshr(builder.mul(builder.and_(x, k(0x0000FFFF0000FFFF)), k(42949672960001)), k(32))
         return builder.or_(builder.shl(x, k(4)), cnt)
 
-    return types.int64(buf, i), codegen
+    return types.int64(bp, i), codegen
 
 
 @nb.njit(cache=True, inline="always")
-def _ws(buf, i, n):
+def _ws(bp, i, n):
     while i < n:
-        c = buf[i]
+        c = bp[i]
         if c != 32 and c != 10 and c != 13 and c != 9:
             break
         i += 1
@@ -188,11 +204,11 @@ def _ws(buf, i, n):
 
 
 @nb.njit(cache=True)
-def _string_end(buf, i, n):
+def _string_end(bp, i, n):
     """i at the opening quote; returns the index after the closing quote, or -1."""
     i += 1
     while i < n:
-        c = buf[i]
+        c = bp[i]
         if c == 34:
             return i + 1
         if c == 92:
@@ -203,29 +219,29 @@ def _string_end(buf, i, n):
 
 
 @nb.njit(cache=True)
-def _code(buf, s, e):
+def _code(bp, s, e):
     v = np.int64(e - s) << 56
     m = min(e - s, 7)
     for k in range(m):
-        v |= np.int64(buf[s + k]) << (8 * k)
+        v |= np.int64(bp[s + k]) << (8 * k)
     return v
 
 
 @nb.njit(cache=True)
-def _skip_value(buf, i, n):
+def _skip_value(bp, i, n):
     """Skip one JSON value starting at i; returns the index after it, or -1."""
-    i = _ws(buf, i, n)
+    i = _ws(bp, i, n)
     if i >= n:
         return -1
-    c = buf[i]
+    c = bp[i]
     if c == 34:
-        return _string_end(buf, i, n)
+        return _string_end(bp, i, n)
     if c == 123 or c == 91:
         depth = 0
         while i < n:
-            c = buf[i]
+            c = bp[i]
             if c == 34:
-                i = _string_end(buf, i, n)
+                i = _string_end(bp, i, n)
                 if i < 0:
                     return -1
                 continue
@@ -240,7 +256,7 @@ def _skip_value(buf, i, n):
     # number, true, false, null: run to a delimiter
     s = i
     while i < n:
-        c = buf[i]
+        c = bp[i]
         if c == 44 or c == 125 or c == 93 or c == 32 or c == 10 or c == 13 or c == 9:
             break
         i += 1
@@ -248,17 +264,17 @@ def _skip_value(buf, i, n):
 
 
 @nb.njit(cache=True)
-def _int(buf, i, n, out, slot):
+def _int(bp, i, n, out, slot):
     """Parse a JSON integer into out[slot]; returns the index after it, or -1."""
-    i = _ws(buf, i, n)
+    i = _ws(bp, i, n)
     neg = False
-    if i < n and buf[i] == 45:
+    if i < n and bp[i] == 45:
         neg = True
         i += 1
     s = i
     v = np.int64(0)
     while i < n:
-        c = buf[i]
+        c = bp[i]
         if c < 48 or c > 57:
             break
         if i - s >= 18:
@@ -272,22 +288,22 @@ def _int(buf, i, n, out, slot):
 
 
 @nb.njit(cache=True)
-def _decimal(buf, i, n):
+def _decimal(bp, i, n):
     """Parse "123.4500" (quoted or bare) as an integer of 1e-8. Returns (value, next index);
     next index -1 for a syntax error, -2 for precision/range."""
-    i = _ws(buf, i, n)
-    quoted = i < n and buf[i] == 34
+    i = _ws(bp, i, n)
+    quoted = i < n and bp[i] == 34
     if quoted:
         i += 1
     neg = False
-    if i < n and buf[i] == 45:
+    if i < n and bp[i] == 45:
         neg = True
         i += 1
     v = np.int64(0)
     digits = 0
     s = i
     while i < n:
-        c = buf[i]
+        c = bp[i]
         if c < 48 or c > 57:
             break
         v = v * 10 + (c - 48)
@@ -296,10 +312,10 @@ def _decimal(buf, i, n):
             return v, -2
         i += 1
     frac = 0
-    if i < n and buf[i] == 46:
+    if i < n and bp[i] == 46:
         i += 1
         while i < n:
-            c = buf[i]
+            c = bp[i]
             if c < 48 or c > 57:
                 break
             if frac < 8:
@@ -314,68 +330,68 @@ def _decimal(buf, i, n):
         v *= 10
         frac += 1
     if quoted:
-        if i >= n or buf[i] != 34:
+        if i >= n or bp[i] != 34:
             return v, -1
         i += 1
-    elif i < n and (buf[i] == 101 or buf[i] == 69):
+    elif i < n and (bp[i] == 101 or bp[i] == 69):
         return v, -1  # exponents never appear in Binance decimals
     return (-v if neg else v), i
 
 
-@nb.njit(cache=True)
-def _fast_decimal(buf, i):
-    """A quoted decimal at buf[i] with 1-7 integer digits and 0-7 decimals (the common shape)
+@nb.njit(cache=True, inline="always")
+def _fast_decimal(bp, i):
+    """A quoted decimal at bp[i] with 1-7 integer digits and 0-7 decimals (the common shape)
     as an integer of 1e-8: (value, index after the closing quote), or (0, -1) when the text has
-    any other shape - the general parser then decides. Needs i + 17 <= len(buf)."""
-    if buf[i] != 34:
+    any other shape - the general parser then decides. Needs i + 17 <= len(bp)."""
+    if bp[i] != 34:
         return np.int64(0), -1
-    p = _digits8(buf, i + 1)
+    p = _digits8(bp, i + 1)
     a = p & 15
     if a < 1 or a > 7:
         return np.int64(0), -1
-    c = buf[i + 1 + a]
+    c = bp[i + 1 + a]
     if c == 34:
         return (p >> 4) * FIXED, i + a + 2
     if c != 46:
         return np.int64(0), -1
-    q = _digits8(buf, i + 2 + a)
+    q = _digits8(bp, i + 2 + a)
     b = q & 15
-    if b > 7 or buf[i + 2 + a + b] != 34:
+    if b > 7 or bp[i + 2 + a + b] != 34:
         return np.int64(0), -1
     return (p >> 4) * FIXED + (q >> 4) * _POW10[FIXED_DECIMALS - b], i + a + b + 3
 
 
 @nb.njit(cache=True)
-def _levels(buf, i, n, lv):
+def _levels(bp, i, n, lv):
     """Parse [["px","qty"],...] into lv rows; returns (count, next index) or (error, -1)."""
-    i = _ws(buf, i, n)
-    if i >= n or buf[i] != 91:
+    i = _ws(bp, i, n)
+    if i >= n or bp[i] != 91:
         return E_SYNTAX, -1
-    i = _ws(buf, i + 1, n)
+    i = _ws(bp, i + 1, n)
     k = 0
     cap = lv.shape[0]
-    if i < n and buf[i] == 93:
+    if i < n and bp[i] == 93:
         return 0, i + 1
     while i < n:
-        if buf[i] != 91:
+        if bp[i] != 91:
             return E_SYNTAX, -1
         i += 1
         if i + 36 <= n:
             # `"px","qty"]` in the shape Binance writes, two SWAR numbers; else the general code
-            px, j = _fast_decimal(buf, i)
-            if j > 0 and buf[j] == 44:
-                qty, j = _fast_decimal(buf, j + 1)
-                if j > 0 and buf[j] == 93:
+            px, j = _fast_decimal(bp, i)
+            if j > 0 and bp[j] == 44:
+                qty, j = _fast_decimal(bp, j + 1)
+                if j > 0 and bp[j] == 93:
                     if k >= cap:
                         return E_TOO_MANY_LEVELS, -1
                     lv[k, 0] = px
                     lv[k, 1] = qty
                     k += 1
-                    i = _ws(buf, j + 1, n)
-                    if i < n and buf[i] == 44:
-                        i = _ws(buf, i + 1, n)
+                    i = _ws(bp, j + 1, n)
+                    if i < n and bp[i] == 44:
+                        i = _ws(bp, i + 1, n)
                         continue
-                    if i < n and buf[i] == 93:
+                    if i < n and bp[i] == 93:
                         return k, i + 1
                     return E_SYNTAX, -1
         # The hot loop of the whole feed. Binance writes `["61800.20","0.014"]` without spaces:
@@ -385,20 +401,20 @@ def _levels(buf, i, n, lv):
         qty = np.int64(0)
         for f in range(2):
             if f == 1:
-                if i < n and buf[i] == 44:
+                if i < n and bp[i] == 44:
                     i += 1
                 else:
-                    i = _ws(buf, i, n)
-                    if i >= n or buf[i] != 44:
+                    i = _ws(bp, i, n)
+                    if i >= n or bp[i] != 44:
                         return E_SYNTAX, -1
                     i += 1
-            if i < n and buf[i] == 34:
+            if i < n and bp[i] == 34:
                 i += 1
                 v = np.int64(0)
                 digits = 0
                 frac = -1
                 while i < n:
-                    c = buf[i]
+                    c = bp[i]
                     if c >= 48 and c <= 57:
                         if frac < 0:
                             digits += 1
@@ -426,32 +442,32 @@ def _levels(buf, i, n, lv):
                     v *= 10
                     frac += 1
             else:
-                v, i = _decimal(buf, i, n)
+                v, i = _decimal(bp, i, n)
                 if i < 0:
                     return (E_PRECISION if i == -2 else E_SYNTAX), -1
             if f == 0:
                 px = v
             else:
                 qty = v
-        i = _ws(buf, i, n)
+        i = _ws(bp, i, n)
         # tolerate extra elements in a level (some venues append fields): skip them
-        while i < n and buf[i] == 44:
-            i = _skip_value(buf, i + 1, n)
+        while i < n and bp[i] == 44:
+            i = _skip_value(bp, i + 1, n)
             if i < 0:
                 return E_SYNTAX, -1
-            i = _ws(buf, i, n)
-        if i >= n or buf[i] != 93:
+            i = _ws(bp, i, n)
+        if i >= n or bp[i] != 93:
             return E_SYNTAX, -1
         if k >= cap:
             return E_TOO_MANY_LEVELS, -1
         lv[k, 0] = px
         lv[k, 1] = qty
         k += 1
-        i = _ws(buf, i + 1, n)
-        if i < n and buf[i] == 44:
-            i = _ws(buf, i + 1, n)
+        i = _ws(bp, i + 1, n)
+        if i < n and bp[i] == 44:
+            i = _ws(bp, i + 1, n)
             continue
-        if i < n and buf[i] == 93:
+        if i < n and bp[i] == 93:
             return k, i + 1
         return E_SYNTAX, -1
     return E_SYNTAX, -1
@@ -460,28 +476,29 @@ def _levels(buf, i, n, lv):
 @nb.njit(cache=True)
 def scan(buf, n, hdr, bids, asks):
     """Scan one frame (buf[:n]) into hdr/bids/asks; returns a K_* kind or an E_* error."""
+    bp = _ptr(buf)  # helpers take the raw pointer: an array argument costs two atomic refcounts per call
     for k in range(HEADER_SIZE):
         hdr[k] = 0
-    i = _ws(buf, 0, n)
-    if i >= n or buf[i] != 123:
+    i = _ws(bp, 0, n)
+    if i >= n or bp[i] != 123:
         hdr[H_ERRPOS] = i
         return E_SYNTAX
     i += 1
     depth = 1
     seen = np.int64(0)
     while True:
-        i = _ws(buf, i, n)
+        i = _ws(bp, i, n)
         if i >= n:
             hdr[H_ERRPOS] = i
             return E_SYNTAX
-        c = buf[i]
+        c = bp[i]
         if c == 125:  # end of an object
             depth -= 1
             i += 1
             if depth == 0:
                 break
-            i = _ws(buf, i, n)
-            if i < n and buf[i] == 44:
+            i = _ws(bp, i, n)
+            if i < n and bp[i] == 44:
                 i += 1
             continue
         if c == 44:
@@ -491,34 +508,34 @@ def scan(buf, n, hdr, bids, asks):
             hdr[H_ERRPOS] = i
             return E_SYNTAX
         ks = i + 1
-        i = _string_end(buf, i, n)
+        i = _string_end(bp, i, n)
         if i < 0:
             hdr[H_ERRPOS] = ks
             return E_SYNTAX
-        key = _code(buf, ks, i - 1)
-        i = _ws(buf, i, n)
-        if i >= n or buf[i] != 58:
+        key = _code(bp, ks, i - 1)
+        i = _ws(bp, i, n)
+        if i >= n or bp[i] != 58:
             hdr[H_ERRPOS] = i
             return E_SYNTAX
-        i = _ws(buf, i + 1, n)
+        i = _ws(bp, i + 1, n)
         if i >= n:
             hdr[H_ERRPOS] = i
             return E_SYNTAX
-        c = buf[i]
+        c = bp[i]
         r = 0
         if (key == KC_DATA or key == KC_RESULT) and c == 123:  # noqa: SIM109 (numba)
             depth += 1  # descend: the event's keys are read by this same loop
             i += 1
             continue
         elif key == KC_STREAM and c == 34:
-            e = _string_end(buf, i, n)
+            e = _string_end(bp, i, n)
             hdr[H_STREAM0] = i + 1
             hdr[H_STREAM1] = e - 1
             i = e
         elif key == KC_e and c == 34:
-            e = _string_end(buf, i, n)
+            e = _string_end(bp, i, n)
             if e > 0:
-                ev = _code(buf, i + 1, e - 1)
+                ev = _code(bp, i + 1, e - 1)
                 if ev == EVC_DEPTH:
                     hdr[H_EVENT] = EV_DEPTH
                 elif ev == EVC_TICKER:
@@ -529,67 +546,67 @@ def scan(buf, n, hdr, bids, asks):
                     hdr[H_EVENT] = EV_AGG_TRADE
             i = e
         elif key == KC_E:
-            i = _int(buf, i, n, hdr, H_E)
+            i = _int(bp, i, n, hdr, H_E)
             seen |= SEEN_E
         elif key == KC_T:
-            i = _int(buf, i, n, hdr, H_T)
+            i = _int(bp, i, n, hdr, H_T)
             seen |= SEEN_T
         elif key == KC_U:
-            i = _int(buf, i, n, hdr, H_FIRST)
+            i = _int(bp, i, n, hdr, H_FIRST)
             seen |= SEEN_FIRST
         elif key == KC_u:
-            i = _int(buf, i, n, hdr, H_LAST)
+            i = _int(bp, i, n, hdr, H_LAST)
             seen |= SEEN_LAST
         elif key == KC_pu:
-            i = _int(buf, i, n, hdr, H_PREV)
+            i = _int(bp, i, n, hdr, H_PREV)
             seen |= SEEN_PREV
         elif key == KC_LAST_ID:
-            i = _int(buf, i, n, hdr, H_LAST_ID)
+            i = _int(bp, i, n, hdr, H_LAST_ID)
             seen |= SEEN_LAST_ID
         elif key == KC_t and c != 34:
-            i = _int(buf, i, n, hdr, H_TRADE_ID)
+            i = _int(bp, i, n, hdr, H_TRADE_ID)
             seen |= SEEN_TRADE_ID
         elif (key == KC_b or key == KC_BIDS) and c == 91:  # noqa: SIM109 (numba)
-            r, i = _levels(buf, i, n, bids)
+            r, i = _levels(bp, i, n, bids)
             hdr[H_NB] = r
             seen |= SEEN_BIDS
         elif (key == KC_a or key == KC_ASKS) and c == 91:  # noqa: SIM109 (numba)
-            r, i = _levels(buf, i, n, asks)
+            r, i = _levels(bp, i, n, asks)
             hdr[H_NA] = r
             seen |= SEEN_ASKS
         elif key == KC_a and c != 34:
-            i = _int(buf, i, n, hdr, H_TRADE_ID)  # aggTrade id
+            i = _int(bp, i, n, hdr, H_TRADE_ID)  # aggTrade id
             seen |= SEEN_TRADE_ID
         elif key == KC_b:
-            hdr[H_BID], i = _decimal(buf, i, n)
+            hdr[H_BID], i = _decimal(bp, i, n)
             seen |= SEEN_BID
         elif key == KC_B:
-            hdr[H_BID_QTY], i = _decimal(buf, i, n)
+            hdr[H_BID_QTY], i = _decimal(bp, i, n)
             seen |= SEEN_BID_QTY
         elif key == KC_a:
-            hdr[H_ASK], i = _decimal(buf, i, n)
+            hdr[H_ASK], i = _decimal(bp, i, n)
             seen |= SEEN_ASK
         elif key == KC_A:
-            hdr[H_ASK_QTY], i = _decimal(buf, i, n)
+            hdr[H_ASK_QTY], i = _decimal(bp, i, n)
             seen |= SEEN_ASK_QTY
         elif key == KC_p:
-            hdr[H_PX], i = _decimal(buf, i, n)
+            hdr[H_PX], i = _decimal(bp, i, n)
             seen |= SEEN_PX
         elif key == KC_q:
-            hdr[H_QTY], i = _decimal(buf, i, n)
+            hdr[H_QTY], i = _decimal(bp, i, n)
             seen |= SEEN_QTY
         elif key == KC_m and (c == 116 or c == 102):
             hdr[H_MAKER] = 1 if c == 116 else 0
-            i = _skip_value(buf, i, n)
+            i = _skip_value(bp, i, n)
             seen |= SEEN_MAKER
         else:
-            i = _skip_value(buf, i, n)
+            i = _skip_value(bp, i, n)
         if i < 0:
             hdr[H_ERRPOS] = ks
             if r < 0:
                 return r
             return E_PRECISION if i == -2 else E_SYNTAX
-    i = _ws(buf, i, n)
+    i = _ws(bp, i, n)
     if i != n:
         hdr[H_ERRPOS] = i
         return E_SYNTAX  # trailing bytes after the frame
@@ -607,6 +624,11 @@ def scan(buf, n, hdr, bids, asks):
     if seen & NEED_SNAPSHOT == NEED_SNAPSHOT:
         return K_SNAPSHOT
     return K_OTHER
+
+
+@nb.njit(cache=True)
+def _decimal_of(buf):
+    return _decimal(_ptr(buf), 0, buf.shape[0])
 
 
 class FrameDecoder:
@@ -637,7 +659,10 @@ class FrameDecoder:
 
     def decode(self, frame: bytes | bytearray | memoryview | np.ndarray) -> int:
         """Return the frame kind (K_*) or an error (E_*); results stay in hdr/bids/asks."""
-        buf = frame if isinstance(frame, np.ndarray) else np.frombuffer(frame, dtype=np.uint8)
+        if isinstance(frame, np.ndarray):
+            buf = np.ascontiguousarray(frame, dtype=np.uint8)
+        else:
+            buf = np.frombuffer(frame, dtype=np.uint8)
         while True:
             kind = scan(buf, buf.shape[0], self.hdr, self.lv[0], self.lv[1])
             if kind != E_TOO_MANY_LEVELS or not self.grow():
@@ -656,7 +681,7 @@ def error_text(code: int) -> str:
 def parse_decimal(text: str) -> int:
     """A decimal string as an integer of 1e-8 (exact); ValueError names the text."""
     buf = np.frombuffer(text.strip().encode(), dtype=np.uint8)
-    v, i = _decimal(buf, 0, buf.shape[0])
+    v, i = _decimal_of(buf)
     if i != buf.shape[0]:
         raise ValueError(f"not a decimal with at most {FIXED_DECIMALS} decimals: {text!r}")
     return int(v)

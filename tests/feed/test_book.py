@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftbot.feed import decode as d
-from hftbot.feed.book import E_LOT, E_TICK, OK, Book
+from hftbot.feed.book import E_LOT, E_TICK, OK, Book, _quotient
 from hftbot.feed.sync import Action, DepthSync, SnapshotLimiter
 
 TICK_U = 10_000_000  # 0.1
@@ -61,6 +61,23 @@ def test_off_tick_or_negative_update_is_rejected_whole():
     assert book.bids() == [(10, 1)] and book.asks() == [(20, 1)]
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(1, 10**10),  # tick/lot in 1e-8 units
+    st.integers(0, 10**18 - 1),
+    st.integers(-3, 3),
+)
+def test_quotient_by_reciprocal_is_exact(unit, v, nudge):
+    # the kernel divides by tick/lot with a float reciprocal and an integer check: exact for
+    # multiples, off-by-anything for non-multiples is caught by the check
+    m = (v // unit) * unit + nudge  # a multiple, or one a few units off it
+    if m < 0:
+        return
+    q = int(_quotient(m, unit, 1.0 / unit))
+    assert q == m // unit
+    assert (q * unit == m) == (m % unit == 0)
+
+
 def test_decimals_become_exact_fixed_point():
     assert d.parse_decimal("61800.20") == 6_180_020_000_000
     assert d.parse_decimal("0.00000001") == 1
@@ -102,6 +119,24 @@ def test_decimals_become_exact_fixed_point():
 def test_decoder_classifies_frames(frame, kind):
     dec = d.FrameDecoder(capacity=1)
     assert dec.decode(frame) == kind
+
+
+def test_decoder_never_reads_past_the_frame_length():
+    # The scanner works on a raw pointer with n as its only bound. Scan every prefix of a valid
+    # frame inside the full buffer: a read past n would find the rest of the frame and could
+    # succeed; every prefix must be an error instead.
+    levels = ",".join(f'["{61800 + i}.{i % 10}0","0.{i:03d}"]' for i in range(40))
+    frame = (
+        '{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
+        f'"U":10,"u":20,"pu":9,"b":[{levels}],"a":[{levels}]}}}}'
+    ).encode()
+    buf = np.frombuffer(frame, dtype=np.uint8)
+    hdr = np.zeros(d.HEADER_SIZE, dtype=np.int64)
+    lv = np.zeros((2, 64, 2), dtype=np.int64)
+    assert d.scan(buf, len(frame), hdr, lv[0], lv[1]) == d.K_DEPTH
+    assert int(lv[0, 39, 0]) == 61839_90_000000 and int(lv[1, 39, 1]) == 39_00000
+    for n in range(len(frame)):
+        assert d.scan(buf, n, hdr, lv[0], lv[1]) < 0, n
 
 
 def test_decoder_grows_for_big_snapshots_and_reads_trade_fields():
