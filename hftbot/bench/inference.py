@@ -6,6 +6,9 @@ Rows (every latency is one book update, measured with perf_counter_ns around the
 - `full numba`           : the numba forward over the whole window, no caches;
 - `stream <padding>`     : what the inference process runs per update: features for the new book
                            record, one conv step, the LSTM over the cached projections, softmax;
+- `loop, no swaps`       : the inference loop's order with `--idle-us` of idle time between updates
+                           and the pointer polled, the pointer never moving: the control for swaps
+                           (updates after idle time run from a colder cache than back-to-back ones);
 - `stream valid + swaps` : the same while checkpoints are loaded, verified and primed in the
                            background and swapped in between updates (hot reload), a new pointer
                            `--swap-every` updates after each swap, with up to `--idle-us` of idle time between
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--filters", type=int, nargs=2, default=(16, 32), metavar=("CONV", "INCEPTION"))
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--swap-every", type=int, default=300,
+    ap.add_argument("--swap-every", type=int, default=150,
                     help="updates from one swap to the next checkpoint flip")
     ap.add_argument("--idle-us", type=float, default=1000.0,
                     help="idle time between updates in the swap row, spent spinning like a ring read "
@@ -150,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             m = DeepLOB(levels, w, a.filters[0], a.filters[1], padding="valid").eval()
             metas.append(write_checkpoint(m, spec, d, trained=False, flip=False, seed=seed))
 
-        def swapping(idle_us: float) -> tuple[dict, dict, InferenceEngine]:
+        def swapping(idle_us: float, flip: bool = True) -> tuple[dict, dict, InferenceEngine]:
             """The loop's order: take a load, swap if ready, update; between updates up to
-            `idle_us` of idle time in which a pending model catches up (as when the ring read waits)."""
+            `idle_us` of idle time in which a pending model catches up (as when the ring read waits).
+            flip=False is the control: the same loop, the same polling, a pointer that never moves."""
             set_current(d, metas[0].name)
             eng = InferenceEngine(levels, max_window=max(w, 200))
             watcher = ModelWatcher(d, Compat(levels), eng.history, poll_interval_s=0.001,
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             eng.install(watcher.take())
             lat, swap_lat, k, last = [], [], 0, 0
             for i, rec in enumerate(books):
-                if i - last == a.swap_every:  # a new checkpoint `swap_every` updates after the last swap
+                if flip and i - last == a.swap_every:  # a new checkpoint `swap_every` updates after the last swap
                     k += 1
                     set_current(d, metas[k % 2].name)
                 end = time.perf_counter_ns() + idle_us * 1000
@@ -186,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return _pct(lat), (_pct(swap_lat) if swap_lat else nan), eng
 
         base = dict(rows)["stream valid"]
+        control, _, _ = swapping(a.idle_us, flip=False)
+        rows.append(("loop, no swaps (control)", control))
         during, swaps, eng = swapping(a.idle_us)
         rows.append(("stream valid + swaps", during))
         rows.append(("  the installing update", swaps))
@@ -210,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"{'batch torchscript':<34}{wps:>10.0f} windows/s (batch {a.batch})")
     print(
-        f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; "
-        f"swap update <= stream p99 ({base['p99_us']:.0f} µs; same loop's p99 {during['p99_us']:.0f} µs)"
+        f"swaps installed: {swaps['n']}; targets: stream p50 <= 400 µs, p99 <= 1000 µs; the installing "
+        f"update <= p99 of the loop without swaps ({control['p99_us']:.0f} µs; back to back "
+        f"{base['p99_us']:.0f} µs; the swapping loop's own {during['p99_us']:.0f} µs)"
     )
     for name, r in rows:
         figures[name.strip().replace(" ", "_").replace("(", "").replace(")", "")] = {
@@ -219,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     figures["batch_windows_per_s"] = round(wps, 1)
     figures["swap_update_max_us"] = round(swaps["max_us"], 1)
+    # the target: a swap adds no update latency above p99. Like for like: the same loop (idle time
+    # between updates, pointer polling) with a pointer that never moves. Back-to-back updates keep
+    # weights in L1/L2 and are faster than any update after idle time, swap or not.
+    figures["swap_update_le_control_p99"] = bool(swaps["max_us"] <= control["p99_us"])
     figures["swap_update_le_stream_p99"] = bool(swaps["max_us"] <= base["p99_us"])
-    # like for like: the other updates of the same loop (same polling, same background load)
     figures["swap_update_le_swap_row_p99"] = bool(swaps["max_us"] <= during["p99_us"])
     figures["stream_valid_meets_targets"] = bool(base["p50_us"] <= 400 and base["p99_us"] <= 1000)
     print(json.dumps(figures))
