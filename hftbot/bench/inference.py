@@ -16,7 +16,8 @@ Rows (every latency is one book update, measured with perf_counter_ns around the
                            ring read would wait); the swap (a pointer swap) is timed inside the
                            update that follows it (`the installing update`);
 - `installing, no idle`  : the same with no idle time at all: a loaded model waits `max_defer`
-                           updates, then the swap catches it up itself (the fallback);
+                           updates, then the swap primes and catches it up itself inside one
+                           update (the fallback under saturation: W + 24 rows, ~10-15 ms);
 - `batch torchscript`    : windows/s of a batched TorchScript forward (training/offline scoring).
 
 Book records are a synthetic random walk (nothing to download). Prints a table, then one JSON line.

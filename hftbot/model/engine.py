@@ -5,11 +5,12 @@
 - `InferenceEngine`: keeps the last book records (to prime a new model), feeds every record to
   the serving runtime, and fills a signal: probabilities, or "no model" (SIGNAL_NO_MODEL, NaN,
   model id 0), or "window not full" (SIGNAL_WARMUP, NaN, the model's id).
-- `ModelWatcher`: watches the checkpoint pointer with a cheap `stat`, loads and verifies a new
-  checkpoint in a background thread, primes a fresh runtime with the recent records, and hands
-  it over; the engine feeds it the records that arrived meanwhile in the loop's idle time and
-  swaps it in *between* two updates once it has seen them all, so the swap itself is a pointer
-  swap, no update is missed and no update is computed by half of each model.
+- `ModelWatcher`: reads the checkpoint pointer every poll interval, loads and verifies a new
+  checkpoint in a background thread (TorchScript in a worker process) and hands over a fresh
+  runtime; the engine primes it with the recent records and feeds it what arrives, one record
+  per idle step of the loop, warms it and swaps it in *between* two updates once it has seen
+  them all, so the swap itself is a pointer swap, no update is missed and no update is
+  computed by half of each model.
   A refused checkpoint is logged once (per pointer change) and the running model stays.
 
 Nothing here reads rings or sleeps; the process module (`hftbot.model.inference`) is the loop.
@@ -142,7 +143,7 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
     Only the last W + 24 records shape a runtime's state, so a long backlog (or a gap, or an
     overrun history) is replaced by priming from the tail: the work is bounded either way.
     """
-    need = rt.ckpt.spec.window + RECEPTIVE + 1
+    need = need_rows(rt)
     lag = history.lag(mark)
     if lag is None or lag > need:
         return prime(rt.ckpt, history)
@@ -152,24 +153,6 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
     recs, mark = got
     for rec in recs:
         rt.push(rec)
-    return rt, mark
-
-
-def chase(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int], close: int = 0,
-          rounds: int = 200, max_s: float = 0.5) -> tuple[ModelRuntime, tuple[int, int]]:
-    """Catch `rt` up (loader side) until at most `close` records behind, or out of rounds/time.
-
-    The live thread keeps appending meanwhile; what is left (usually a record or two) the
-    engine feeds in the loop's idle time (`InferenceEngine.idle_step`), never inside an update.
-    """
-    deadline = time.monotonic() + max_s
-    for _ in range(rounds):
-        got = history.since(mark)
-        if got is not None and len(got[0]) <= close:
-            break
-        rt, mark = catch_up(rt, history, mark)
-        if time.monotonic() > deadline:
-            break
     return rt, mark
 
 
@@ -184,19 +167,26 @@ def _load_for_serving(target: Path, compat: Compat) -> LoadedCheckpoint:
     return ckpt
 
 
+def need_rows(rt: ModelRuntime) -> int:
+    """Records that rebuild a runtime's whole state (see `prime`)."""
+    return rt.ckpt.spec.window + RECEPTIVE + 1
+
+
 @dataclass
 class Pending:
-    """What the loader thread hands over: a primed runtime, or the reason it was refused."""
+    """What the loader thread hands over: a runtime for a verified checkpoint, or the reason it
+    was refused. ``upto`` is the history mark the runtime has seen; None: not primed yet (the
+    engine primes it from the history's tail in the serving thread's idle time)."""
 
     path: Path
     runtime: ModelRuntime | None = None
-    upto: tuple[int, int] = (0, 0)
+    upto: tuple[int, int] | None = None
     error: str | None = None
     load_s: float = 0.0
 
 
 class ModelWatcher:
-    """Watches `<dir>/CURRENT`; loads, verifies and primes what it names, off the update path."""
+    """Watches `<dir>/CURRENT`; loads and verifies what it names, off the update path."""
 
     def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
                  poll_interval_s: float = 0.5, log: logging.Logger | None = None,
@@ -262,9 +252,10 @@ class ModelWatcher:
                 ckpt = self._worker().submit(_load_for_serving, target, self.compat).result(timeout=600)
             else:
                 ckpt = _load_for_serving(target, self.compat)
-            rt, upto = prime(ckpt, self.history)
-            rt, upto = chase(rt, self.history, upto)
-            res = Pending(target, rt, upto, load_s=time.monotonic() - t0)
+            # not primed here: feeding records is model work, and a thread doing it takes the GIL
+            # from the serving thread at every kernel call (up to the 0.2 ms switch interval);
+            # the engine primes it in the serving thread's idle time instead
+            res = Pending(target, ModelRuntime(ckpt), load_s=time.monotonic() - t0)
         except CheckpointError as e:
             res = Pending(target, error=str(e), load_s=time.monotonic() - t0)
         except Exception as e:  # never let a loader crash take the process down
@@ -316,7 +307,7 @@ class InferenceEngine:
     """Book records in, signal records out; swaps models between updates."""
 
     def __init__(self, levels: int, max_window: int = 2000, every: int = 1,
-                 log: logging.Logger | None = None, max_defer: int = 16) -> None:
+                 log: logging.Logger | None = None, max_defer: int = 256) -> None:
         if every < 1:
             raise ValueError(f"inference.every must be >= 1, got {every}")
         if max_defer < 0:
@@ -335,7 +326,7 @@ class InferenceEngine:
         self.decimated = 0  # updates with no signal because of `every`
         self.swaps = 0
         self.gaps = 0
-        self.pending: Pending | None = None  # loaded and primed, not yet caught up to lag 0
+        self.pending: Pending | None = None  # loaded, not yet caught up to lag 0 and warm
         self._pending_since = 0  # self.updates when it was offered
         self.forced = 0  # swaps that had to catch up themselves (no idle time within max_defer updates)
         self.install_fed = 0  # records fed to new runtimes by swaps themselves (0 when idle time sufficed)
@@ -369,9 +360,14 @@ class InferenceEngine:
             p.upto = (self.history.epoch, self.history.total)
 
     def offer(self, pending: Pending) -> bool:
-        """Keep a primed runtime to swap in once it has seen every record so far (a newer offer wins)."""
+        """Keep a runtime to swap in once it has seen every record so far (a newer offer wins).
+
+        An unprimed one (``upto`` None) starts from the history's last `need_rows` records: the
+        idle steps feed them one at a time, which ends in the state `prime` would build."""
         if pending.runtime is None:
             return False
+        if pending.upto is None:
+            self._anchor(pending)
         self.pending = pending
         self._pending_since = self.updates
         self._warmed = False
@@ -398,7 +394,11 @@ class InferenceEngine:
         p = self.pending
         if p is None or p.runtime is None:
             return False
-        if self.history.lag(p.upto) != 0:
+        lag = self.history.lag(p.upto)
+        if lag is None or lag > need_rows(p.runtime):  # fell behind the tail: start it over there
+            self._anchor(p)
+            lag = self.history.lag(p.upto)
+        if lag != 0:
             p.runtime, p.upto = catch_up(p.runtime, self.history, p.upto, limit=1)
             self.idle_fed += 1
             if self.history.lag(p.upto) != 0:
@@ -410,6 +410,14 @@ class InferenceEngine:
             return True
         return False
 
+    def _anchor(self, pending: Pending) -> None:
+        """Reset the pending runtime and mark it as having seen all but the last `need_rows`
+        records, so idle steps rebuild its state one record at a time (no long step)."""
+        h = self.history
+        pending.runtime.reset()  # type: ignore[union-attr]
+        back = min(need_rows(pending.runtime), h.total, h.capacity)  # type: ignore[arg-type]
+        pending.upto = (h.epoch, h.total - back)
+
     @property
     def idle_work(self) -> bool:
         """Whether `idle_step` has something to do (the loop then polls the ring instead of waiting)."""
@@ -418,16 +426,21 @@ class InferenceEngine:
             p is not None and (self.history.lag(p.upto) != 0 or not self._warmed))
 
     def install_ready(self) -> Pending | None:
-        """Between two updates: swap in the pending runtime if it is caught up (a pointer swap, no
-        model work; warm when the catch-up ran in idle time — a model handed over already caught
-        up is swapped in at once, unwarmed, rather than risk waiting), or if it has waited
-        `max_defer` updates without idle time to catch up (then the swap feeds the backlog itself,
-        as `install` does). Returns what was installed."""
+        """Between two updates: swap in the pending runtime once it is caught up and warm (a
+        pointer swap, no model work), or once it has waited `max_defer` updates without idle
+        time for that (then the swap feeds the backlog itself, as `install` does, unwarmed).
+        Returns what was installed.
+
+        Why wait for the warm-up even when the loader hands a model over already caught up:
+        swapped in at once, its first update ran from a cold cache and overlapped the loader
+        thread's exit (which takes the GIL), ~60 µs over an ordinary update here; one idle step
+        later it costs an ordinary update."""
         p = self.pending
         if p is None:
             return None
         lag = self.history.lag(p.upto)
-        if lag != 0 and self.updates - self._pending_since < self.max_defer:
+        ready = lag == 0 and self._warmed
+        if not ready and self.updates - self._pending_since < self.max_defer:
             return None
         if lag != 0:
             self.forced += 1
@@ -441,7 +454,9 @@ class InferenceEngine:
             return False
         if pending is self.pending:
             self.pending = None
-        lag = self.history.lag(pending.upto)
+        if pending.upto is None:  # handed straight over, never offered: prime it here
+            self._anchor(pending)
+        lag = self.history.lag(pending.upto)  # type: ignore[arg-type]
         if lag != 0:
             self.install_fed += lag if lag is not None else 0
             rt, _ = catch_up(rt, self.history, pending.upto)

@@ -4,10 +4,11 @@ A thin loop around `hftbot.model.engine`: read every pending book record, feed t
 window (features stay exact), compute one signal for the newest (the older ones are counted as
 `skipped`: when behind it skips to the newest update, never to a stale one), publish it, and
 between two updates swap in a model the watcher has loaded and verified. The records a new model
-has not seen yet are fed to it one at a time when the ring read would wait (idle time), so the swap
-itself does no model work; only after `engine.max_defer` updates without idle time does the swap
-catch up itself. A lapped reader (records lost in the ring) empties the window: what came before
-is not continuous.
+must see (the last W + 24, then whatever arrives) are fed to it one at a time when the ring read
+would wait (idle time), so neither the swap nor the loader thread does model work beside the
+updates; only after `engine.max_defer` updates without idle time does the swap catch up itself.
+A lapped reader (records lost in the ring) empties the window: what came before is not
+continuous.
 
 One thread for the model (numba, and torch limited to `inference.threads` for the checkpoint
 checks); the watcher's loader is a background thread that never holds the update path. This

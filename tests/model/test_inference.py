@@ -15,7 +15,7 @@ import torch
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
 from hftbot.model.deeplob import DeepLOB
-from hftbot.model.engine import InferenceEngine, ModelWatcher, Pending, prime
+from hftbot.model.engine import InferenceEngine, ModelRuntime, ModelWatcher, Pending, need_rows, prime
 from hftbot.model.features import FeatureSpec, windows_from_records
 from hftbot.model.inference import run
 from hftbot.model.streaming import softmax
@@ -292,5 +292,29 @@ def test_an_idle_step_feeds_the_pending_model_one_record_and_then_it_installs_at
         assert eng.idle_step() and eng.pending_lag == left
     assert not eng.idle_step()
     assert eng.install_ready() is not None and eng.model_id == ck.model_id and eng.install_fed == 0
+    alone, _ = prime(ck, eng.history)
+    np.testing.assert_allclose(eng.runtime.probabilities(), alone.probabilities(), atol=1e-6)
+
+
+def test_an_unprimed_model_is_primed_one_record_per_idle_step_and_restarts_when_left_behind(
+        real_books, tmp_path, models):
+    # What the watcher hands over: a fresh runtime. The engine rebuilds its state from the
+    # history's tail in idle steps of one record each, never inside an update.
+    eng = InferenceEngine(10, max_window=200, max_defer=1000)
+    for rec in real_books[:300]:
+        eng.push(rec)
+    ck = load_checkpoint(models[1])
+    need = need_rows(ModelRuntime(ck))
+    eng.offer(Pending(models[1], ModelRuntime(ck)))
+    assert eng.pending_lag == need
+    # left behind by more than a full priming (no idle time): it starts over from the new tail
+    for rec in real_books[300 : 300 + need + 5]:
+        eng.push(rec)
+    assert eng.install_ready() is None
+    steps = 0
+    while eng.idle_step():
+        steps += 1
+    assert eng.idle_fed == need and steps == need  # one record per step (the last one also warms it)
+    assert eng.install_ready() is not None and eng.install_fed == 0 and eng.forced == 0
     alone, _ = prime(ck, eng.history)
     np.testing.assert_allclose(eng.runtime.probabilities(), alone.probabilities(), atol=1e-6)
