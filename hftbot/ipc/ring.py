@@ -29,6 +29,12 @@ writes it, so no announcement can be overwritten by another process.
 
 Wait strategies for `read`: "spin" (lowest latency, burns a core), "spin_yield" (spin a while,
 then `sched_yield`), "block" (futex sleep, woken by the writer).
+
+The two per-record hot paths - publishing the writer's `staging` record and the spinning take -
+run in C (`_fastring.c`) when that optional extension was built; the Python code below does the
+same thing otherwise (or with HFTBOT_RING_PYTHON=1, or `accelerated=False`). Writer and reader
+then hold an export of the mapping (`_pin`), so the segment stays mapped while they live and C
+never writes to an unmapped address.
 """
 
 from __future__ import annotations
@@ -44,6 +50,14 @@ import numpy as np
 
 from hftbot.ipc import futex, shm
 from hftbot.ipc.shm import Segment
+
+try:
+    from hftbot.ipc import _fastring
+except ImportError:  # built without a C compiler: the Python paths serve
+    _fastring = None
+if os.environ.get("HFTBOT_RING_PYTHON") == "1":
+    _fastring = None
+_C_SPINS = 1 << 14  # slot checks per C call before the reader looks at its deadline (~20 µs)
 
 MAGIC = 0x3147_4E49_5254_4648  # "HFTRING1" little-endian
 DATA_OFFSET = 4096
@@ -160,7 +174,7 @@ class RingWriter:
     Records whose dtype has a `seq` field get it stamped with their sequence number.
     """
 
-    def __init__(self, ring: Ring) -> None:
+    def __init__(self, ring: Ring, accelerated: bool | None = None) -> None:
         self.ring = ring
         self.seq = ring.write_seq  # resume after a restart of the writing process
         self.staging = np.zeros((), dtype=ring.dtype)
@@ -177,6 +191,9 @@ class RingWriter:
         self._staging_q = self._staging_bytes.cast("q") if self._seq_word is not None else None
         self._next_i = -1  # slot whose view `_next_dst` is (publish prepares the next one)
         self._next_dst: memoryview | None = None
+        self._c, self._base, self._pin = _accelerator(ring, accelerated)
+        self._staging_addr = self.staging.ctypes.data
+        self._c_seq_off = -1 if self._seq_offset is None else self._seq_offset
 
     def publish(self, record: np.ndarray | np.void) -> int:
         """Copy one record (of the ring's dtype) into the ring and return its sequence number.
@@ -188,6 +205,13 @@ class RingWriter:
         commit, not before the copy. Any other record goes through `_fill` and is left untouched.
         """
         s = self.seq + 1
+        c = self._c
+        if c is not None and record is self.staging:
+            wake = c.publish(self._base, self._doff, self._staging_addr, self._isz, self._mask, s, self._c_seq_off)
+            self.seq = s
+            if wake:
+                self._wake()
+            return s
         i = (s - 1) & self._mask
         slots = self._slots
         if record is self.staging and i == self._next_i:
@@ -202,7 +226,7 @@ class RingWriter:
         hdr[_WRITE_SEQ] = s
         if hdr[_BLOCKERS]:
             self._wake()
-        if self._staging_q is not None:  # prepare the next slot's view now that this record is out
+        if self._staging_q is not None and c is None:  # the next slot's view, now this record is out
             i = s & self._mask
             self._next_i = i
             self._next_dst = self._view[self._doff + i * self._isz : self._doff + (i + 1) * self._isz]
@@ -266,6 +290,18 @@ class RingWriter:
                 return
 
 
+def _accelerator(ring: Ring, accelerated: bool | None):
+    """(module, mapping base address, pin) for the C paths, or (None, 0, None).
+
+    accelerated: None = use C when built; True = require it; False = the Python paths."""
+    if accelerated is False or (accelerated is None and _fastring is None):
+        return None, 0, None
+    if _fastring is None:
+        raise RingError("the C ring accelerator (hftbot.ipc._fastring) is not built")
+    pin = ctypes.c_char.from_buffer(ring.segment.mm)  # keeps the mapping alive while we use it
+    return _fastring, ctypes.addressof(pin), pin
+
+
 _I64 = struct.Struct("<q")
 _SPIN_CHUNK = range(256)  # slot checks between deadline / lap / yield checks (~20 µs)
 
@@ -289,7 +325,8 @@ class RingReader:
     """One reader's cursor into a ring. Many readers may read the same ring independently."""
 
     def __init__(
-        self, ring: Ring, wait: str = "spin_yield", start: str = "next", spin_count: int = 2000
+        self, ring: Ring, wait: str = "spin_yield", start: str = "next", spin_count: int = 2000,
+        accelerated: bool | None = None,
     ) -> None:
         if wait not in WAIT_STRATEGIES:
             raise ValueError(f"wait strategy must be one of {WAIT_STRATEGIES}, got {wait!r}")
@@ -314,6 +351,8 @@ class RingReader:
             ring.capacity,
         )
         self._slot = self._claim_slot() if wait == "block" else -1
+        self._c, self._base, self._pin = _accelerator(ring, accelerated)
+        self._buffer_addr = self.buffer.ctypes.data
 
     def _claim_slot(self) -> int:
         """Claim a reader slot (its `asleep` flag) under a lock on the segment file."""
@@ -394,6 +433,28 @@ class RingReader:
             # record costs ~13 µs.
             return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
 
+    def _spin_read_c(self, c, r: int, timeout_s: float | None, copy: bool) -> np.ndarray | None:
+        """`_spin_read` with the spinning and the copy in C (`_fastring.take`)."""
+        _, hdr, _, isz, doff, mask, _ = self._hot
+        yield_every = self.spin_count if self.wait == "spin_yield" else 0
+        spins = 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            got = c.take(self._base, doff, self._buffer_addr, isz, mask, r, _C_SPINS)
+            if got == 1:
+                self.last_seq = r
+                if not copy:
+                    return self.buffer
+                return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
+            if got < 0 or hdr[_WRITE_SEQ] >= r:  # lapped, or overwritten while copied
+                return self.poll(copy)
+            spins += _C_SPINS // 64  # one call (~20 µs of checks) counts as that long of Python checks
+            if yield_every and spins >= yield_every:
+                os.sched_yield()
+                spins = 0
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
     def _lapped(self) -> None:
         """The record we wanted was overwritten: count everything up to the newest as lost."""
         ws = self.ring.hdr_q[_WRITE_SEQ]
@@ -425,6 +486,9 @@ class RingReader:
         """
         slots, hdr, view, isz, doff, mask, _ = self._hot
         r = self.last_seq + 1
+        c = self._c
+        if c is not None:
+            return self._spin_read_c(c, r, timeout_s, copy)
         i = (r - 1) & mask
         src = view[doff + i * isz : doff + (i + 1) * isz]  # made before the wait, not after it
         dst = self._buffer_bytes

@@ -12,9 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hftbot.ipc import ring as ring_mod
 from hftbot.ipc import shm
-from hftbot.ipc.ring import Ring, RingReader, RingWriter
+from hftbot.ipc.ring import Ring, RingError, RingReader, RingWriter
 from hftbot.records import book_dtype
+
+# Both implementations of the per-record hot paths: the C accelerator (when built) and Python.
+IMPLS = [
+    pytest.param(False, id="python"),
+    pytest.param(True, id="c", marks=pytest.mark.skipif(ring_mod._fastring is None, reason="C accelerator not built")),
+]
 
 LEVELS = 10
 DT = book_dtype(LEVELS)
@@ -34,10 +41,10 @@ def fill(rec: np.ndarray, v: int) -> None:
     rec["ask_qty"] = v * 2
 
 
-def _writer_server(name: str, conn) -> None:
+def _writer_server(name: str, conn, accelerated: bool) -> None:
     """A writer process: for each command (values, batch) publish values as fast as possible."""
     ring = Ring.attach(name)
-    w = RingWriter(ring)
+    w = RingWriter(ring, accelerated=accelerated)
     while True:
         cmd = conn.recv()
         if cmd is None:
@@ -74,16 +81,16 @@ def make_ring():
         ring.unlink()
 
 
-@pytest.fixture(scope="module")
-def writer_proc():
+@pytest.fixture(scope="module", params=IMPLS)
+def writer_proc(request):
     """One ring (capacity 8: easy to lap) and a writer in another process, shared by examples."""
     name = shm.segment_name("test-ring-prop")
     ring = Ring.create(name, BIG, 8)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    p = ctx.Process(target=_writer_server, args=(name, child))
+    p = ctx.Process(target=_writer_server, args=(name, child, request.param))
     p.start()
-    yield ring, parent
+    yield ring, parent, request.param
     parent.send(None)
     p.join(10)
     ring.close()
@@ -101,8 +108,8 @@ def writer_proc():
 def test_cross_process_reader_never_sees_torn_record_and_counts_loss_exactly(
     writer_proc, values, batch, reader_batch, dawdle_us, wait
 ):
-    ring, conn = writer_proc
-    r = RingReader(ring, wait=wait, start="next", spin_count=64)
+    ring, conn, accelerated = writer_proc
+    r = RingReader(ring, wait=wait, start="next", spin_count=64, accelerated=accelerated)
     base = r.last_seq
     conn.send((values, batch))
     got = []
@@ -174,9 +181,9 @@ def test_skip_to_newest_counts_skipped(make_ring):
     assert r.poll()["seq"] == 10 and r.lost == 9
 
 
-def _publish_later(name: str, delay_s: float) -> None:
+def _publish_later(name: str, delay_s: float, accelerated: bool = False) -> None:
     ring = Ring.attach(name)
-    w = RingWriter(ring)
+    w = RingWriter(ring, accelerated=accelerated)
     time.sleep(delay_s)
     fill(w.staging, 42)
     w.publish(w.staging)
@@ -184,13 +191,14 @@ def _publish_later(name: str, delay_s: float) -> None:
     ring.close()
 
 
+@pytest.mark.parametrize("accelerated", IMPLS)
 @pytest.mark.parametrize("wait", ["block", "spin_yield", "spin"])
-def test_waiting_reader_is_woken_by_writer_in_another_process(make_ring, wait):
+def test_waiting_reader_is_woken_by_writer_in_another_process(make_ring, wait, accelerated):
     ring = make_ring(f"test-ring-wake-{wait}", DT, 16)
     name = ring.name
-    r = RingReader(ring, wait=wait)
+    r = RingReader(ring, wait=wait, accelerated=accelerated)
     assert r.read(timeout_s=0.05) is None  # times out with nothing published
-    p = mp.get_context("spawn").Process(target=_publish_later, args=(name, 0.3))
+    p = mp.get_context("spawn").Process(target=_publish_later, args=(name, 0.3, accelerated))
     p.start()
     rec = r.read(timeout_s=30)
     p.join(10)
@@ -255,30 +263,36 @@ def test_stale_segments_of_dead_owner_are_removed_and_live_ones_kept():
 HUGE = np.dtype([("seq", "<i8"), ("update_id", "<i8"), ("payload", "<i8", (131072,))])  # 1 MiB
 
 
-def _huge_writer(name: str, n: int) -> None:
+def _huge_writer(name: str, n: int, accelerated: bool = False) -> None:
     """Publishes n 1 MiB records; record v carries payload v % 4 (four pre-filled buffers, so the
-    writer's cost is the copy alone and it keeps lapping a reader that also checks what it read)."""
+    writer's cost is the copy alone and it keeps lapping a reader that also checks what it read).
+    Accelerated: through the staging record (the C path), one buffer copy more per record."""
     ring = Ring.attach(name)
-    w = RingWriter(ring)
+    w = RingWriter(ring, accelerated=accelerated)
     bufs = [np.zeros((), HUGE) for _ in range(4)]
     for k, b in enumerate(bufs):
         b["payload"] = k
+    stage = memoryview(w.staging.reshape(1).view(np.uint8))
     for v in range(1, n + 1):
         rec = bufs[v % 4]
         rec["update_id"] = v
+        if accelerated:
+            stage[:] = memoryview(rec.reshape(1).view(np.uint8))
+            rec = w.staging
         w.publish(rec)
     del w, rec
     ring.close()
 
 
-def test_reader_lapped_mid_copy_never_returns_torn_record(make_ring):
+@pytest.mark.parametrize("accelerated", IMPLS)
+def test_reader_lapped_mid_copy_never_returns_torn_record(make_ring, accelerated):
     """Stress across processes: a writer of 1 MiB records in two slots laps a reader all the
     time. Whether a copy actually overlaps an overwrite here depends on scheduling; the two
     interleaving tests below force that race deterministically."""
     ring = make_ring("test-ring-stress", HUGE, 2)
     n = 1500
-    r = RingReader(ring, wait="spin")
-    p = mp.get_context("spawn").Process(target=_huge_writer, args=(ring.name, n))
+    r = RingReader(ring, wait="spin", accelerated=accelerated)
+    p = mp.get_context("spawn").Process(target=_huge_writer, args=(ring.name, n, accelerated))
     p.start()
     got, torn, k = 0, 0, 0
     deadline = time.monotonic() + 60
@@ -409,3 +423,32 @@ def test_blocking_reader_slots_are_owned_and_given_back(make_ring):
     for r in [*readers, again]:
         r.close()
     assert all(ring.readers_q[k] == 0 for k in range(64))
+
+
+@pytest.mark.skipif(ring_mod._fastring is None, reason="C accelerator not built")
+def test_c_and_python_paths_write_the_same_bytes(make_ring):
+    rings = [make_ring(f"test-ring-same-{k}", DT, 8) for k in range(2)]
+    writers = [RingWriter(rings[0], accelerated=False), RingWriter(rings[1], accelerated=True)]
+    other = np.zeros((), DT)
+    for v in range(1, 21):  # laps the 8-slot rings twice
+        for w in writers:
+            fill(w.staging, v)
+            w.publish(w.staging)
+            fill(other, 1000 + v)
+            w.publish(other)  # not the staging record: the Python path in both
+    assert bytes(rings[0].segment.mm) == bytes(rings[1].segment.mm)
+    assert all(int(w.staging["seq"]) == 39 for w in writers)  # staging carries its published seq
+    assert int(other["seq"]) == 0  # a caller's own record is never written to
+    for acc in (False, True):
+        r = RingReader(rings[0], start="oldest", wait="spin", accelerated=acc)
+        got = [int(r.read(timeout_s=1)["update_id"]) for _ in range(8)]
+        assert got == [v for k in range(17, 21) for v in (k, 1000 + k)] and r.lost == 0
+        assert r.read(timeout_s=0.01) is None
+
+
+def test_requiring_the_c_path_without_it_is_a_clear_error(make_ring, monkeypatch):
+    monkeypatch.setattr(ring_mod, "_fastring", None)
+    ring = make_ring("test-ring-noc", DT, 8)
+    with pytest.raises(RingError, match="not built"):
+        RingWriter(ring, accelerated=True)
+    assert RingWriter(ring)._c is None  # auto: the Python path
