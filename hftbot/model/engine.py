@@ -122,6 +122,11 @@ class RecordHistory:
             self.epoch += 1
 
 
+def need_rows(ckpt: LoadedCheckpoint) -> int:
+    """Records that rebuild a runtime's whole state (see `prime`)."""
+    return ckpt.spec.window + RECEPTIVE + 1
+
+
 def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime, tuple[int, int]]:
     """A runtime for `ckpt` fed with the recent records; returns it and the history mark it covers.
 
@@ -129,7 +134,7 @@ def prime(ckpt: LoadedCheckpoint, history: RecordHistory) -> tuple[ModelRuntime,
     window needs W rows, their conv caches the 22 before, the first row the mid before it.
     """
     rt = ModelRuntime(ckpt)
-    recs, upto = history.tail(ckpt.spec.window + RECEPTIVE + 1)
+    recs, upto = history.tail(need_rows(ckpt))
     for rec in recs:
         rt.push(rec)
     return rt, upto
@@ -143,7 +148,7 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
     Only the last W + 24 records shape a runtime's state, so a long backlog (or a gap, or an
     overrun history) is replaced by priming from the tail: the work is bounded either way.
     """
-    need = need_rows(rt)
+    need = need_rows(rt.ckpt)
     lag = history.lag(mark)
     if lag is None or lag > need:
         return prime(rt.ckpt, history)
@@ -165,11 +170,6 @@ def _load_for_serving(target: Path, compat: Compat) -> LoadedCheckpoint:
     # free the TorchScript module here, off the update path: destroying one takes milliseconds
     ckpt.script = None
     return ckpt
-
-
-def need_rows(rt: ModelRuntime) -> int:
-    """Records that rebuild a runtime's whole state (see `prime`)."""
-    return rt.ckpt.spec.window + RECEPTIVE + 1
 
 
 @dataclass
@@ -395,7 +395,7 @@ class InferenceEngine:
         if p is None or p.runtime is None:
             return False
         lag = self.history.lag(p.upto)
-        if lag is None or lag > need_rows(p.runtime):  # fell behind the tail: start it over there
+        if lag is None or lag > need_rows(p.runtime.ckpt):  # fell behind the tail: start it over there
             self._anchor(p)
             lag = self.history.lag(p.upto)
         if lag != 0:
@@ -415,7 +415,7 @@ class InferenceEngine:
         records, so idle steps rebuild its state one record at a time (no long step)."""
         h = self.history
         pending.runtime.reset()  # type: ignore[union-attr]
-        back = min(need_rows(pending.runtime), h.total, h.capacity)  # type: ignore[arg-type]
+        back = min(need_rows(pending.runtime.ckpt), h.total, h.capacity)  # type: ignore[union-attr]
         pending.upto = (h.epoch, h.total - back)
 
     @property

@@ -304,7 +304,7 @@ def test_an_unprimed_model_is_primed_one_record_per_idle_step_and_restarts_when_
     for rec in real_books[:300]:
         eng.push(rec)
     ck = load_checkpoint(models[1])
-    need = need_rows(ModelRuntime(ck))
+    need = need_rows(ck)
     eng.offer(Pending(models[1], ModelRuntime(ck)))
     assert eng.pending_lag == need
     # left behind by more than a full priming (no idle time): it starts over from the new tail
