@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import json
 import os
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -57,7 +59,7 @@ except ImportError:  # built without a C compiler: the Python paths serve
     _fastring = None
 if os.environ.get("HFTBOT_RING_PYTHON") == "1":
     _fastring = None
-_C_SPINS = 1 << 14  # slot checks per C call before the reader looks at its deadline (~20 µs)
+_C_SPINS = 1 << 14  # C slot checks per `take` call: about as long as 256 Python ones (~20 µs)
 
 MAGIC = 0x3147_4E49_5254_4648  # "HFTRING1" little-endian
 DATA_OFFSET = 4096
@@ -303,7 +305,7 @@ def _accelerator(ring: Ring, accelerated: bool | None):
 
 
 _I64 = struct.Struct("<q")
-_SPIN_CHUNK = range(256)  # slot checks between deadline / lap / yield checks (~20 µs)
+_SPIN_CHUNK_CHECKS = 256  # Python slot checks between deadline / lap / yield checks (~20 µs)
 
 
 def _bytes_of(a: np.ndarray | np.void) -> memoryview:
@@ -427,33 +429,7 @@ class RingReader:
                 self._lapped()
                 continue
             self.last_seq = r
-            if not copy:
-                return self.buffer
-            # np.frombuffer over a fresh bytearray: ~2 µs, where ndarray.copy() of a structured
-            # record costs ~13 µs.
-            return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
-
-    def _spin_read_c(self, c, r: int, timeout_s: float | None, copy: bool) -> np.ndarray | None:
-        """`_spin_read` with the spinning and the copy in C (`_fastring.take`)."""
-        _, hdr, _, isz, doff, mask, _ = self._hot
-        yield_every = self.spin_count if self.wait == "spin_yield" else 0
-        spins = 0
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            got = c.take(self._base, doff, self._buffer_addr, isz, mask, r, _C_SPINS)
-            if got == 1:
-                self.last_seq = r
-                if not copy:
-                    return self.buffer
-                return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
-            if got < 0 or hdr[_WRITE_SEQ] >= r:  # lapped, or overwritten while copied
-                return self.poll(copy)
-            spins += _C_SPINS // 64  # one call (~20 µs of checks) counts as that long of Python checks
-            if yield_every and spins >= yield_every:
-                os.sched_yield()
-                spins = 0
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+            return self.buffer if not copy else self._copy_out()
 
     def _lapped(self) -> None:
         """The record we wanted was overwritten: count everything up to the newest as lost."""
@@ -480,39 +456,55 @@ class RingReader:
         Why not spin on `write_seq` and then `poll`: the slot word turns to `r` a few statements
         before the writer bumps `write_seq`, it is the word the seqlock check reads anyway (one
         cache line fetched from the writer's core instead of two), and after it flips only the
-        copy and the re-check stand between the writer and the caller - no calls, no header
-        reads. Anything unusual (lapped, overwritten mid-copy) goes through `poll`, which
-        counts the loss. `spin_yield` yields every `spin_count` checks; both honour the timeout.
+        copy and the re-check stand between the writer and the caller - no header reads.
+        Each `take` spins ~20 µs (in C when built, `_fastring.take`, else `_python_take`) and
+        answers 1 (copied), 0 (not yet) or -1 (lapped, or overwritten during the copy); anything
+        unusual goes through `poll`, which counts the loss. `spin_yield` yields after
+        `spin_count` checks' worth of spinning; both honour the timeout.
         """
-        slots, hdr, view, isz, doff, mask, _ = self._hot
+        _, hdr, _, isz, doff, mask, _ = self._hot
         r = self.last_seq + 1
-        c = self._c
-        if c is not None:
-            return self._spin_read_c(c, r, timeout_s, copy)
-        i = (r - 1) & mask
-        src = view[doff + i * isz : doff + (i + 1) * isz]  # made before the wait, not after it
-        dst = self._buffer_bytes
-        chunk = _SPIN_CHUNK
+        if self._c is not None:
+            take = functools.partial(self._c.take, self._base, doff, self._buffer_addr, isz, mask, r, _C_SPINS)
+        else:
+            take = self._python_take(r)
         yield_every = self.spin_count if self.wait == "spin_yield" else 0
         spins = 0
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            for _ in chunk:
-                if slots[i] == r:
-                    dst[:] = src
-                    if slots[i] != r:  # overwritten while we copied
-                        return self.poll(copy)
-                    self.last_seq = r
-                    if not copy:
-                        return self.buffer
-                    return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
-            if hdr[_WRITE_SEQ] >= r:  # published, yet the slot holds another sequence: lapped
+            got = take()
+            if got > 0:
+                self.last_seq = r
+                return self.buffer if not copy else self._copy_out()
+            if got < 0 or hdr[_WRITE_SEQ] >= r:  # lapped: the slot will never hold r
                 return self.poll(copy)
-            spins += len(chunk)
+            spins += _SPIN_CHUNK_CHECKS
             if yield_every and spins >= yield_every:
                 os.sched_yield()
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    def _python_take(self, r: int) -> Callable[[], int]:
+        """`_fastring.take` in Python: up to `_SPIN_CHUNK_CHECKS` checks of record r's slot."""
+        slots, _, view, isz, doff, mask, _ = self._hot
+        i = (r - 1) & mask
+        src = view[doff + i * isz : doff + (i + 1) * isz]  # made before the wait, not after it
+        dst = self._buffer_bytes
+        chunk = range(_SPIN_CHUNK_CHECKS)
+
+        def take() -> int:
+            for _ in chunk:
+                if slots[i] == r:
+                    dst[:] = src
+                    return 1 if slots[i] == r else -1  # re-check: overwritten while we copied?
+            return 0
+
+        return take
+
+    def _copy_out(self) -> np.ndarray:
+        """A new 0-d record holding what `buffer` holds. np.frombuffer over a fresh bytearray:
+        ~2 µs, where ndarray.copy() of a structured record costs ~13 µs."""
+        return np.frombuffer(bytearray(self._buffer_view), dtype=self.ring.dtype).reshape(())
 
     def read_many(self, max_n: int, timeout_s: float | None = None) -> np.ndarray:
         """Up to `max_n` consecutive unread records (a new array); empty on timeout."""
