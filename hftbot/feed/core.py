@@ -93,6 +93,14 @@ def _words(records: np.ndarray) -> np.ndarray:
     return records.reshape(len(records), 1).view(np.int64)
 
 
+def _adopt(buf: np.ndarray, current: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """`buf` takes over from the record buffer `current` (its content copied): (buf, int64 words)."""
+    if buf.dtype != current.dtype or buf.shape != ():
+        raise ValueError(f"bind: {what} record buffer has a different dtype or shape")
+    buf[...] = current
+    return buf, buf.reshape(1).view(np.int64)
+
+
 class FeedCore:
     """One symbol's book and trades, from raw frames."""
 
@@ -140,17 +148,9 @@ class FeedCore:
     def bind(self, book_rec: np.ndarray | None = None, trade_rec: np.ndarray | None = None) -> None:
         """Build records in place in these 0-d buffers (e.g. `RingWriter.staging`, saving a copy)."""
         if book_rec is not None:
-            if book_rec.dtype != self.book_rec.dtype or book_rec.shape != ():
-                raise ValueError("bind: book record buffer has a different dtype or shape")
-            book_rec[...] = self.book_rec
-            self.book_rec = book_rec
-            self.rec_words = book_rec.reshape(1).view(np.int64)
+            self.book_rec, self.rec_words = _adopt(book_rec, self.book_rec, "book")
         if trade_rec is not None:
-            if trade_rec.dtype != self.trade_rec.dtype or trade_rec.shape != ():
-                raise ValueError("bind: trade record buffer has a different dtype or shape")
-            trade_rec[...] = self.trade_rec
-            self.trade_rec = trade_rec
-            self.trade_words = trade_rec.reshape(1).view(np.int64)
+            self.trade_rec, self.trade_words = _adopt(trade_rec, self.trade_rec, "trade")
         self._point_ctx()
 
     def _point_ctx(self) -> None:
