@@ -28,7 +28,6 @@ and never read the package's shared config: it is plain file I/O usable by any p
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -39,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hftbot.atomic import atomic_path
 from hftbot.records import book_dtype, book_levels
 
 NS = 1_000_000_000
@@ -59,22 +59,11 @@ def _utc(ns: int) -> datetime:
 
 
 def _write_atomic(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    """Write to a dot-temp name, fsync, rename: the visible name only ever holds a whole file."""
+    """Write a Parquet file so that the visible name only ever holds a whole file."""
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _compacted_through(path: Path) -> int:

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import io
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -42,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftbot.atomic import write_bytes_atomic
 from hftbot.model.features import FeatureSpec
 from hftbot.model.streaming import StreamingDeepLOB
 
@@ -121,33 +120,12 @@ def model_id_from_sha256(hexdigest: str) -> int:
     return v or 1
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, rename over it, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trainer and the bot may run as different users
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def set_current(directory: str | os.PathLike, meta_name: str) -> None:
     """Point `directory/CURRENT` at a metadata file in the same directory (atomic)."""
     d = Path(directory)
     if Path(meta_name).name != meta_name or not meta_name.endswith(".json"):
         raise CheckpointError(f"pointer target must be a .json file name in {d}, got {meta_name!r}")
-    _atomic_write(d / POINTER, (meta_name + "\n").encode())
+    write_bytes_atomic(d / POINTER, (meta_name + "\n").encode())
 
 
 def read_pointer(directory: str | os.PathLike) -> Path | None:
@@ -249,9 +227,9 @@ def write_checkpoint(
         "self_test": {"input": _encode(x), "expected_logits": _encode(expected), "tolerance": DEFAULT_TOLERANCE},
         "runtime": {"torch": torch.__version__},
     }
-    _atomic_write(d / (name + ".pt"), blob)
+    write_bytes_atomic(d / (name + ".pt"), blob)
     meta_path = d / (name + ".json")
-    _atomic_write(meta_path, json.dumps(meta, indent=1).encode())
+    write_bytes_atomic(meta_path, json.dumps(meta, indent=1).encode())
     if flip:
         set_current(d, meta_path.name)
     return meta_path
