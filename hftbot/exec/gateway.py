@@ -45,7 +45,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -59,6 +58,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import OPEN
 from websockets.sync.client import ClientConnection, connect
 
+from hftbot.exec.filters import SymbolFilters
+from hftbot.exec.ids import VALID as CLIENT_ID_RE
 from hftbot.exec.messages import (
     BUY,
     FINAL_STATUSES,
@@ -66,18 +67,17 @@ from hftbot.exec.messages import (
     MARKET,
     NEW,
     SELL,
+    CancelAllRequest,
+    CancelRequest,
     Fill,
+    ModifyRequest,
     OrderRequest,
     OrderUpdate,
     Rejected,
     VenuePosition,
 )
 from hftbot.exec.signing import ED25519, Signer
-from hftbot.feed.core import Instrument, instrument_from_exchange_info
-from hftbot.feed.decode import parse_decimal
 
-SCALE = 10**8  # Instrument keeps tick and lot as integers of 1e-8
-CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 UNKNOWN_CODES = (-1006, -1007)  # execution status unknown (plus any HTTP-like 503)
 RECONCILED = "RECONCILED"  # exec_type of an OrderUpdate that comes from a snapshot, not an event
 MAX_FILL_KEYS = 200_000
@@ -141,6 +141,13 @@ class _Pending:
     error: tuple[int, int, str] | None = None  # (status, code, msg)
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """A reconciliation's position in the inbox: applied whatever its time (it was read just now)."""
+
+    position: VenuePosition
+
+
 @dataclass
 class VenueSnapshot:
     """What the venue said at start (or at a reconciliation)."""
@@ -151,40 +158,22 @@ class VenueSnapshot:
     server_ms: int = 0
 
 
-def format_units(n: int, unit_u: int) -> str:
-    """`n` ticks (or lots) of `unit_u` (1e-8 units) as the shortest exact decimal string."""
-    v = n * unit_u
-    sign = "-" if v < 0 else ""
-    v = abs(v)
-    whole, frac = divmod(v, SCALE)
-    if not frac:
-        return f"{sign}{whole}"
-    return f"{sign}{whole}.{frac:08d}".rstrip("0")
-
-
-def _decimals(unit_u: int) -> int:
-    d = 8
-    while d and unit_u % 10 == 0:
-        unit_u //= 10
-        d -= 1
-    return d
-
-
 class Units:
-    """Integer ticks and lots ↔ the decimal strings of the wire, exact, for one symbol."""
+    """The wire's decimal strings of a symbol, from its `SymbolFilters`, with the send path's cache.
 
-    def __init__(self, inst: Instrument) -> None:
-        self.tick_u, self.lot_u = inst.tick_u, inst.lot_u
-        self.tick = inst.tick_u / SCALE
-        self.lot = inst.lot_u / SCALE
-        self._pdec, self._qdec = _decimals(inst.tick_u), _decimals(inst.lot_u)
+    `SymbolFilters.px_str` is exact but takes ~4 µs (Decimal); an order frame needs a price and a
+    quantity, so the strings are cached per tick and lot count (bounded).
+    """
+
+    def __init__(self, filters: SymbolFilters) -> None:
+        self.filters = filters
         self._px: dict[int, str] = {}
         self._qty: dict[int, str] = {}
 
     def px(self, ticks: int) -> str:
         s = self._px.get(ticks)
         if s is None:
-            s = self._fixed(ticks * self.tick_u, self._pdec)
+            s = self.filters.px_str(ticks)
             if len(self._px) < 100_000:
                 self._px[ticks] = s
         return s
@@ -192,32 +181,21 @@ class Units:
     def qty(self, lots: int) -> str:
         s = self._qty.get(lots)
         if s is None:
-            s = self._fixed(lots * self.lot_u, self._qdec)
+            s = self.filters.qty_str(lots)
             if len(self._qty) < 100_000:
                 self._qty[lots] = s
         return s
 
-    @staticmethod
-    def _fixed(v: int, dec: int) -> str:
-        sign = "-" if v < 0 else ""
-        whole, frac = divmod(abs(v), SCALE)
-        if dec == 0:
-            return f"{sign}{whole}"
-        return f"{sign}{whole}.{frac // 10 ** (8 - dec):0{dec}d}"
+    def ticks(self, text: str) -> int:
+        """A venue price string as ticks (FilterError, a ValueError, when it is off the grid)."""
+        return self.filters.parse_px(text)
 
-    def ticks(self, text: str, what: str = "price") -> int:
-        """A price string as ticks; ValueError when it is not a whole number of ticks."""
-        return self._whole(parse_decimal(text), self.tick_u, text, what)
-
-    def lots(self, text: str, what: str = "quantity") -> int:
-        return self._whole(parse_decimal(text), self.lot_u, text, what)
-
-    @staticmethod
-    def _whole(v: int, unit: int, text: str, what: str) -> int:
-        n, rem = divmod(v, unit)
-        if rem:
-            raise ValueError(f"{what} {text!r} is not a multiple of {format_units(1, unit)}")
-        return n
+    def lots(self, text: str) -> int:
+        """A venue quantity as lots; signed (a position amount may be negative)."""
+        text = text.strip()
+        if text.startswith("-"):
+            return -self.filters.parse_qty(text[1:])
+        return self.filters.parse_qty(text)
 
 
 class _Rest:
@@ -350,7 +328,7 @@ class Gateway:
         s = self.s
         info = self.rest.call("GET", "/fapi/v1/exchangeInfo")
         try:
-            self.units = Units(instrument_from_exchange_info(info, self.symbol))
+            self.units = Units(SymbolFilters.from_exchange_info(info, self.symbol))
         except ValueError as e:
             raise GatewayError(f"gateway: {e} (from {s.rest}/fapi/v1/exchangeInfo)") from None
         self.exchange_info = info
@@ -487,6 +465,18 @@ class Gateway:
             raise GatewayError(f"gateway: {method}: {status} {code} {msg}", code, status)
         return p.result
 
+    def send(self, r: OrderRequest | CancelRequest | ModifyRequest | CancelAllRequest) -> int:
+        """Send one approved request (the risk manager's output); returns the ns its frame left."""
+        if type(r) is OrderRequest:
+            return self.place(r)
+        if type(r) is CancelRequest:
+            return self.cancel(r.client_id)
+        if type(r) is ModifyRequest:
+            return self.modify(r.client_id, r.qty, r.px, r.side)
+        if type(r) is CancelAllRequest:
+            return self.cancel_open()
+        raise TypeError(f"gateway: cannot send a {type(r).__name__}")
+
     def place(self, req: OrderRequest) -> int:
         """Write `order.place` for an approved request; returns the ns the frame left (0: refused here)."""
         units = self.units
@@ -551,10 +541,10 @@ class Gateway:
         params = self._auth({"symbol": self.symbol, "origClientOrderId": client_id})
         return self._send_async("cancel", client_id, "order.cancel", params)
 
-    def modify(self, client_id: str, qty: int, px: int) -> int:
+    def modify(self, client_id: str, qty: int, px: int, side: int = 0) -> int:
         """Write `order.modify` (LIMIT only; the order loses its queue place at the venue)."""
         o = self.orders.get(client_id)
-        if o is None or self.units is None:
+        if o is None or self.units is None or (side and side != o.side):
             self._inbox.append(
                 Rejected(
                     client_id, -2013, "gateway: modify of an order not open here", self.now_ms(), "modify"
@@ -588,6 +578,14 @@ class Gateway:
             return 0
         self._pending[rid].sent_ns = sent
         self.counters["sent"] += 1
+        return sent
+
+    def cancel_open(self) -> int:
+        """`order.cancel` for every order open here (WS API frames, no waiting); the last send ns."""
+        sent = 0
+        for cid, o in list(self.orders.items()):
+            if o.status != "PENDING_NEW" or o.sent_ns:
+                sent = self.cancel(cid) or sent
         return sent
 
     def cancel_all(self) -> None:
@@ -770,7 +768,7 @@ class Gateway:
         elif kind == "ACCOUNT_UPDATE":
             for p in ev.get("a", {}).get("P", []):
                 if p.get("s", "").upper() == self.symbol and p.get("ps", "BOTH") == "BOTH":
-                    lots = self.units.lots(p["pa"], "position") if self.units else 0
+                    lots = self.units.lots(p["pa"]) if self.units else 0
                     self._inbox.append(
                         VenuePosition(lots, float(p["ep"]), int(ev.get("T") or ev.get("E") or 0))
                     )
@@ -788,7 +786,7 @@ class Gateway:
         for r in rows:
             if r.get("symbol", "").upper() == self.symbol and r.get("positionSide", "BOTH") == "BOTH":
                 pos = VenuePosition(
-                    self.units.lots(r["positionAmt"], "position"),
+                    self.units.lots(r["positionAmt"]),
                     float(r["entryPrice"]),
                     int(r.get("updateTime") or 0),
                 )
@@ -837,7 +835,7 @@ class Gateway:
         self._inbox.extend(updates)
         for cid in [c for c in self.orders if c not in venue_open]:
             self._settle_later(cid)  # we think it is open, the venue does not list it
-        self._inbox.append(pos)
+        self._inbox.append(_Snapshot(pos))
         return snap
 
     # ------------------------------------------------------------------------------ events
@@ -867,8 +865,10 @@ class Gateway:
                     continue
             elif type(ev) is VenuePosition:
                 if ev.time_ms < self.position.time_ms:
-                    continue
+                    continue  # the stream's news is older than what we know
                 self.position = ev
+            elif type(ev) is _Snapshot:  # taken just now: newer than anything before it
+                ev = self.position = ev.position
             elif type(ev) is Rejected and ev.request == "place":
                 o = self.orders.get(ev.client_id)
                 if o is not None and o.status == "PENDING_NEW":

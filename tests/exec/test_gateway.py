@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from hftbot.exec.gateway import RECONCILED, Gateway, GatewayError, Units, format_units
+from hftbot.exec.filters import SymbolFilters
+from hftbot.exec.gateway import RECONCILED, Gateway, GatewayError, Units
 from hftbot.exec.messages import (
     BUY,
     CANCELED,
@@ -27,7 +28,6 @@ from hftbot.exec.messages import (
     VenuePosition,
 )
 from hftbot.exec.signing import Signer
-from hftbot.feed.core import Instrument
 from hftbot.sim import auth
 from tests.exec.conftest import settings_for, signer_for, wait_for
 
@@ -63,14 +63,16 @@ def updates(events, cid: str, status: str | None = None) -> list[OrderUpdate]:
 
 
 def test_units_are_exact_decimal_strings() -> None:
-    u = Units(Instrument.from_strings("0.0100", "0.001"))
+    u = Units(SymbolFilters.from_tick_lot("SOLUSDT", "0.0100", "0.001"))
     assert u.px(15012) == "150.12" and u.px(1) == "0.01" and u.qty(1) == "0.001" and u.qty(2500) == "2.500"
-    assert u.ticks("150.12") == 15012 and u.lots("2.5") == 2500 and u.lots("0") == 0
-    with pytest.raises(ValueError, match="not a multiple of 0.01"):
+    assert u.px(15012) == "150.12"  # cached
+    assert (
+        u.ticks("150.12") == 15012 and u.lots("2.5") == 2500 and u.lots("0") == 0 and u.lots("-0.007") == -7
+    )
+    with pytest.raises(ValueError, match="not a multiple"):
         u.ticks("150.123")
-    whole = Units(Instrument.from_strings("0.1", "1"))
+    whole = Units(SymbolFilters.from_tick_lot("X", "0.1", "1"))
     assert whole.qty(7) == "7" and whole.px(10) == "1.0"
-    assert format_units(-15, 1_000_000) == "-0.15"
 
 
 def test_hmac_and_ed25519_signatures_verify_at_the_venue() -> None:
