@@ -104,9 +104,9 @@ class RateLimiter:
 
     def __init__(self, limits: tuple[Limit, ...] | list[Limit] = BINANCE_DEFAULTS, fraction: float = 0.8,
                  burst_fraction: float = 0.5, cancel_reserve: float = 0.1, now_ns: int = 0) -> None:
-        if not (0 < fraction <= 1 and 0 < burst_fraction <= 1 and 0 <= cancel_reserve < 1):
-            raise ValueError(
-                f"rate limiter: fraction in (0, 1], burst_fraction in (0, 1], cancel_reserve in [0, 1); "
+        if not (0 < fraction <= 1 and 0 < burst_fraction < 1 and 0 <= cancel_reserve < 1):
+            raise ValueError(  # a burst of the whole budget would leave nothing to refill with
+                f"rate limiter: fraction in (0, 1], burst_fraction in (0, 1), cancel_reserve in [0, 1); "
                 f"got {fraction}, {burst_fraction}, {cancel_reserve}"
             )
         self.fraction = fraction
@@ -153,6 +153,15 @@ class RateLimiter:
             if weight:
                 b.tokens -= weight
         return ""
+
+    def spend(self, orders: int, weight: int, now_ns: int) -> None:
+        """Spend without asking (a cancel-all on halt or shutdown goes out whatever the budget)."""
+        for b in self.orders:
+            if orders:
+                b.spend(orders, now_ns)
+        for b in self.weight:
+            if weight:
+                b.spend(weight, now_ns)
 
     def learn(self, kind: str, interval_ns: int, used: int, now_ns: int) -> None:
         """The venue says `used` of this limit is spent in the current window: never believe we have more.

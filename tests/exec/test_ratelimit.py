@@ -37,14 +37,14 @@ def test_never_more_than_the_budget_in_any_window():
 
 
 def test_refusal_names_the_limit_and_spends_nothing():
-    lim = RateLimiter([Limit("ORDERS", 10 * NS, 10), Limit("REQUEST_WEIGHT", 60 * NS, 100)], fraction=1.0,
-                      burst_fraction=1.0, cancel_reserve=0.1)
+    lim = RateLimiter([Limit("ORDERS", 10 * NS, 20), Limit("REQUEST_WEIGHT", 60 * NS, 200)], fraction=1.0,
+                      burst_fraction=0.5, cancel_reserve=0.1)
     for _ in range(10):
         assert lim.allow(1, 0, 0) == ""
     assert lim.allow(1, 0, 0) == "rate_orders"
     assert lim.weight[0].level(0) == 100  # the refused order spent no weight
     # weight: orders keep a reserve of 10 for cancels, cancels may use it
-    lim2 = RateLimiter([Limit("REQUEST_WEIGHT", 60 * NS, 100)], fraction=1.0, burst_fraction=1.0,
+    lim2 = RateLimiter([Limit("REQUEST_WEIGHT", 60 * NS, 200)], fraction=1.0, burst_fraction=0.5,
                        cancel_reserve=0.1)
     assert lim2.allow(0, 90, 0) == ""
     assert lim2.allow(0, 1, 0) == "rate_weight"  # an order would eat into the cancels' reserve
@@ -58,9 +58,9 @@ def test_limits_read_from_exchange_info_and_learned_from_the_venue():
     assert {(x.kind, x.interval_ns) for x in limits} == {
         ("ORDERS", 10 * NS), ("ORDERS", 60 * NS), ("REQUEST_WEIGHT", 60 * NS)
     }
-    lim = RateLimiter(limits, fraction=1.0, burst_fraction=1.0)
+    lim = RateLimiter(limits, fraction=1.0, burst_fraction=0.5)
     ten_s = next(x for x in limits if x.kind == "ORDERS" and x.interval_ns == 10 * NS)
-    lim.learn("ORDERS", 10 * NS, ten_s.limit - 2, now_ns=0)  # another client of the account used most
+    lim.learn("ORDERS", 10 * NS, ten_s.limit - 2, now_ns=0)  # another client used all but 2
     assert lim.allow(1, 0, 0) == "" and lim.allow(1, 0, 0) == "" and lim.allow(1, 0, 0) == "rate_orders"
     with pytest.raises(ValueError, match="cannot read"):
         parse_rate_limits([{"rateLimitType": "ORDERS", "interval": "FORTNIGHT", "limit": 1}])
@@ -80,3 +80,8 @@ def test_client_ids_unique_within_and_across_runs_and_valid_for_binance():
         ClientIds(start_ns=1, salt="s" * 30)
     with pytest.raises(ValueError, match=r"must use"):
         ClientIds(start_ns=1, salt="bad id")
+
+
+def test_a_burst_share_of_one_would_never_refill_and_is_refused():
+    with pytest.raises(ValueError, match=r"burst_fraction in \(0, 1\)"):
+        RateLimiter(burst_fraction=1.0)
