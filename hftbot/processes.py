@@ -26,6 +26,13 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec(
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled
     ),
+    ProcessSpec(
+        "execution",
+        "hftbot.exec.process:main",
+        modes=("sim", "testnet", "live"),
+        stop_rank=10,
+        enabled=lambda c: c.exec.strategy != "none",
+    ),
     # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
     # them from the first record (live data, by contrast, must not wait for the readers).
     ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30),

@@ -58,6 +58,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.protocol import OPEN
 from websockets.sync.client import ClientConnection, connect
 
+from hftbot.config import GatewayConfig
 from hftbot.exec.filters import SymbolFilters
 from hftbot.exec.ids import VALID as CLIENT_ID_RE
 from hftbot.exec.messages import (
@@ -93,25 +94,13 @@ class GatewayError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
-    """Where the venue is and how the gateway keeps its session alive (from `[gateway]`)."""
+class VenueUrls:
+    """Where the venue is (the mode decides: `hftbot.exec.modes`). Tuning comes from `[gateway]`."""
 
     symbol: str
     rest: str  # http(s)://host[:port]
     ws_api: str  # ws(s)://host[:port]/ws-fapi/v1
     ws: str  # stream base ws(s)://host[:port]
-    user_stream_path: str = "/private/ws/{listen_key}"
-    recv_window_ms: int = 5000
-    request_timeout_s: float = 10.0
-    connect_timeout_s: float = 10.0
-    time_sync_s: float = 300.0
-    listen_key_keepalive_s: float = 1800.0
-    countdown_ms: int = (
-        30000  # dead-man switch: the venue cancels everything this long after the last refresh
-    )
-    countdown_refresh_s: float = 10.0
-    cancel_on_start: bool = True  # cancel what an earlier run left resting before the snapshot
-    reconnect_backoff_s: float = 0.5
 
 
 @dataclass
@@ -270,19 +259,21 @@ class Gateway:
 
     def __init__(
         self,
-        settings: GatewaySettings,
+        venue: VenueUrls,
         signer: Signer,
+        cfg: GatewayConfig | None = None,
         log: logging.Logger | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.s = settings
+        self.venue = venue
+        self.s = cfg = cfg or GatewayConfig()
         self.signer = signer
         self.log = log or logging.getLogger("hftbot.gateway")
         self.clock_ns = clock_ns
-        self.symbol = settings.symbol.upper()
+        self.symbol = venue.symbol.upper()
         self.units: Units | None = None
         self.exchange_info: dict = {}
-        self.rest = _Rest(settings.rest, signer, settings.request_timeout_s)
+        self.rest = _Rest(venue.rest, signer, cfg.request_timeout_s)
         self.time_offset_ms = 0
         self.orders: dict[str, VenueOrder] = {}  # open (or not yet acknowledged) orders by client id
         self.position = VenuePosition(0, 0.0, 0)  # the venue's, as last reported
@@ -330,7 +321,7 @@ class Gateway:
         try:
             self.units = Units(SymbolFilters.from_exchange_info(info, self.symbol))
         except ValueError as e:
-            raise GatewayError(f"gateway: {e} (from {s.rest}/fapi/v1/exchangeInfo)") from None
+            raise GatewayError(f"gateway: {e} (from {self.venue.rest}/fapi/v1/exchangeInfo)") from None
         self.exchange_info = info
         self.sync_time()
         self._connect_ws_api()
@@ -340,7 +331,7 @@ class Gateway:
         self._spawn(self._user_loop, "gateway-user")
         if not self._user_up.wait(s.connect_timeout_s):
             raise GatewayError(
-                f"gateway: user data stream at {s.ws} did not connect in {s.connect_timeout_s} s"
+                f"gateway: user data stream at {self.venue.ws} did not connect in {s.connect_timeout_s} s"
             )
         cancelled = 0
         if s.cancel_on_start:
@@ -395,10 +386,14 @@ class Gateway:
         s = self.s
         try:
             ws = connect(
-                s.ws_api, open_timeout=s.connect_timeout_s, compression=None, max_size=1 << 22, legacy=True
+                self.venue.ws_api,
+                open_timeout=s.connect_timeout_s,
+                compression=None,
+                max_size=1 << 22,
+                legacy=True,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as e:
-            raise GatewayError(f"gateway: cannot connect to the WS API at {s.ws_api}: {e}") from None
+            raise GatewayError(f"gateway: cannot connect to the WS API at {self.venue.ws_api}: {e}") from None
         self._ws = ws
         self._spawn(lambda: self._ws_reader(ws), "gateway-ws-api")
         if self.signer.kind == ED25519:
@@ -700,7 +695,7 @@ class Gateway:
         )
 
     def _user_url(self) -> str:
-        return self.s.ws.rstrip("/") + self.s.user_stream_path.format(listen_key=self.listen_key)
+        return self.venue.ws.rstrip("/") + self.s.user_stream_path.format(listen_key=self.listen_key)
 
     def _user_loop(self) -> None:
         """Keep the user data stream up; after a drop or an expiry, renew and reconcile."""

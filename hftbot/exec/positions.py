@@ -156,20 +156,50 @@ class _Ledger:
     trades: list[TradeRecord] = field(default_factory=list)
 
     def copy(self) -> _Ledger:
-        c = _Ledger(self.position, self.avg_px, self.realised, self.fees, self.volume,
-                    self.maker_fills, self.taker_fills, None, list(self.trades))
+        c = _Ledger(
+            self.position,
+            self.avg_px,
+            self.realised,
+            self.fees,
+            self.volume,
+            self.maker_fills,
+            self.taker_fills,
+            None,
+            list(self.trades),
+        )
         if self.trip is not None:
             t = self.trip
-            c.trip = _Trip(t.side, t.entry_ms, t.model_id, t.strategy, t.run, t.entry_tag, t.entry_qty,
-                           t.entry_notional, t.exit_qty, t.exit_notional, t.gross, t.fees, t.n_fills, t.max_qty)
+            c.trip = _Trip(
+                t.side,
+                t.entry_ms,
+                t.model_id,
+                t.strategy,
+                t.run,
+                t.entry_tag,
+                t.entry_qty,
+                t.entry_notional,
+                t.exit_qty,
+                t.exit_notional,
+                t.gross,
+                t.fees,
+                t.n_fills,
+                t.max_qty,
+            )
         return c
 
 
 class Positions:
     """The ledger of one symbol and the book of our open orders."""
 
-    def __init__(self, tick: float, lot: float, fees: FeeModel | None = None, symbol: str = "",
-                 strategy: str = "", run: str = "") -> None:
+    def __init__(
+        self,
+        tick: float,
+        lot: float,
+        fees: FeeModel | None = None,
+        symbol: str = "",
+        strategy: str = "",
+        run: str = "",
+    ) -> None:
         if not (tick > 0 and lot > 0):
             raise ValueError(f"positions: tick and lot must be > 0, got {tick}, {lot}")
         self.tick = float(tick)
@@ -265,8 +295,19 @@ class Positions:
 
     def on_request(self, req: OrderRequest) -> OrderState:
         """An order the risk manager approved: it counts from now on (PENDING_NEW)."""
-        o = OrderState(req.client_id, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only,
-                       req.tag, req.strategy, req.model_id, req.created_ns)
+        o = OrderState(
+            req.client_id,
+            req.side,
+            req.qty,
+            req.px,
+            req.type,
+            req.tif,
+            req.reduce_only,
+            req.tag,
+            req.strategy,
+            req.model_id,
+            req.created_ns,
+        )
         self.orders[req.client_id] = o
         return o
 
@@ -433,8 +474,12 @@ class Positions:
         if trip is None:
             o = self._order(f.client_id)
             trip = led.trip = _Trip(
-                f.side, f.time_ms, o.model_id if o else 0, o.strategy if o and o.strategy else self.strategy,
-                self.run, o.tag if o else "",
+                f.side,
+                f.time_ms,
+                o.model_id if o else 0,
+                o.strategy if o and o.strategy else self.strategy,
+                self.run,
+                o.tag if o else "",
             )
         trip.entry_qty += qty
         trip.entry_notional += f.px * qty
@@ -448,7 +493,23 @@ class Positions:
         entry_px = t.entry_notional / t.entry_qty * self.tick if t.entry_qty else math.nan
         exit_px = t.exit_notional / t.exit_qty * self.tick if t.exit_qty else math.nan
         return TradeRecord(
-            self.symbol, t.strategy, t.model_id, t.run, LONG if t.side == BUY else SHORT,
-            t.entry_qty * self.lot, t.entry_qty, t.max_qty, t.entry_ms, f.time_ms, f.time_ms - t.entry_ms,
-            entry_px, exit_px, t.gross, t.fees, t.gross - t.fees, t.n_fills, t.entry_tag, o.tag if o else "",
+            self.symbol,
+            t.strategy,
+            t.model_id,
+            t.run,
+            LONG if t.side == BUY else SHORT,
+            t.entry_qty * self.lot,
+            t.entry_qty,
+            t.max_qty,
+            t.entry_ms,
+            f.time_ms,
+            f.time_ms - t.entry_ms,
+            entry_px,
+            exit_px,
+            t.gross,
+            t.fees,
+            t.gross - t.fees,
+            t.n_fills,
+            t.entry_tag,
+            o.tag if o else "",
         )

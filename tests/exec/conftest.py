@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from hftbot.exec.gateway import Gateway, GatewaySettings
+from hftbot.config import GatewayConfig
+from hftbot.exec.gateway import Gateway, VenueUrls
 from hftbot.exec.signing import Signer
 from hftbot.sim import auth
 from tests.sim.conftest import ServerThread, start_server
@@ -19,9 +21,13 @@ def signer_for(kind: str) -> Signer:
     return Signer(auth.TEST_ED25519_API_KEY, ed25519_key=auth.TEST_ED25519_PRIVATE_PEM)
 
 
-def settings_for(sim: ServerThread, **kw) -> GatewaySettings:
+def venue_of(sim: ServerThread) -> VenueUrls:
     u = sim.urls
-    return GatewaySettings(symbol="SOLUSDT", rest=u["rest"], ws_api=u["ws_api"], ws=u["ws"], **kw)
+    return VenueUrls("SOLUSDT", u["rest"], u["ws_api"], u["ws"])
+
+
+def gateway_config(**kw) -> GatewayConfig:
+    return dataclasses.replace(GatewayConfig(), **kw)
 
 
 def wait_for(gw: Gateway, pred: Callable[[list], bool], timeout_s: float = 10.0) -> list:
@@ -50,7 +56,7 @@ def make_gateway(sim) -> Iterator[Callable[..., Gateway]]:
     made: list[Gateway] = []
 
     def make(kind: str = "ed25519", start: bool = True, **kw) -> Gateway:
-        gw = Gateway(settings_for(sim, **kw), signer_for(kind))
+        gw = Gateway(venue_of(sim), signer_for(kind), gateway_config(**kw))
         made.append(gw)
         if start:
             gw.start()

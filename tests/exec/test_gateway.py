@@ -29,7 +29,7 @@ from hftbot.exec.messages import (
 )
 from hftbot.exec.signing import Signer
 from hftbot.sim import auth
-from tests.exec.conftest import settings_for, signer_for, wait_for
+from tests.exec.conftest import signer_for, venue_of, wait_for
 
 _n = iter(range(1, 1_000_000))
 
@@ -242,8 +242,8 @@ def test_unknown_outcome_is_settled_by_query_not_resent(sim, make_gateway) -> No
 
 
 def test_bad_endpoint_fails_with_a_clear_error(sim) -> None:
-    s = settings_for(sim)
-    gw = Gateway(type(s)(**{**s.__dict__, "ws_api": "ws://127.0.0.1:1/ws-fapi/v1"}), signer_for("hmac"))
+    v = venue_of(sim)
+    gw = Gateway(type(v)(v.symbol, v.rest, "ws://127.0.0.1:1/ws-fapi/v1", v.ws), signer_for("hmac"))
     with pytest.raises(GatewayError, match="cannot connect to the WS API at ws://127.0.0.1:1"):
         gw.start()
     gw.close()

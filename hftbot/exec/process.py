@@ -1,0 +1,417 @@
+"""The execution process: `main(ctx)` reads the rings, asks strategy → risk, writes the socket.
+
+A thin loop. It blocks on the ring whose records drive its strategy (signals for a strategy that
+trades on the model, books otherwise), then takes whatever else arrived without waiting, in the
+order that keeps decisions honest: books first (the risk manager checks every order against the
+newest book), then public trades, then signals. When it falls behind it feeds every record to the
+strategy but acts only on the newest one of a batch (the others' intents are counted as
+`skipped`): a strategy holds no belief about its orders beyond `positions.view`, so it simply
+decides again. Every approved request goes straight to the gateway, which writes the frame on
+this thread; the order record (journal) is written after the frame has left.
+
+Between records it applies the venue's events (fills, order updates, rejections) to positions,
+runs the risk manager's PnL limits and its HALTED requests, checks the kill switch (the file
+`risk.kill_file`, SIGUSR1, `python -m hftbot.exec kill`), counts position mismatches against the
+venue, and once per heartbeat publishes a status record and beats.
+
+On stop (it stops first, rank 10, while the feed still runs): cancel everything, flatten if
+`exec.flatten_on_stop` (a reduce-only MARKET order through the risk manager, which still refuses
+it on a stale book), wait up to `gateway.flatten_wait_s` for the venue to confirm, then close the
+gateway (a REST cancel-all as the last safety net, the dead-man switch off).
+
+The wiring lives in `Executor` so tests and the benchmark drive the same code with real rings and
+a real venue. It owns no trading logic: strategies, the risk manager and positions do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal as signals
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hftbot.exec.gateway import Gateway
+from hftbot.exec.ids import ClientIds, base36
+from hftbot.exec.journal import Journal
+from hftbot.exec.messages import (
+    BUY,
+    SELL,
+    CancelAllRequest,
+    CancelRequest,
+    Fill,
+    ModifyRequest,
+    OrderRequest,
+    OrderUpdate,
+    Refused,
+    Rejected,
+)
+from hftbot.exec.modes import signer, venue_urls
+from hftbot.exec.positions import Positions
+from hftbot.exec.ratelimit import parse_rate_limits
+from hftbot.exec.risk import HALTED, RiskManager
+from hftbot.ipc.ring import RingReader
+
+IDLE_S = 0.001  # longest wait on the driving ring before venue events are looked at
+HOUSEKEEPING_NS = 50_000_000  # risk limits, kill switch, mismatch check
+MISMATCH_SETTLE_NS = 2_000_000_000  # our position may differ from the venue's this long after a fill
+BATCH = 4096
+
+
+def kill_file(cfg) -> Path:
+    """Where the kill switch file lives (`risk.kill_file`, default `<data_dir>/KILL`)."""
+    return Path(cfg.risk.kill_file or Path(cfg.runtime.data_dir) / "KILL")
+
+
+class Executor:
+    """Strategy → risk → gateway, and venue events → positions; everything on one thread."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        positions: Positions,
+        risk: RiskManager,
+        strategy,
+        journal: Journal,
+        log: logging.Logger,
+        kill_path: Path | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.gw = gateway
+        self.positions = positions
+        self.view = positions.view
+        self.risk = risk
+        self.strategy = strategy
+        self.journal = journal
+        self.log = log
+        self.kill_path = kill_path
+        self.clock_ns = clock_ns
+        self.needs_signal = bool(strategy is not None and strategy.needs_signal)
+        self.book = None  # the newest book record
+        self.signal = None  # the newest signal record
+        self.kill_requested = ""  # set from a signal handler: acted on at the next housekeeping
+        self.orders = 0  # order.place frames written
+        self.rejects = 0
+        self.refused = 0
+        self.skipped = 0  # intents dropped because a newer record was already there
+        self.books = self.trades = self.signals = 0
+        self.mismatches = 0
+        self._mismatch_since = 0
+        self._mismatch_counted = False
+        self._last_fill_ns = 0
+
+    # -------------------------------------------------------------------------------- inputs
+
+    def on_books(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        last = len(recs) - 1
+        for i in range(last + 1):
+            rec = recs[i]
+            self.book = rec
+            self.books += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_book(rec, view)
+                if intents:
+                    if i == last:
+                        self._decide(intents, read_ns, 0)
+                    else:
+                        self.skipped += len(intents)
+
+    def on_trades(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        last = len(recs) - 1
+        for i in range(last + 1):
+            self.trades += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_trade(recs[i], view)
+                if intents:
+                    if i == last:
+                        self._decide(intents, read_ns, 0)
+                    else:
+                        self.skipped += len(intents)
+
+    def on_signals(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        last = len(recs) - 1
+        for i in range(last + 1):
+            rec = recs[i]
+            self.signal = rec
+            self.signals += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_signal(rec, view)
+                if intents:
+                    if i == last:
+                        self._decide(intents, read_ns, int(rec["seq"]))
+                    else:
+                        self.skipped += len(intents)
+
+    # ------------------------------------------------------------------------------- decisions
+
+    def _decide(self, intents, read_ns: int, signal_seq: int) -> None:
+        risk, book, sig = self.risk, self.book, self.signal
+        for intent in intents:
+            r = risk.check(intent, book, self.clock_ns(), sig)
+            if type(r) is Refused:
+                self.refused += 1
+                continue
+            self.send(r, read_ns, signal_seq)
+
+    def send(self, req, read_ns: int = 0, signal_seq: int = 0) -> None:
+        """One approved request to the gateway, then its journal record(s)."""
+        t = type(req)
+        gw, journal = self.gw, self.journal
+        book_ns = int(self.book["recv_ns"]) if self.book is not None else 0
+        if t is CancelAllRequest:  # one order.cancel per open order: each is journalled
+            for cid in list(gw.orders):
+                sent = gw.cancel(cid)
+                if sent:
+                    journal.cancel(cid, req.tag, sent, read_ns, book_ns)
+            return
+        sent = gw.send(req)
+        if not sent:
+            return  # refused before it left, or its outcome is unknown: the gateway reports it
+        if t is OrderRequest:
+            self.orders += 1
+            journal.sent(req, sent, read_ns, signal_seq, req.model_id, req.book_recv_ns)
+        elif t is ModifyRequest:
+            journal.sent(req, sent, read_ns, signal_seq, 0, book_ns)
+        elif t is CancelRequest:
+            journal.cancel(req.client_id, req.tag, sent, read_ns, book_ns)
+
+    # ---------------------------------------------------------------------------- venue events
+
+    def drain_events(self) -> int:
+        """Apply what the venue said since the last call; returns how many events."""
+        events = self.gw.poll()
+        if not events:
+            return 0
+        now = self.clock_ns()
+        pos, journal = self.positions, self.journal
+        for ev in events:
+            t = type(ev)
+            if t is Fill:
+                if pos.on_fill(ev):
+                    journal.fill(ev, now)
+                    self._last_fill_ns = now
+            elif t is OrderUpdate:
+                pos.on_update(ev)
+            elif t is Rejected:
+                self.rejects += 1
+                if ev.request == "place":  # a refused cancel or modify leaves the order as it was
+                    pos.on_rejected(ev)
+                journal.rejected(ev, now)
+                self.log.warning("venue refused %s %s: %d %s", ev.request, ev.client_id, ev.code, ev.msg)
+        return len(events)
+
+    # ---------------------------------------------------------------------------- housekeeping
+
+    def housekeeping(self, now_ns: int) -> None:
+        """PnL limits (and HALTED's requests), the kill switch, the position check."""
+        if not self.kill_requested and self.kill_path is not None and self.kill_path.exists():
+            self.kill_requested = f"file {self.kill_path}"
+        if self.kill_requested and not self.risk.killed:
+            self.log.error("kill switch (%s): cancelling everything%s", self.kill_requested,
+                           ", flattening" if self.risk.cfg.flatten_on_halt else "")  # fmt: skip
+            for req in self.risk.kill(self.kill_requested, now_ns, self.book):
+                self.send(req)
+        for req in self.risk.update(now_ns, self.book):
+            self.send(req)
+        self._check_position(now_ns)
+
+    def _check_position(self, now_ns: int) -> None:
+        """Count a mismatch when ours and the venue's differ past the settling time after a fill."""
+        ours, venue = self.positions.position, self.gw.position.lots
+        if ours == venue:
+            self._mismatch_since = 0
+            self._mismatch_counted = False
+            return
+        if not self._mismatch_since:
+            self._mismatch_since = now_ns
+        settled = now_ns - max(self._mismatch_since, self._last_fill_ns) > MISMATCH_SETTLE_NS
+        if settled and not self._mismatch_counted:
+            self._mismatch_counted = True
+            self.mismatches += 1
+            self.log.error("position mismatch: ours %d lots, the venue's %d lots", ours, venue)
+
+    def mark_px(self) -> float:
+        """The newest valid mid in ticks (0.0 before the first two-sided book)."""
+        b = self.book
+        if b is None:
+            return self.risk.mark_px
+        bid, ask = int(b["bid_px"][0]), int(b["ask_px"][0])
+        return (bid + ask) * 0.5 if 0 < bid < ask else self.risk.mark_px
+
+    def publish_status(self) -> None:
+        self.journal.publish_status(
+            self.positions, self.risk, self.gw.position.lots, self.orders, self.rejects, self.mismatches,
+            self.mark_px(),
+        )  # fmt: skip
+
+    def counters(self) -> dict[str, int]:
+        """At most 12 integers for the heartbeat (the floats go in the status record)."""
+        g = self.gw.counters
+        return {
+            "orders": self.orders,
+            "fills": self.positions.fills,
+            "rejects": self.rejects,
+            "refused": self.refused,
+            "open_orders": len(self.positions.orders),
+            "position": self.positions.position,
+            "venue_position": self.gw.position.lots,
+            "mismatches": self.mismatches,
+            "unknown": g["unknown"],
+            "halted": int(self.risk.state == HALTED),
+            "signals": self.signals,
+            "skipped": self.skipped,
+        }
+
+    # -------------------------------------------------------------------------------- shutdown
+
+    def shutdown(self, flatten: bool, wait_s: float) -> None:
+        """Cancel every order, flatten if asked, wait for the venue to confirm (bounded)."""
+        now = self.clock_ns()
+        self.drain_events()
+        self.send(self.risk.cancel_all(now, "stop"))
+        deadline = time.monotonic() + wait_s
+        flat_sent = False
+        while time.monotonic() < deadline:
+            self.drain_events()
+            if flatten and self.positions.position and not flat_sent:
+                req = self.risk.flatten(self.clock_ns(), self.book, tag="flatten_stop")
+                if req is not None:
+                    self.send(req)
+                    flat_sent = True
+                elif self.book is None:
+                    self.log.error("stop: cannot flatten %d lots: no book", self.positions.position)
+                    break
+            pending = [o for o in self.positions.orders.values() if not o.tag.startswith("flatten")]
+            done_flat = not flatten or self.positions.position == 0
+            if done_flat and not self.gw.orders and not pending:
+                break
+            time.sleep(0.005)
+        if flatten and self.positions.position:
+            self.log.error("stop: still %d lots after %.1f s (the venue says %d)", self.positions.position,
+                           wait_s, self.gw.position.lots)  # fmt: skip
+
+
+def run(
+    ex: Executor,
+    book: RingReader,
+    trade: RingReader | None,
+    signal: RingReader | None,
+    stopping: Callable[[], bool],
+    beat: Callable[..., None] | None = None,
+    heartbeat_s: float = 0.5,
+) -> None:
+    """The loop: until `stopping()`, records → executor, venue events → executor, beats."""
+    primary = signal if (signal is not None and ex.needs_signal) else book
+    clock = ex.clock_ns
+    next_house = next_beat = 0
+    beat_ns = int(heartbeat_s * 1e9)
+    while not stopping():
+        recs = primary.read_many(BATCH, timeout_s=IDLE_S)
+        now = clock()
+        if primary is book:
+            if len(recs):
+                ex.on_books(recs, now)
+        else:
+            books = book.read_many(BATCH, timeout_s=0)
+            if len(books):
+                ex.on_books(books, now)
+        if trade is not None:
+            trades = trade.read_many(BATCH, timeout_s=0)
+            if len(trades):
+                ex.on_trades(trades, now)
+        if primary is signal:
+            if len(recs):
+                ex.on_signals(recs, now)
+        elif signal is not None:
+            sigs = signal.read_many(BATCH, timeout_s=0)
+            if len(sigs):
+                ex.on_signals(sigs, now)
+        ex.drain_events()
+        if now >= next_house:
+            next_house = now + HOUSEKEEPING_NS
+            ex.housekeeping(now)
+        if now >= next_beat:
+            next_beat = now + beat_ns
+            ex.publish_status()
+            if beat is not None:
+                beat(**ex.counters())
+
+
+def start_position(positions: Positions, lots: int, entry_px: float, time_ms: int) -> None:
+    """Enter a position found at the venue at start as one fill at its entry price.
+
+    The ledger then equals the venue from the first record on; that fill (order 0, trade 0, no
+    fee) opens the trade record the next exit closes.
+    """
+    if not lots:
+        return
+    px = round(entry_px / positions.tick) if entry_px > 0 else 0
+    side = BUY if lots > 0 else SELL
+    positions.on_fill(Fill("", 0, 0, side, abs(lots), px, 0.0, False, time_ms))
+
+
+def main(ctx) -> None:
+    """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
+    from hftbot.exec.strategy import fee_model, make_strategy
+
+    cfg = ctx.config
+    log = ctx.log
+    gw = Gateway(venue_urls(cfg, ctx.endpoints), signer(cfg), cfg.gateway, log)
+    rings = []
+    try:
+        snap = gw.start()
+        filters = gw.units.filters
+        fees = fee_model(cfg.exec)
+        now = time.time_ns()
+        ids = ClientIds(now, salt=base36(os.getpid() % 1296))
+        positions = Positions(filters.tick, filters.lot, fees, cfg.runtime.symbol, cfg.exec.strategy, ids.run)
+        start_position(positions, snap.position.lots, snap.position.entry_px, snap.position.time_ms)
+        for up in snap.open_orders:
+            positions.on_update(up)
+        strategy = make_strategy(cfg.exec, cfg.strategy, cfg.risk, fees)
+        limits = parse_rate_limits(gw.exchange_info.get("rateLimits", []))
+        risk = RiskManager(cfg.risk, filters, positions, ids, strategy=cfg.exec.strategy,
+                           needs_signal=bool(strategy and strategy.needs_signal), now_ns=now,
+                           rate_limits=limits or None)  # fmt: skip
+        log.info(
+            "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
+            cfg.exec.strategy, ctx.mode, snap.position.lots, len(snap.open_orders), snap.cancelled_at_start,
+        )  # fmt: skip
+        book_ring = ctx.open_ring("book")
+        rings.append(book_ring)
+        wait, spins = cfg.ring.wait, cfg.ring.spin_count
+        book = RingReader(book_ring, wait=wait, start="next", spin_count=spins)
+        trade = signal = None
+        if "trade" in ctx.segments:
+            rings.append(ctx.open_ring("trade"))
+            trade = RingReader(rings[-1], wait="spin_yield", start="next")
+        if "signal" in ctx.segments and cfg.inference.enabled:
+            rings.append(ctx.open_ring("signal"))
+            signal = RingReader(rings[-1], wait=wait, start="next", spin_count=spins)
+        order_ring = ctx.open_ring("order") if "order" in ctx.segments else None
+        status_ring = ctx.open_ring("exec") if "exec" in ctx.segments else None
+        rings += [r for r in (order_ring, status_ring) if r is not None]
+        journal = Journal(order_ring, status_ring, filters.tick, filters.lot)
+        ex = Executor(gw, positions, risk, strategy, journal, log, kill_file(cfg))
+        signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
+        ctx.beat(**ex.counters())
+        run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
+        log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
+        ex.shutdown(cfg.exec.flatten_on_stop, cfg.gateway.flatten_wait_s)
+        ex.publish_status()
+        ctx.beat(**ex.counters())
+        log.info(
+            "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT",
+            ex.orders, positions.fills, positions.position, gw.position.lots, positions.net_pnl(ex.mark_px()),
+        )  # fmt: skip
+    finally:
+        gw.close(cancel_all=True)
+        for r in rings:
+            r.close()
