@@ -233,6 +233,7 @@ class RiskConfig:
     flatten_on_halt: bool = _f(True)
     halt_retry_ms: float = _f(1000.0, lo=1.0)
     stale_book_ms: float = _f(2000.0, lo=1.0)
+    cancel_on_stale_book: bool = _f(True)
     stale_signal_ms: float = _f(1000.0, lo=1.0)
     price_band_bps: float = _f(50.0, lo=0.0)
     orders_per_10s: int = _f(300, lo=1)

@@ -31,7 +31,9 @@ loss since 00:00 UTC or a drawdown from the run's peak beyond the `*_reduce_usdt
 RUNNING → REDUCING; beyond `*_halt_usdt` → HALTED: a cancel-all and, with `flatten_on_halt`, a
 reduce-only MARKET order for the position, retried every `halt_retry_ms` until flat (but never on
 a stale or invalid book). REDUCING lifts at the next UTC day when the drawdown is back under its
-reduce level; HALTED, and the kill switch, last until the process restarts. The day's starting
+reduce level; HALTED, and the kill switch, last until the process restarts. With
+`cancel_on_stale_book`, `update` also pulls every resting order (one cancel-all) when the book it
+is given goes stale or out of sync: quotes must not rest on a feed that stopped. The day's starting
 PnL is this run's: a restart within the day starts the daily count again (the trade log has the
 day's trades for a process that wants to seed it).
 
@@ -187,6 +189,8 @@ class RiskManager:
         self.daily_pnl = 0.0
         self.drawdown = 0.0
         self._last_flatten_ns = -(1 << 62)
+        self._stale_episode = False
+        self.stale_cancels = 0
 
     # ------------------------------------------------------------------------- the door
 
@@ -434,11 +438,36 @@ class RiskManager:
     # ------------------------------------------------------------------------- engine state
 
     def update(self, now_ns: int, book=None) -> tuple[Request, ...] | list[Request]:
-        """Re-evaluate the PnL limits; the requests HALTED needs (cancel-all, flatten, retries)."""
+        """Re-evaluate the PnL limits and the book's age; the requests that follow (HALTED's
+        cancel-all, flatten and its retries; a cancel-all when the book goes stale)."""
         if book is not None and int(book["flags"]) & BOOK_VALID:
             bid, ask = int(book["bid_px"][0]), int(book["ask_px"][0])
             if 0 < bid < ask:
                 self.mark_px = (bid + ask) * 0.5
+        stale = self._stale_cancel(book, now_ns)
+        if stale is not None:
+            return [stale, *self._pnl_limits(now_ns, book)]
+        return self._pnl_limits(now_ns, book)
+
+    def _stale_cancel(self, book, now_ns: int) -> CancelAllRequest | None:
+        """Resting orders on a book that went stale or out of sync are pulled, once per episode:
+        quotes left on a dead feed are free options for everyone else."""
+        if not self.cfg.cancel_on_stale_book:
+            return None
+        why = self._book(book, now_ns)[0]
+        if why not in ("stale_book", "invalid_book"):
+            self._stale_episode = False
+            return None
+        if self._stale_episode:
+            return None
+        for o in self.account.orders.values():
+            if o.status in _OPEN:
+                self._stale_episode = True
+                self.stale_cancels += 1
+                return self.cancel_all(now_ns, why)
+        return None
+
+    def _pnl_limits(self, now_ns: int, book) -> tuple[Request, ...] | list[Request]:
         pnl = self.account.net_pnl(self.mark_px)
         day = now_ns // DAY_NS
         if day != self.day:

@@ -68,3 +68,81 @@ def request(client_id: str = "c1", side: int = BUY, qty: int = 100, px: int = 15
 def update(client_id: str, status: str, filled: int = 0, *, qty: int = 100, px: int = 15000, side: int = BUY,
            order_id: int = 1, event_ms: int = 1, exec_type: str = "NEW") -> OrderUpdate:
     return OrderUpdate(client_id, order_id, status, exec_type, side, qty, px, filled, event_ms)
+
+
+class Harness:
+    """A strategy wired to a real risk manager and positions ledger; the test plays the venue."""
+
+    def __init__(self, strategy, risk_cfg=None, filters=None, start_ns: int = 1_000 * MS) -> None:
+        import dataclasses
+
+        from hftbot.config import RiskConfig
+        from hftbot.exec.fees import FeeModel
+        from hftbot.exec.filters import SymbolFilters
+        from hftbot.exec.ids import ClientIds
+        from hftbot.exec.positions import Positions
+        from hftbot.exec.risk import RiskManager
+
+        loose = RiskConfig(max_position=100.0, max_position_notional_usdt=1e6, max_order_qty=100.0,
+                           max_order_notional_usdt=1e6, max_open_orders=100, price_band_bps=1000.0)
+        cfg = dataclasses.replace(loose, **(risk_cfg or {}))
+        self.strategy = strategy
+        self.pos = Positions(TICK, LOT, FeeModel(), symbol="SOLUSDT", strategy=strategy.name)
+        self.risk = RiskManager(cfg, filters or SymbolFilters.from_tick_lot("SOLUSDT", "0.01", "0.01"), self.pos,
+                                ClientIds(start_ns), strategy=strategy.name, needs_signal=strategy.needs_signal)
+        self.view = self.pos.view
+        self.last_book = None
+        self.last_signal = None
+        self.requests: list = []
+        self.refused: list = []
+        self._trade_id = 0
+        self._order_id = 0
+
+    def _route(self, intents, now_ns: int) -> list:
+        from hftbot.exec.messages import Refused
+
+        out = []
+        for it in intents:
+            res = self.risk.check(it, self.last_book, now_ns, self.last_signal)
+            (self.refused if isinstance(res, Refused) else out).append(res)
+        self.requests += out
+        return out
+
+    def on_book(self, rec, now_ns: int | None = None) -> list:
+        """Feed a book record (received now); returns the approved requests."""
+        now = int(rec["recv_ns"]) if now_ns is None else now_ns
+        self.last_book = rec
+        self.view.now_ns = now
+        return self._route(self.strategy.on_book(rec, self.view), now)
+
+    def on_signal(self, rec, now_ns: int) -> list:
+        self.last_signal = rec
+        self.view.now_ns = now_ns
+        return self._route(self.strategy.on_signal(rec, self.view), now_ns)
+
+    def ack(self, req, event_ms: int = 1) -> None:
+        from hftbot.exec.messages import NEW
+
+        self._order_id += 1
+        self.pos.on_update(OrderUpdate(req.client_id, self._order_id, NEW, "NEW", req.side, req.qty, req.px, 0,
+                                       event_ms))
+
+    def fill(self, req, qty: int | None = None, px: int | None = None, time_ms: int = 1) -> None:
+        """The venue fills `qty` (default all) of `req` at `px` (default its limit price)."""
+        o = self.pos.orders.get(req.client_id)
+        order_id = o.order_id if o is not None and o.order_id else 10_000 + len(self.requests)
+        self._trade_id += 1
+        self.pos.on_fill(Fill(req.client_id, order_id, self._trade_id, req.side, req.qty if qty is None else qty,
+                              req.px if px is None else px, 0.0, False, time_ms))
+
+    def cancelled(self, client_id: str, event_ms: int = 2) -> None:
+        from hftbot.exec.messages import CANCELED
+
+        o = self.pos.orders[client_id]
+        self.pos.on_update(OrderUpdate(client_id, o.order_id, CANCELED, "CANCELED", o.side, o.qty, o.px, o.filled,
+                                       event_ms))
+
+    def amended(self, client_id: str, qty: int, px: int, event_ms: int = 3) -> None:
+        o = self.pos.orders[client_id]
+        self.pos.on_update(OrderUpdate(client_id, o.order_id, o.status, "AMENDMENT", o.side, qty, px, o.filled,
+                                       event_ms))

@@ -301,3 +301,22 @@ def test_inconsistent_loss_limits_are_refused_at_construction():
 
 def test_book_helper_is_valid():
     assert int(book()["flags"]) & BOOK_VALID
+
+
+def test_resting_orders_are_pulled_once_when_the_book_goes_stale():
+    risk, pos = make()
+    req = risk.check(buy(100), book(), NOW)
+    assert risk.update(NOW, book()) == ()  # pending only: nothing rests yet
+    pos.on_update(update(req.client_id, NEW, order_id=3, event_ms=2))
+    assert risk.update(NOW + 1_000 * MS, book()) == ()  # 1 s old: fine
+    later = NOW + 2_500 * MS
+    (c,) = risk.update(later, book())  # 2.5 s old: stale
+    assert isinstance(c, CancelAllRequest) and c.tag == "stale_book"
+    assert risk.update(later + MS, book()) == ()  # once per episode
+    assert risk.update(later, book(recv_ns=later)) == ()  # fresh again: the episode ends
+    (c2,) = risk.update(later, book(recv_ns=later, flags=0))  # out of sync: a new episode
+    assert c2.tag == "invalid_book" and risk.stale_cancels == 2
+    quiet, qpos = make(cancel_on_stale_book=False)
+    r2 = quiet.check(buy(100), book(), NOW)
+    qpos.on_update(update(r2.client_id, NEW, order_id=4, event_ms=2))
+    assert quiet.update(later, book()) == ()
