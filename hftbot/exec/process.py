@@ -51,6 +51,7 @@ from hftbot.exec.modes import signer, venue_urls
 from hftbot.exec.positions import Positions
 from hftbot.exec.ratelimit import parse_rate_limits
 from hftbot.exec.risk import HALTED, RiskManager
+from hftbot.exec.tradelog import TradeLog, trades_dir
 from hftbot.ipc.ring import RingReader
 
 IDLE_S = 0.001  # longest wait on the driving ring before venue events are looked at
@@ -76,6 +77,8 @@ class Executor:
         journal: Journal,
         log: logging.Logger,
         kill_path: Path | None = None,
+        trade_log: TradeLog | None = None,
+        trades_flush_s: float = 5.0,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.gw = gateway
@@ -86,6 +89,9 @@ class Executor:
         self.journal = journal
         self.log = log
         self.kill_path = kill_path
+        self.trade_log = trade_log
+        self._flush_ns = int(trades_flush_s * 1e9)
+        self._next_flush = 0
         self.clock_ns = clock_ns
         self.needs_signal = bool(strategy is not None and strategy.needs_signal)
         self.book = None  # the newest book record
@@ -221,6 +227,11 @@ class Executor:
         for req in self.risk.update(now_ns, self.book):
             self.send(req)
         self._check_position(now_ns)
+        if self.trade_log is not None:
+            self.trade_log.append(self.positions.take_closed())
+            if now_ns >= self._next_flush:
+                self._next_flush = now_ns + self._flush_ns
+                self.trade_log.flush()
 
     def _check_position(self, now_ns: int) -> None:
         """Count a mismatch when ours and the venue's differ past the settling time after a fill."""
@@ -399,12 +410,17 @@ def main(ctx) -> None:
         status_ring = ctx.open_ring("exec") if "exec" in ctx.segments else None
         rings += [r for r in (order_ring, status_ring) if r is not None]
         journal = Journal(order_ring, status_ring, filters.tick, filters.lot)
-        ex = Executor(gw, positions, risk, strategy, journal, log, kill_file(cfg))
+        trade_log = TradeLog(trades_dir(cfg.runtime.data_dir, ctx.mode, cfg.runtime.symbol))
+        ex = Executor(
+            gw, positions, risk, strategy, journal, log, kill_file(cfg), trade_log, cfg.exec.trades_flush_s
+        )
         signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
         ctx.beat(**ex.counters())
         run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
         log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
         ex.shutdown(cfg.exec.flatten_on_stop, cfg.gateway.flatten_wait_s)
+        trade_log.append(positions.take_closed())
+        trade_log.close()
         ex.publish_status()
         ctx.beat(**ex.counters())
         log.info(

@@ -1,0 +1,59 @@
+"""The execution process under the real supervisor in sim mode: it trades, and it ends clean."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+
+from hftbot.config import load_config
+from hftbot.ipc import shm
+from hftbot.run import Supervisor
+
+
+def sim_config(tmp_path, **env):
+    base = {
+        "HFTBOT_RUNTIME__DATA_DIR": str(tmp_path),
+        "HFTBOT_RUNTIME__HEARTBEAT_S": "0.2",
+        "HFTBOT_RUNTIME__STOP_TIMEOUT_S": "8",
+        "HFTBOT_SIM__RATE_HZ": "80",
+        "HFTBOT_FEED__DEPTH_SPEED": "0ms",  # a book per transaction: many decisions in a short run
+        "HFTBOT_RECORDER__ENABLED": "false",
+        "HFTBOT_INFERENCE__ENABLED": "false",
+        # a baseline that trades often: any visible imbalance pays its costs
+        "HFTBOT_EXEC__STRATEGY": "imbalance",
+        "HFTBOT_STRATEGY__IMBALANCE_QTY": "0.1",
+        "HFTBOT_STRATEGY__IMBALANCE_THRESHOLD": "0.2",
+        "HFTBOT_STRATEGY__IMBALANCE_MOVE_BPS": "500",
+        "HFTBOT_STRATEGY__IMBALANCE_HORIZON_UPDATES": "10",
+        "HFTBOT_GATEWAY__COUNTDOWN_MS": "5000",
+        "HFTBOT_GATEWAY__COUNTDOWN_REFRESH_S": "1",
+    }
+    return load_config(env={**base, **env})
+
+
+def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsys):
+    cfg = sim_config(tmp_path)
+    sup = Supervisor(cfg, panel=False)
+    assert [c.spec.name for c in sup.children] == ["sim", "feed", "execution"]
+    assert sup.run(duration_s=16) == 0  # start-up takes most of 10 s on a loaded 2-core box
+    s = sup.summary()
+    ex, procs = s["execution"], s["processes"]
+    assert ex["orders"] > 0 and ex["fills"] > 0, s
+    assert procs["execution"]["orders"] == ex["orders"] and procs["execution"]["mismatches"] == 0
+    # flattened on stop, and the venue (the simulator's own account) agrees
+    assert ex["position_lots"] == 0 and ex["venue_position_lots"] == 0
+    assert procs["sim"]["position_lots"] == 0
+    assert ex["open_orders"] == 0 and ex["mismatches"] == 0
+    assert ex["trades"] >= 1 and ex["fees_usdt"] > 0
+    lat = s["latency_us"]
+    assert lat["tick_to_order_us"]["n"] >= 1 and lat["tick_to_order_us"]["p50"] > 0
+    assert lat["signal_to_order_us"]["p50"] <= lat["tick_to_order_us"]["p50"]
+    # closed round trips are in the trade log, readable without this package
+    table = pq.read_table(tmp_path / "trades" / "sim" / "SOLUSDT" / "parquet")
+    assert table.num_rows == ex["trades"]
+    out = capsys.readouterr().out
+    assert "execution  RUNNING: position +0" in out and "win rate" in out
+    # nothing left behind: no process, no segment
+    assert all(not c.proc.is_alive() for c in sup.children)
+    assert shm.list_segments(os.getpid()) == []
