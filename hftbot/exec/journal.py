@@ -66,8 +66,15 @@ class Journal:
         self.orders.publish(rec)
         self.published += 1
 
-    def sent(self, req: OrderRequest | ModifyRequest, send_ns: int, read_ns: int, signal_seq: int,
-             model_id: int, book_recv_ns: int) -> None:  # fmt: skip
+    def sent(
+        self,
+        req: OrderRequest | ModifyRequest,
+        send_ns: int,
+        read_ns: int,
+        signal_seq: int,
+        model_id: int,
+        book_recv_ns: int,
+    ) -> None:
         """An order.place or order.modify frame left at `send_ns`."""
         if self.orders is None:
             return
@@ -148,8 +155,16 @@ class Journal:
         rec["fee"] = 0.0
         self._publish()
 
-    def publish_status(self, positions, risk, venue_lots: int, orders: int, rejects: int, mismatches: int,
-                       mark_px_ticks: float) -> None:  # fmt: skip
+    def publish_status(
+        self,
+        positions,
+        risk,
+        venue_lots: int,
+        orders: int,
+        rejects: int,
+        mismatches: int,
+        mark_px_ticks: float,
+    ) -> None:
         """One status record: the ledger, the risk state, the venue's position."""
         if self.status is None:
             return

@@ -220,8 +220,11 @@ class Executor:
         if not self.kill_requested and self.kill_path is not None and self.kill_path.exists():
             self.kill_requested = f"file {self.kill_path}"
         if self.kill_requested and not self.risk.killed:
-            self.log.error("kill switch (%s): cancelling everything%s", self.kill_requested,
-                           ", flattening" if self.risk.cfg.flatten_on_halt else "")  # fmt: skip
+            self.log.error(
+                "kill switch (%s): cancelling everything%s",
+                self.kill_requested,
+                ", flattening" if self.risk.cfg.flatten_on_halt else "",
+            )
             for req in self.risk.kill(self.kill_requested, now_ns, self.book):
                 self.send(req)
         for req in self.risk.update(now_ns, self.book):
@@ -258,9 +261,14 @@ class Executor:
 
     def publish_status(self) -> None:
         self.journal.publish_status(
-            self.positions, self.risk, self.gw.position.lots, self.orders, self.rejects, self.mismatches,
+            self.positions,
+            self.risk,
+            self.gw.position.lots,
+            self.orders,
+            self.rejects,
+            self.mismatches,
             self.mark_px(),
-        )  # fmt: skip
+        )
 
     def counters(self) -> dict[str, int]:
         """At most 12 integers for the heartbeat (the floats go in the status record)."""
@@ -305,8 +313,12 @@ class Executor:
                 break
             time.sleep(0.005)
         if flatten and self.positions.position:
-            self.log.error("stop: still %d lots after %.1f s (the venue says %d)", self.positions.position,
-                           wait_s, self.gw.position.lots)  # fmt: skip
+            self.log.error(
+                "stop: still %d lots after %.1f s (the venue says %d)",
+                self.positions.position,
+                wait_s,
+                self.gw.position.lots,
+            )
 
 
 def run(
@@ -388,13 +400,24 @@ def main(ctx) -> None:
             positions.on_update(up)
         strategy = make_strategy(cfg.exec, cfg.strategy, cfg.risk, fees)
         limits = parse_rate_limits(gw.exchange_info.get("rateLimits", []))
-        risk = RiskManager(cfg.risk, filters, positions, ids, strategy=cfg.exec.strategy,
-                           needs_signal=bool(strategy and strategy.needs_signal), now_ns=now,
-                           rate_limits=limits or None)  # fmt: skip
+        risk = RiskManager(
+            cfg.risk,
+            filters,
+            positions,
+            ids,
+            strategy=cfg.exec.strategy,
+            needs_signal=bool(strategy and strategy.needs_signal),
+            now_ns=now,
+            rate_limits=limits or None,
+        )
         log.info(
             "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
-            cfg.exec.strategy, ctx.mode, snap.position.lots, len(snap.open_orders), snap.cancelled_at_start,
-        )  # fmt: skip
+            cfg.exec.strategy,
+            ctx.mode,
+            snap.position.lots,
+            len(snap.open_orders),
+            snap.cancelled_at_start,
+        )
         book_ring = ctx.open_ring("book")
         rings.append(book_ring)
         wait, spins = cfg.ring.wait, cfg.ring.spin_count
@@ -425,8 +448,12 @@ def main(ctx) -> None:
         ctx.beat(**ex.counters())
         log.info(
             "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT",
-            ex.orders, positions.fills, positions.position, gw.position.lots, positions.net_pnl(ex.mark_px()),
-        )  # fmt: skip
+            ex.orders,
+            positions.fills,
+            positions.position,
+            gw.position.lots,
+            positions.net_pnl(ex.mark_px()),
+        )
     finally:
         gw.close(cancel_all=True)
         for r in rings:

@@ -57,8 +57,13 @@ class ExecMonitor:
             if not len(recs):
                 break
             kind = recs["kind"]
-            for name, k in (("orders", ORDER_PLACE), ("modifies", ORDER_MODIFY), ("cancels", ORDER_CANCEL),
-                            ("fills", ORDER_FILL), ("rejects", ORDER_REJECT)):  # fmt: skip
+            for name, k in (
+                ("orders", ORDER_PLACE),
+                ("modifies", ORDER_MODIFY),
+                ("cancels", ORDER_CANCEL),
+                ("fills", ORDER_FILL),
+                ("rejects", ORDER_REJECT),
+            ):
                 self.counts[name] += int(np.count_nonzero(kind == k))
             sent = (kind == ORDER_PLACE) | (kind == ORDER_MODIFY)
             tick = sent & (recs["book_recv_ns"] > 0)
@@ -85,8 +90,12 @@ class ExecMonitor:
             if chunks:
                 v = np.concatenate(chunks)
                 p = percentiles_us(v, scale=1.0)
-                out[key] = {"n": len(v), "p50": round(p["p50"], 1), "p99": round(p["p99"], 1),
-                            "p99.9": round(p["p99.9"], 1)}  # fmt: skip
+                out[key] = {
+                    "n": len(v),
+                    "p50": round(p["p50"], 1),
+                    "p99": round(p["p99"], 1),
+                    "p99.9": round(p["p99.9"], 1),
+                }
         return out
 
     def summary(self) -> dict:

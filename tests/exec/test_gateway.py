@@ -34,13 +34,29 @@ from tests.exec.conftest import signer_for, venue_of, wait_for
 _n = iter(range(1, 1_000_000))
 
 
-def req(side: int, qty: int, px: int = 0, type: str = LIMIT, tif: str = GTC, reduce_only: bool = False,
-        cid: str | None = None) -> OrderRequest:  # fmt: skip
+def req(
+    side: int,
+    qty: int,
+    px: int = 0,
+    type: str = LIMIT,
+    tif: str = GTC,
+    reduce_only: bool = False,
+    cid: str | None = None,
+) -> OrderRequest:
     return OrderRequest(
         client_id=cid or f"t{next(_n)}-{time.time_ns() % 10**9}",
-        side=side, qty=qty, px=px, type=type, tif=tif, reduce_only=reduce_only, tag="test",
-        strategy="test", model_id=0, book_recv_ns=0, created_ns=time.time_ns(),
-    )  # fmt: skip
+        side=side,
+        qty=qty,
+        px=px,
+        type=type,
+        tif=tif,
+        reduce_only=reduce_only,
+        tag="test",
+        strategy="test",
+        model_id=0,
+        book_recv_ns=0,
+        created_ns=time.time_ns(),
+    )
 
 
 def touch(sim) -> tuple[int, int]:
