@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from hftbot.config import load_config
 from hftbot.ipc import shm
+from hftbot.records import ORDER_FILL, ORDER_PLACE
 from hftbot.run import Supervisor
 
 
@@ -18,7 +19,7 @@ def sim_config(tmp_path, **env):
         "HFTBOT_RUNTIME__STOP_TIMEOUT_S": "8",
         "HFTBOT_SIM__RATE_HZ": "80",
         "HFTBOT_FEED__DEPTH_SPEED": "0ms",  # a book per transaction: many decisions in a short run
-        "HFTBOT_RECORDER__ENABLED": "false",
+        "HFTBOT_RECORDER__FLUSH_S": "0.5",
         "HFTBOT_INFERENCE__ENABLED": "false",
         # a baseline that trades often: any visible imbalance pays its costs
         "HFTBOT_EXEC__STRATEGY": "imbalance",
@@ -35,7 +36,7 @@ def sim_config(tmp_path, **env):
 def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsys):
     cfg = sim_config(tmp_path)
     sup = Supervisor(cfg, panel=False)
-    assert [c.spec.name for c in sup.children] == ["sim", "feed", "execution"]
+    assert [c.spec.name for c in sup.children] == ["sim", "feed", "recorder", "execution"]
     assert sup.run(duration_s=16) == 0  # start-up takes most of 10 s on a loaded 2-core box
     s = sup.summary()
     ex, procs = s["execution"], s["processes"]
@@ -52,6 +53,12 @@ def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsy
     # closed round trips are in the trade log, readable without this package
     table = pq.read_table(tmp_path / "trades" / "sim" / "SOLUSDT" / "parquet")
     assert table.num_rows == ex["trades"]
+    # the recorder wrote every order frame and fill the execution process published
+    orders = pq.read_table(sorted(tmp_path.glob("recordings/**/orders-*.parquet"))).to_pandas()
+    assert (orders.kind == ORDER_PLACE).sum() == ex["orders"] and (orders.kind == ORDER_FILL).sum() == ex[
+        "fills"
+    ]
+    assert orders.client_id.str.len().min() > 0 and (orders.price[orders.kind == ORDER_FILL] > 0).all()
     out = capsys.readouterr().out
     assert "execution  RUNNING: position +0" in out and "win rate" in out
     # nothing left behind: no process, no segment
