@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hftbot.exec.gateway import Gateway
+from hftbot.exec.gateway import Gateway, VenueSnapshot
 from hftbot.exec.ids import ClientIds, base36
 from hftbot.exec.journal import Journal
 from hftbot.exec.messages import (
@@ -270,6 +270,13 @@ class Executor:
             self.mark_px(),
         )
 
+    def close(self) -> None:
+        """Write the last closed trades and a final status record (after `shutdown`)."""
+        if self.trade_log is not None:
+            self.trade_log.append(self.positions.take_closed())
+            self.trade_log.close()
+        self.publish_status()
+
     def counters(self) -> dict[str, int]:
         """At most 12 integers for the heartbeat (the floats go in the status record)."""
         g = self.gw.counters
@@ -380,79 +387,88 @@ def start_position(positions: Positions, lots: int, entry_px: float, time_ms: in
     positions.on_fill(Fill("", 0, 0, side, abs(lots), px, 0.0, False, time_ms))
 
 
-def main(ctx) -> None:
-    """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
+def assemble(
+    cfg, gw: Gateway, snap: VenueSnapshot, journal_rings: tuple, mode: str, log: logging.Logger
+) -> Executor:
+    """The executor of a started gateway: ledger seeded from the venue's snapshot, strategy, risk."""
     from hftbot.exec.strategy import fee_model, make_strategy
 
+    filters = gw.units.filters
+    fees = fee_model(cfg.exec)
+    now = time.time_ns()
+    ids = ClientIds(now, salt=base36(os.getpid() % 1296))
+    positions = Positions(filters.tick, filters.lot, fees, cfg.runtime.symbol, cfg.exec.strategy, ids.run)
+    start_position(positions, snap.position.lots, snap.position.entry_px, snap.position.time_ms)
+    for up in snap.open_orders:
+        positions.on_update(up)
+    strategy = make_strategy(cfg.exec, cfg.strategy, cfg.risk, fees)
+    limits = parse_rate_limits(gw.exchange_info.get("rateLimits", []))
+    risk = RiskManager(
+        cfg.risk,
+        filters,
+        positions,
+        ids,
+        strategy=cfg.exec.strategy,
+        needs_signal=bool(strategy and strategy.needs_signal),
+        now_ns=now,
+        rate_limits=limits or None,
+    )
+    journal = Journal(*journal_rings, filters.tick, filters.lot)
+    trade_log = TradeLog(trades_dir(cfg.runtime.data_dir, mode, cfg.runtime.symbol))
+    log.info(
+        "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
+        cfg.exec.strategy,
+        mode,
+        snap.position.lots,
+        len(snap.open_orders),
+        snap.cancelled_at_start,
+    )
+    return Executor(
+        gw, positions, risk, strategy, journal, log, kill_file(cfg), trade_log, cfg.exec.trades_flush_s
+    )
+
+
+def main(ctx) -> None:
+    """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
     cfg = ctx.config
     log = ctx.log
     gw = Gateway(venue_urls(cfg, ctx.endpoints), signer(cfg), cfg.gateway, log)
     rings = []
     try:
         snap = gw.start()
-        filters = gw.units.filters
-        fees = fee_model(cfg.exec)
-        now = time.time_ns()
-        ids = ClientIds(now, salt=base36(os.getpid() % 1296))
-        positions = Positions(filters.tick, filters.lot, fees, cfg.runtime.symbol, cfg.exec.strategy, ids.run)
-        start_position(positions, snap.position.lots, snap.position.entry_px, snap.position.time_ms)
-        for up in snap.open_orders:
-            positions.on_update(up)
-        strategy = make_strategy(cfg.exec, cfg.strategy, cfg.risk, fees)
-        limits = parse_rate_limits(gw.exchange_info.get("rateLimits", []))
-        risk = RiskManager(
-            cfg.risk,
-            filters,
-            positions,
-            ids,
-            strategy=cfg.exec.strategy,
-            needs_signal=bool(strategy and strategy.needs_signal),
-            now_ns=now,
-            rate_limits=limits or None,
-        )
-        log.info(
-            "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
-            cfg.exec.strategy,
-            ctx.mode,
-            snap.position.lots,
-            len(snap.open_orders),
-            snap.cancelled_at_start,
-        )
-        book_ring = ctx.open_ring("book")
-        rings.append(book_ring)
+
+        def attach(name: str):
+            if name not in ctx.segments:
+                return None
+            rings.append(ctx.open_ring(name))
+            return rings[-1]
+
         wait, spins = cfg.ring.wait, cfg.ring.spin_count
-        book = RingReader(book_ring, wait=wait, start="next", spin_count=spins)
-        trade = signal = None
-        if "trade" in ctx.segments:
-            rings.append(ctx.open_ring("trade"))
-            trade = RingReader(rings[-1], wait="spin_yield", start="next")
-        if "signal" in ctx.segments and cfg.inference.enabled:
-            rings.append(ctx.open_ring("signal"))
-            signal = RingReader(rings[-1], wait=wait, start="next", spin_count=spins)
-        order_ring = ctx.open_ring("order") if "order" in ctx.segments else None
-        status_ring = ctx.open_ring("exec") if "exec" in ctx.segments else None
-        rings += [r for r in (order_ring, status_ring) if r is not None]
-        journal = Journal(order_ring, status_ring, filters.tick, filters.lot)
-        trade_log = TradeLog(trades_dir(cfg.runtime.data_dir, ctx.mode, cfg.runtime.symbol))
-        ex = Executor(
-            gw, positions, risk, strategy, journal, log, kill_file(cfg), trade_log, cfg.exec.trades_flush_s
+        book = RingReader(attach("book"), wait=wait, start="next", spin_count=spins)
+        trade_ring = attach("trade")
+        trade = RingReader(trade_ring, wait="spin_yield", start="next") if trade_ring is not None else None
+        signal_ring = attach("signal") if cfg.inference.enabled else None
+        signal = (
+            RingReader(signal_ring, wait=wait, start="next", spin_count=spins)
+            if signal_ring is not None
+            else None
         )
+        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log)
         signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
         ctx.beat(**ex.counters())
         run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
         log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
         ex.shutdown(cfg.exec.flatten_on_stop, cfg.gateway.flatten_wait_s)
-        trade_log.append(positions.take_closed())
-        trade_log.close()
-        ex.publish_status()
+        ex.close()
         ctx.beat(**ex.counters())
+        p = ex.positions
         log.info(
             "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT",
             ex.orders,
-            positions.fills,
-            positions.position,
+            p.fills,
+            p.position,
             gw.position.lots,
-            positions.net_pnl(ex.mark_px()),
+            p.net_pnl(ex.mark_px()),
         )
     finally:
         gw.close(cancel_all=True)
