@@ -150,14 +150,16 @@ class _Ledger:
     realised: float = 0.0
     fees: float = 0.0
     volume: float = 0.0  # USDT traded
+    maker_fees: float = 0.0
+    taker_fees: float = 0.0
     maker_fills: int = 0
     taker_fills: int = 0
     trip: _Trip | None = None
     trades: list[TradeRecord] = field(default_factory=list)
 
     def copy(self) -> _Ledger:
-        c = _Ledger(self.position, self.avg_px, self.realised, self.fees, self.volume,
-                    self.maker_fills, self.taker_fills, None, list(self.trades))
+        c = _Ledger(self.position, self.avg_px, self.realised, self.fees, self.volume, self.maker_fees,
+                    self.taker_fees, self.maker_fills, self.taker_fills, None, list(self.trades))
         if self.trip is not None:
             t = self.trip
             c.trip = _Trip(t.side, t.entry_ms, t.model_id, t.strategy, t.run, t.entry_tag, t.entry_qty,
@@ -243,6 +245,30 @@ class Positions:
         if not trades:
             return float("nan")
         return sum(1 for t in trades if t.net_pnl > 0) / len(trades)
+
+    def summary(self, mark_px: float) -> dict:
+        """Figures for the status panel and the exit summary (USDT; position in lots and base units)."""
+        led = self._led
+        buy, sell = self.open_lots()
+        return {
+            "position": led.position,
+            "position_qty": led.position * self.lot,
+            "avg_entry": led.avg_px * self.tick,
+            "open_orders": len(self.orders),
+            "open_buy_qty": buy * self.lot,
+            "open_sell_qty": sell * self.lot,
+            "realised": led.realised,
+            "unrealised": self.unrealised(mark_px),
+            "fees": led.fees,
+            "maker_fees": led.maker_fees,
+            "taker_fees": led.taker_fees,
+            "net_pnl": self.net_pnl(mark_px),
+            "volume": led.volume,
+            "fills": self.fills,
+            "duplicate_fills": self.duplicate_fills,
+            "trades": len(led.trades),
+            "win_rate": self.win_rate(),
+        }
 
     def take_closed(self) -> list[TradeRecord]:
         """Trade records closed since the last call (for the trade log)."""
@@ -396,8 +422,10 @@ class Positions:
         led.volume += f.px * qty * self.usdt
         if f.maker:
             led.maker_fills += 1
+            led.maker_fees += fee
         else:
             led.taker_fills += 1
+            led.taker_fees += fee
         pos = led.position
         side = f.side
         if pos == 0 or (pos > 0) == (side == BUY):
