@@ -19,7 +19,9 @@ What a place (and a modify, for its new price and quantity) must pass, cheapest 
 - the signal, for a strategy that trades on one: younger than `stale_signal_ms` and flagged neither
   SIGNAL_NO_MODEL nor SIGNAL_WARMUP, or the order only reduces (exits go on without a model);
 - size: quantity and notional per order; position and position notional in the worst case — the
-  position plus every open and in-flight order on the same side filling;
+  position plus every open and in-flight order on the same side filling (an order that can only
+  reduce the position is exempt from all four: it cannot add risk, and an exit must never be
+  stuck behind a limit);
 - open orders: `max_open_orders` and the venue's MAX_NUM_ORDERS;
 - price: within `price_band_bps` of the mid; the venue's PRICE_FILTER, LOT_SIZE, MARKET_LOT_SIZE,
   MIN_NOTIONAL and PERCENT_PRICE (the mid standing in for the mark price);
@@ -247,12 +249,12 @@ class RiskManager:
         mid = (bid + ask) * 0.5
         market = typ == MARKET
         ref_px = (ask if side == BUY else bid) if market else px
-        if qty > self.max_order_qty:
-            return "max_order_qty", f"{qty} lots > max_order_qty {self.max_order_qty} lots"
-        notional = ref_px * qty * self._usdt
-        if notional > self.cfg.max_order_notional_usdt:
-            return "max_order_notional", f"{notional:.2f} USDT > {self.cfg.max_order_notional_usdt:g}"
-        if not reduces:
+        if not reduces:  # fat-finger limits; an order that can only reduce cannot add risk
+            if qty > self.max_order_qty:
+                return "max_order_qty", f"{qty} lots > max_order_qty {self.max_order_qty} lots"
+            notional = ref_px * qty * self._usdt
+            if notional > self.cfg.max_order_notional_usdt:
+                return "max_order_notional", f"{notional:.2f} USDT > {self.cfg.max_order_notional_usdt:g}"
             pos = self.account.position
             buy, sell = self.account.open_lots()
             if exclude is not None:
