@@ -31,9 +31,7 @@ class FeeModel:
         for name in ("maker", "taker"):
             v = getattr(self, name)
             if not (-0.01 < v < 0.01):  # NaN fails too; a rebate (negative maker) is allowed
-                raise ValueError(
-                    f"fee model: {name} rate must be a fraction of notional in (-0.01, 0.01), got {v}"
-                )
+                raise ValueError(f"fee model: {name} rate must be a fraction of notional in (-0.01, 0.01), got {v}")
 
     def fee(self, notional_usdt: float, maker: bool) -> float:
         """Estimated fee of one fill in USDT (positive = paid)."""

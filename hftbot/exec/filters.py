@@ -146,38 +146,20 @@ class SymbolFilters:
             raise FilterError(
                 f"exchangeInfo for {sym}: MAX_NUM_ORDERS.limit {max_orders!r} is not an integer"
             ) from None
-        return cls(
-            sym,
-            tick,
-            step,
-            min_px,
-            max_px,
-            max(min_qty, 1),
-            max_qty,
-            max(mmin, 1),
-            mmax,
-            max(mstep, 1),
-            min_notional,
-            up,
-            down,
-            max_orders,
-        )
+        return cls(sym, tick, step, min_px, max_px, max(min_qty, 1), max_qty, max(mmin, 1), mmax,
+                   max(mstep, 1), min_notional, up, down, max_orders)
 
     @classmethod
-    def from_tick_lot(
-        cls, symbol: str, tick: float | str, lot: float | str, min_notional: str = DEFAULT_MIN_NOTIONAL
-    ) -> SymbolFilters:
+    def from_tick_lot(cls, symbol: str, tick: float | str, lot: float | str,
+                      min_notional: str = DEFAULT_MIN_NOTIONAL) -> SymbolFilters:
         """Rules known only from a record's tick and lot (a capture without exchangeInfo, a backtest):
         the grid and a minimum notional; no price range, quantity range or percent band."""
-        t, q = (
-            Decimal(repr(tick)) if isinstance(tick, float) else Decimal(tick),
-            (Decimal(repr(lot)) if isinstance(lot, float) else Decimal(lot)),
-        )
+        t, q = Decimal(repr(tick)) if isinstance(tick, float) else Decimal(tick), (
+            Decimal(repr(lot)) if isinstance(lot, float) else Decimal(lot))
         if not (t > 0 and q > 0):
             raise FilterError(f"filters for {symbol}: tick {tick!r} and lot {lot!r} must be > 0")
-        return cls(
-            symbol.upper(), t, q, 0, 0, 1, 0, 1, 0, 1, Decimal(min_notional), 0.0, 0.0, DEFAULT_MAX_NUM_ORDERS
-        )
+        return cls(symbol.upper(), t, q, 0, 0, 1, 0, 1, 0, 1, Decimal(min_notional), 0.0, 0.0,
+                   DEFAULT_MAX_NUM_ORDERS)
 
     # ----------------------------------------------------------------------------- units
 
@@ -236,9 +218,8 @@ class SymbolFilters:
 
     # ----------------------------------------------------------------------------- checks
 
-    def check(
-        self, side: int, qty: int, px: int, market: bool, reduce_only: bool, mark_px: float
-    ) -> tuple[str, str] | None:
+    def check(self, side: int, qty: int, px: int, market: bool, reduce_only: bool,
+              mark_px: float) -> tuple[str, str] | None:
         """The first rule an order breaks, as (reason, detail), or None when the venue would take it.
 
         `mark_px` (ticks, float) stands in for the mark price of MIN_NOTIONAL on MARKET orders and of
@@ -246,24 +227,16 @@ class SymbolFilters:
         """
         if market:
             if qty < self.market_min_qty or (self.market_max_qty and qty > self.market_max_qty):
-                return "lot_size", (
-                    f"MARKET qty {qty} lots outside MARKET_LOT_SIZE "
-                    f"[{self.market_min_qty}, {self.market_max_qty or 'inf'}]"
-                )
+                return "lot_size", (f"MARKET qty {qty} lots outside MARKET_LOT_SIZE "
+                                    f"[{self.market_min_qty}, {self.market_max_qty or 'inf'}]")
             if qty % self.market_step:
                 return "lot_size", f"MARKET qty {qty} lots not a multiple of {self.market_step}"
             ref = mark_px
         else:
             if qty < self.min_qty or (self.max_qty and qty > self.max_qty):
-                return (
-                    "lot_size",
-                    f"qty {qty} lots outside LOT_SIZE [{self.min_qty}, {self.max_qty or 'inf'}]",
-                )
+                return "lot_size", f"qty {qty} lots outside LOT_SIZE [{self.min_qty}, {self.max_qty or 'inf'}]"
             if px <= 0 or px < self.min_px or (self.max_px and px > self.max_px):
-                return (
-                    "price_filter",
-                    f"price {px} ticks outside PRICE_FILTER [{self.min_px}, {self.max_px or 'inf'}]",
-                )
+                return "price_filter", f"price {px} ticks outside PRICE_FILTER [{self.min_px}, {self.max_px or 'inf'}]"
             ref = px
             if mark_px > 0:
                 if side == BUY and self.percent_up and px > mark_px * self.percent_up:

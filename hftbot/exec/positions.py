@@ -150,56 +150,28 @@ class _Ledger:
     realised: float = 0.0
     fees: float = 0.0
     volume: float = 0.0  # USDT traded
+    maker_fees: float = 0.0
+    taker_fees: float = 0.0
     maker_fills: int = 0
     taker_fills: int = 0
     trip: _Trip | None = None
     trades: list[TradeRecord] = field(default_factory=list)
 
     def copy(self) -> _Ledger:
-        c = _Ledger(
-            self.position,
-            self.avg_px,
-            self.realised,
-            self.fees,
-            self.volume,
-            self.maker_fills,
-            self.taker_fills,
-            None,
-            list(self.trades),
-        )
+        c = _Ledger(self.position, self.avg_px, self.realised, self.fees, self.volume, self.maker_fees,
+                    self.taker_fees, self.maker_fills, self.taker_fills, None, list(self.trades))
         if self.trip is not None:
             t = self.trip
-            c.trip = _Trip(
-                t.side,
-                t.entry_ms,
-                t.model_id,
-                t.strategy,
-                t.run,
-                t.entry_tag,
-                t.entry_qty,
-                t.entry_notional,
-                t.exit_qty,
-                t.exit_notional,
-                t.gross,
-                t.fees,
-                t.n_fills,
-                t.max_qty,
-            )
+            c.trip = _Trip(t.side, t.entry_ms, t.model_id, t.strategy, t.run, t.entry_tag, t.entry_qty,
+                           t.entry_notional, t.exit_qty, t.exit_notional, t.gross, t.fees, t.n_fills, t.max_qty)
         return c
 
 
 class Positions:
     """The ledger of one symbol and the book of our open orders."""
 
-    def __init__(
-        self,
-        tick: float,
-        lot: float,
-        fees: FeeModel | None = None,
-        symbol: str = "",
-        strategy: str = "",
-        run: str = "",
-    ) -> None:
+    def __init__(self, tick: float, lot: float, fees: FeeModel | None = None, symbol: str = "",
+                 strategy: str = "", run: str = "") -> None:
         if not (tick > 0 and lot > 0):
             raise ValueError(f"positions: tick and lot must be > 0, got {tick}, {lot}")
         self.tick = float(tick)
@@ -274,6 +246,30 @@ class Positions:
             return float("nan")
         return sum(1 for t in trades if t.net_pnl > 0) / len(trades)
 
+    def summary(self, mark_px: float) -> dict:
+        """Figures for the status panel and the exit summary (USDT; position in lots and base units)."""
+        led = self._led
+        buy, sell = self.open_lots()
+        return {
+            "position": led.position,
+            "position_qty": led.position * self.lot,
+            "avg_entry": led.avg_px * self.tick,
+            "open_orders": len(self.orders),
+            "open_buy_qty": buy * self.lot,
+            "open_sell_qty": sell * self.lot,
+            "realised": led.realised,
+            "unrealised": self.unrealised(mark_px),
+            "fees": led.fees,
+            "maker_fees": led.maker_fees,
+            "taker_fees": led.taker_fees,
+            "net_pnl": self.net_pnl(mark_px),
+            "volume": led.volume,
+            "fills": self.fills,
+            "duplicate_fills": self.duplicate_fills,
+            "trades": len(led.trades),
+            "win_rate": self.win_rate(),
+        }
+
     def take_closed(self) -> list[TradeRecord]:
         """Trade records closed since the last call (for the trade log)."""
         trades = self._led.trades
@@ -295,19 +291,8 @@ class Positions:
 
     def on_request(self, req: OrderRequest) -> OrderState:
         """An order the risk manager approved: it counts from now on (PENDING_NEW)."""
-        o = OrderState(
-            req.client_id,
-            req.side,
-            req.qty,
-            req.px,
-            req.type,
-            req.tif,
-            req.reduce_only,
-            req.tag,
-            req.strategy,
-            req.model_id,
-            req.created_ns,
-        )
+        o = OrderState(req.client_id, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only,
+                       req.tag, req.strategy, req.model_id, req.created_ns)
         self.orders[req.client_id] = o
         return o
 
@@ -437,8 +422,10 @@ class Positions:
         led.volume += f.px * qty * self.usdt
         if f.maker:
             led.maker_fills += 1
+            led.maker_fees += fee
         else:
             led.taker_fills += 1
+            led.taker_fees += fee
         pos = led.position
         side = f.side
         if pos == 0 or (pos > 0) == (side == BUY):
@@ -474,12 +461,8 @@ class Positions:
         if trip is None:
             o = self._order(f.client_id)
             trip = led.trip = _Trip(
-                f.side,
-                f.time_ms,
-                o.model_id if o else 0,
-                o.strategy if o and o.strategy else self.strategy,
-                self.run,
-                o.tag if o else "",
+                f.side, f.time_ms, o.model_id if o else 0, o.strategy if o and o.strategy else self.strategy,
+                self.run, o.tag if o else "",
             )
         trip.entry_qty += qty
         trip.entry_notional += f.px * qty
@@ -493,23 +476,7 @@ class Positions:
         entry_px = t.entry_notional / t.entry_qty * self.tick if t.entry_qty else math.nan
         exit_px = t.exit_notional / t.exit_qty * self.tick if t.exit_qty else math.nan
         return TradeRecord(
-            self.symbol,
-            t.strategy,
-            t.model_id,
-            t.run,
-            LONG if t.side == BUY else SHORT,
-            t.entry_qty * self.lot,
-            t.entry_qty,
-            t.max_qty,
-            t.entry_ms,
-            f.time_ms,
-            f.time_ms - t.entry_ms,
-            entry_px,
-            exit_px,
-            t.gross,
-            t.fees,
-            t.gross - t.fees,
-            t.n_fills,
-            t.entry_tag,
-            o.tag if o else "",
+            self.symbol, t.strategy, t.model_id, t.run, LONG if t.side == BUY else SHORT,
+            t.entry_qty * self.lot, t.entry_qty, t.max_qty, t.entry_ms, f.time_ms, f.time_ms - t.entry_ms,
+            entry_px, exit_px, t.gross, t.fees, t.gross - t.fees, t.n_fills, t.entry_tag, o.tag if o else "",
         )

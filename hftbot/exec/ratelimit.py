@@ -34,9 +34,7 @@ class TokenBucket:
 
     def __init__(self, capacity: float, refill_per_s: float, now_ns: int = 0) -> None:
         if not (capacity > 0 and refill_per_s >= 0):
-            raise ValueError(
-                f"token bucket: capacity must be > 0 and refill >= 0, got {capacity}, {refill_per_s}"
-            )
+            raise ValueError(f"token bucket: capacity must be > 0 and refill >= 0, got {capacity}, {refill_per_s}")
         self.capacity = float(capacity)
         self.rate_per_ns = refill_per_s / NS
         self.tokens = float(capacity)
@@ -104,14 +102,8 @@ def parse_rate_limits(rate_limits: list[dict]) -> list[Limit]:
 class RateLimiter:
     """Buckets for every ORDERS and REQUEST_WEIGHT limit; `allow(...)` spends or refuses."""
 
-    def __init__(
-        self,
-        limits: tuple[Limit, ...] | list[Limit] = BINANCE_DEFAULTS,
-        fraction: float = 0.8,
-        burst_fraction: float = 0.5,
-        cancel_reserve: float = 0.1,
-        now_ns: int = 0,
-    ) -> None:
+    def __init__(self, limits: tuple[Limit, ...] | list[Limit] = BINANCE_DEFAULTS, fraction: float = 0.8,
+                 burst_fraction: float = 0.5, cancel_reserve: float = 0.1, now_ns: int = 0) -> None:
         if not (0 < fraction <= 1 and 0 < burst_fraction < 1 and 0 <= cancel_reserve < 1):
             raise ValueError(  # a burst of the whole budget would leave nothing to refill with
                 f"rate limiter: fraction in (0, 1], burst_fraction in (0, 1), cancel_reserve in [0, 1); "

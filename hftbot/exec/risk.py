@@ -19,7 +19,9 @@ What a place (and a modify, for its new price and quantity) must pass, cheapest 
 - the signal, for a strategy that trades on one: younger than `stale_signal_ms` and flagged neither
   SIGNAL_NO_MODEL nor SIGNAL_WARMUP, or the order only reduces (exits go on without a model);
 - size: quantity and notional per order; position and position notional in the worst case — the
-  position plus every open and in-flight order on the same side filling;
+  position plus every open and in-flight order on the same side filling (an order that can only
+  reduce the position is exempt from all four: it cannot add risk, and an exit must never be
+  stuck behind a limit);
 - open orders: `max_open_orders` and the venue's MAX_NUM_ORDERS;
 - price: within `price_band_bps` of the mid; the venue's PRICE_FILTER, LOT_SIZE, MARKET_LOT_SIZE,
   MIN_NOTIONAL and PERCENT_PRICE (the mid standing in for the mark price);
@@ -131,26 +133,13 @@ class Account(Protocol):
 class RiskManager:
     """Checks intents, tracks the engine state, emits HALTED's cancel-all and flatten."""
 
-    def __init__(
-        self,
-        cfg: RiskConfig,
-        filters: SymbolFilters,
-        account: Account,
-        ids: ClientIds,
-        *,
-        strategy: str = "",
-        needs_signal: bool = False,
-        now_ns: int = 0,
-        rate_limits: list[Limit] | None = None,
-    ) -> None:
-        for soft, hard in (
-            ("daily_loss_reduce_usdt", "daily_loss_halt_usdt"),
-            ("drawdown_reduce_usdt", "drawdown_halt_usdt"),
-        ):
+    def __init__(self, cfg: RiskConfig, filters: SymbolFilters, account: Account, ids: ClientIds, *,
+                 strategy: str = "", needs_signal: bool = False, now_ns: int = 0,
+                 rate_limits: list[Limit] | None = None) -> None:
+        for soft, hard in (("daily_loss_reduce_usdt", "daily_loss_halt_usdt"),
+                           ("drawdown_reduce_usdt", "drawdown_halt_usdt")):
             if getattr(cfg, soft) > getattr(cfg, hard):
-                raise ValueError(
-                    f"risk: {soft} ({getattr(cfg, soft)}) must be <= {hard} ({getattr(cfg, hard)})"
-                )
+                raise ValueError(f"risk: {soft} ({getattr(cfg, soft)}) must be <= {hard} ({getattr(cfg, hard)})")
         self.cfg = cfg
         self.filters = filters
         self.account = account
@@ -165,16 +154,9 @@ class RiskManager:
         self._stale_signal_ns = int(cfg.stale_signal_ms * MS)
         self._band = cfg.price_band_bps * BPS
         self.limiter = RateLimiter(
-            rate_limits
-            or [
-                Limit("ORDERS", 10 * NS, cfg.orders_per_10s),
-                Limit("ORDERS", 60 * NS, cfg.orders_per_min),
-                Limit("REQUEST_WEIGHT", 60 * NS, cfg.weight_per_min),
-            ],
-            cfg.rate_limit_fraction,
-            cfg.rate_burst_fraction,
-            cfg.rate_cancel_reserve,
-            now_ns,
+            rate_limits or [Limit("ORDERS", 10 * NS, cfg.orders_per_10s), Limit("ORDERS", 60 * NS, cfg.orders_per_min),
+                            Limit("REQUEST_WEIGHT", 60 * NS, cfg.weight_per_min)],
+            cfg.rate_limit_fraction, cfg.rate_burst_fraction, cfg.rate_cancel_reserve, now_ns,
         )
         self.state = RUNNING
         self.reason = ""  # why the state is what it is
@@ -234,12 +216,7 @@ class RiskManager:
             return "invalid_book", f"no two-sided book (bid {bid}, ask {ask})", 0, 0
         tick = float(book["tick"])
         if tick != self.filters.tick and not self.filters.matches(tick, float(book["lot"])):
-            return (
-                "tick_mismatch",
-                f"book tick {tick} / lot {float(book['lot'])} differ from exchangeInfo",
-                0,
-                0,
-            )
+            return "tick_mismatch", f"book tick {tick} / lot {float(book['lot'])} differ from exchangeInfo", 0, 0
         return "", "", bid, ask
 
     def _signal_fresh(self, signal, now_ns: int) -> str:
@@ -266,28 +243,18 @@ class RiskManager:
             same -= exclude.remaining
         return same + qty <= abs(pos)
 
-    def _limits(
-        self,
-        side: int,
-        qty: int,
-        px: int,
-        typ: str,
-        reduce_only: bool,
-        reduces: bool,
-        bid: int,
-        ask: int,
-        exclude: OrderState | None,
-    ) -> tuple[str, str]:
+    def _limits(self, side: int, qty: int, px: int, typ: str, reduce_only: bool, reduces: bool,
+                bid: int, ask: int, exclude: OrderState | None) -> tuple[str, str]:
         """Size, position, price and venue-filter checks shared by place and modify."""
         mid = (bid + ask) * 0.5
         market = typ == MARKET
         ref_px = (ask if side == BUY else bid) if market else px
-        if qty > self.max_order_qty:
-            return "max_order_qty", f"{qty} lots > max_order_qty {self.max_order_qty} lots"
-        notional = ref_px * qty * self._usdt
-        if notional > self.cfg.max_order_notional_usdt:
-            return "max_order_notional", f"{notional:.2f} USDT > {self.cfg.max_order_notional_usdt:g}"
-        if not reduces:
+        if not reduces:  # fat-finger limits; an order that can only reduce cannot add risk
+            if qty > self.max_order_qty:
+                return "max_order_qty", f"{qty} lots > max_order_qty {self.max_order_qty} lots"
+            notional = ref_px * qty * self._usdt
+            if notional > self.cfg.max_order_notional_usdt:
+                return "max_order_notional", f"{notional:.2f} USDT > {self.cfg.max_order_notional_usdt:g}"
             pos = self.account.position
             buy, sell = self.account.open_lots()
             if exclude is not None:
@@ -297,15 +264,11 @@ class RiskManager:
                     sell -= exclude.remaining
             worst = pos + buy + qty if side == BUY else pos - sell - qty
             if abs(worst) > self.max_position:
-                return (
-                    "max_position",
-                    f"worst-case position {worst} lots > max_position {self.max_position} lots",
-                )
+                return "max_position", f"worst-case position {worst} lots > max_position {self.max_position} lots"
             worst_usdt = abs(worst) * mid * self._usdt
             if worst_usdt > self.cfg.max_position_notional_usdt:
                 return "max_position_notional", (
-                    f"worst-case position {worst_usdt:.2f} USDT > {self.cfg.max_position_notional_usdt:g}"
-                )
+                    f"worst-case position {worst_usdt:.2f} USDT > {self.cfg.max_position_notional_usdt:g}")
         if not market and abs(px - mid) > self._band * mid:
             return "price_band", f"price {px} ticks is {abs(px - mid) / mid / BPS:.1f} bps from mid {mid:.1f}"
         bad = self.filters.check(side, qty, px, market, reduce_only, mid)
@@ -317,27 +280,17 @@ class RiskManager:
         if self.state == HALTED:
             return self._refuse("halted", self.reason, p)
         side, qty, typ = p.side, p.qty, p.type
-        if (
-            side not in (BUY, SELL)
-            or qty <= 0
-            or typ not in (LIMIT, MARKET)
-            or p.tif not in _TIFS
-            or (typ == LIMIT and p.px <= 0)
-        ):
-            return self._refuse(
-                "bad_intent", f"side {side}, qty {qty}, type {typ}, tif {p.tif}, px {p.px}", p
-            )
+        if side not in (BUY, SELL) or qty <= 0 or typ not in (LIMIT, MARKET) or p.tif not in _TIFS or (
+                typ == LIMIT and p.px <= 0):
+            return self._refuse("bad_intent", f"side {side}, qty {qty}, type {typ}, tif {p.tif}, px {p.px}", p)
         why, detail, bid, ask = self._book(book, now_ns)
         if why:
             return self._refuse(why, detail, p)
         reduces = self._reduces(side, qty)
         if not reduces:
             if p.reduce_only:
-                return self._refuse(
-                    "not_reducing",
-                    f"reduce-only {qty} lots would not reduce position {self.account.position}",
-                    p,
-                )
+                return self._refuse("not_reducing", f"reduce-only {qty} lots would not reduce "
+                                    f"position {self.account.position}", p)
             if self.state == REDUCING:
                 return self._refuse("reducing", self.reason, p)
             if self.needs_signal:
@@ -348,52 +301,17 @@ class RiskManager:
         if why:
             return self._refuse(why, detail, p)
         if len(self.account.orders) >= self.max_open_orders:
-            return self._refuse(
-                "max_open_orders", f"{len(self.account.orders)} open >= {self.max_open_orders}", p
-            )
+            return self._refuse("max_open_orders", f"{len(self.account.orders)} open >= {self.max_open_orders}", p)
         why = self.limiter.allow(1, 0, now_ns)
         if why:
             return self._refuse(why, "order rate budget spent", p)
-        return self._approve(
-            side,
-            qty,
-            p.px if typ == LIMIT else 0,
-            typ,
-            p.tif if typ == LIMIT else GTC,
-            p.reduce_only,
-            p.tag,
-            book,
-            now_ns,
-            signal,
-        )
+        return self._approve(side, qty, p.px if typ == LIMIT else 0, typ, p.tif if typ == LIMIT else GTC,
+                             p.reduce_only, p.tag, book, now_ns, signal)
 
-    def _approve(
-        self,
-        side: int,
-        qty: int,
-        px: int,
-        typ: str,
-        tif: str,
-        reduce_only: bool,
-        tag: str,
-        book,
-        now_ns: int,
-        signal,
-    ) -> OrderRequest:
-        req = OrderRequest(
-            self.ids.next(),
-            side,
-            qty,
-            px,
-            typ,
-            tif,
-            reduce_only,
-            tag,
-            self.strategy,
-            int(signal["model_id"]) if signal is not None else 0,
-            int(book["recv_ns"]),
-            now_ns,
-        )
+    def _approve(self, side: int, qty: int, px: int, typ: str, tif: str, reduce_only: bool, tag: str,
+                 book, now_ns: int, signal) -> OrderRequest:
+        req = OrderRequest(self.ids.next(), side, qty, px, typ, tif, reduce_only, tag, self.strategy,
+                           int(signal["model_id"]) if signal is not None else 0, int(book["recv_ns"]), now_ns)
         self.account.on_request(req)
         self.approved += 1
         return req
@@ -405,11 +323,8 @@ class RiskManager:
         if o is None:
             return self._refuse("unknown_order", f"no open order {m.client_id!r}", m)
         if o.status not in _OPEN or o.type != LIMIT:
-            return self._refuse(
-                "bad_intent",
-                f"order {m.client_id} is {o.status} {o.type}: only a resting LIMIT order can be modified",
-                m,
-            )
+            return self._refuse("bad_intent", f"order {m.client_id} is {o.status} {o.type}: only a resting "
+                                "LIMIT order can be modified", m)
         new_remaining = m.qty - o.filled
         if new_remaining <= 0 or m.px <= 0:
             return self._refuse("bad_intent", f"modify to qty {m.qty} (filled {o.filled}), px {m.px}", m)
@@ -471,12 +386,8 @@ class RiskManager:
         pnl = self.account.net_pnl(self.mark_px)
         day = now_ns // DAY_NS
         if day != self.day:
-            if (
-                self.day >= 0
-                and self.state == REDUCING
-                and self.reason.startswith("daily")
-                and self.peak_pnl - pnl < self.cfg.drawdown_reduce_usdt
-            ):
+            if self.day >= 0 and self.state == REDUCING and self.reason.startswith("daily") and \
+                    self.peak_pnl - pnl < self.cfg.drawdown_reduce_usdt:
                 self.state, self.reason = RUNNING, ""
             self.day = day
             self.day_start_pnl = pnl
@@ -492,21 +403,11 @@ class RiskManager:
                 return self.halt(f"drawdown {dd:.2f} USDT >= {c.drawdown_halt_usdt:g}", now_ns, book)
             if self.state == RUNNING:
                 if daily <= -c.daily_loss_reduce_usdt:
-                    self.state, self.reason = (
-                        REDUCING,
-                        f"daily loss {-daily:.2f} USDT >= {c.daily_loss_reduce_usdt:g}",
-                    )
+                    self.state, self.reason = REDUCING, f"daily loss {-daily:.2f} USDT >= {c.daily_loss_reduce_usdt:g}"
                 elif dd >= c.drawdown_reduce_usdt:
-                    self.state, self.reason = (
-                        REDUCING,
-                        f"drawdown {dd:.2f} USDT >= {c.drawdown_reduce_usdt:g}",
-                    )
+                    self.state, self.reason = REDUCING, f"drawdown {dd:.2f} USDT >= {c.drawdown_reduce_usdt:g}"
             return _EMPTY
-        if (
-            c.flatten_on_halt
-            and self.account.position
-            and now_ns - self._last_flatten_ns >= c.halt_retry_ms * MS
-        ):
+        if c.flatten_on_halt and self.account.position and now_ns - self._last_flatten_ns >= c.halt_retry_ms * MS:
             req = self.flatten(now_ns, book)
             if req is not None:
                 return [req]

@@ -47,6 +47,10 @@ def test_long_round_trip_gross_fees_net_and_record():
     assert (t.entry_ms, t.exit_ms, t.holding_ms, t.n_fills) == (1_000, 4_500, 3_500, 2)
     assert t.gross_pnl == pytest.approx(1.0) and t.fees == pytest.approx(0.1505)
     assert t.net_pnl == pytest.approx(0.8495)
+    s = p.summary(15200.0)
+    assert (s["position"], s["trades"], s["win_rate"], s["open_orders"]) == (0, 1, 1.0, 0)
+    assert s["taker_fees"] == pytest.approx(0.1505) and s["maker_fees"] == 0.0
+    assert s["net_pnl"] == pytest.approx(0.8495) and s["volume"] == pytest.approx(301.0)
     assert (t.model_id, t.strategy, t.run, t.entry_tag, t.exit_tag) == (42, "deeplob", "r1", "entry", "exit_horizon")
     assert p.win_rate() == 1.0
 
@@ -97,6 +101,7 @@ def test_short_unrealised_and_maker_rebate():
     p = ledger()
     p.on_fill(fill(SELL, 100, 15000, -0.01, trade_id=1, maker=True))  # a rebate: negative fee
     assert p.unrealised(14990.0) == pytest.approx(0.1) and p.fees == pytest.approx(-0.01)
+    assert p.summary(14990.0)["maker_fees"] == pytest.approx(-0.01)
     assert p.net_pnl(14990.0) == pytest.approx(0.11)
 
 

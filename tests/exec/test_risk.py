@@ -320,3 +320,11 @@ def test_resting_orders_are_pulled_once_when_the_book_goes_stale():
     r2 = quiet.check(buy(100), book(), NOW)
     qpos.on_update(update(r2.client_id, NEW, order_id=4, event_ms=2))
     assert quiet.update(later, book()) == ()
+
+
+def test_an_exit_is_never_stuck_behind_the_fat_finger_limits():
+    risk, pos = make(max_order_qty=0.5, max_order_notional_usdt=50.0)
+    pos.on_fill(fill(BUY, 100, 15000, trade_id=1))  # 1 SOL long, more than one order may carry
+    assert refused(risk.check(buy(100), book(), NOW), "max_order_qty")
+    assert approved(risk.check(sell(100, reduce_only=True, tag="exit_stop"), book(), NOW))
+    assert refused(risk.check(sell(40), book(), NOW), "max_order_notional")  # 60 USDT, and not reducing now
