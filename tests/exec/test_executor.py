@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from hftbot.config import load_config
+from hftbot.exec import __main__ as exec_cli
 from hftbot.exec.gateway import Gateway
 from hftbot.exec.messages import BUY, MARKET, Place
 from hftbot.exec.process import Executor, assemble, start_position
@@ -105,7 +106,7 @@ def test_orders_and_fills_are_journalled_and_monitored(sim, tmp_path) -> None:
         rings.close()
 
 
-def test_kill_file_halts_cancels_and_flattens(sim, tmp_path) -> None:
+def test_kill_switch_from_the_cli_halts_cancels_and_flattens(sim, tmp_path, monkeypatch) -> None:
     ex, gw, rings = make(sim, tmp_path)
     try:
         ex.book = book_of(sim)
@@ -113,7 +114,9 @@ def test_kill_file_halts_cancels_and_flattens(sim, tmp_path) -> None:
         bid = int(ex.book["bid_px"][0])
         ex._decide([Place(BUY, 10, bid - 20, tag="entry")], time.time_ns(), 0)  # resting
         settle(ex, lambda: ex.positions.position == 10 and len(gw.orders) == 1)
-        (tmp_path / "KILL").touch()
+        monkeypatch.setenv("HFTBOT_RUNTIME__DATA_DIR", str(tmp_path))
+        assert exec_cli.main(["kill", "--reason", "test"]) == 0
+        assert (tmp_path / "KILL").read_text().endswith("test\n")
         ex.book = book_of(sim)
         ex.housekeeping(time.time_ns())
         assert ex.risk.state == "HALTED" and ex.risk.killed
@@ -125,6 +128,7 @@ def test_kill_file_halts_cancels_and_flattens(sim, tmp_path) -> None:
         ex.publish_status()
         rec = rings.exec.records[(rings.exec.write_seq - 1) % STATUS_CAPACITY]
         assert int(rec["state"]) == EXEC_HALTED
+        assert exec_cli.main(["unkill"]) == 0 and not (tmp_path / "KILL").exists()
         kinds = rings.order.records["kind"][: rings.order.write_seq]
         assert (kinds == ORDER_PLACE).sum() == 3 and (kinds == ORDER_FILL).sum() >= 2  # entry, rest, flatten
     finally:
