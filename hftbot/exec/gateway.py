@@ -304,6 +304,7 @@ class Gateway:
         self._ids = itertools.count(1)
         self._fill_keys: set[tuple[int, int]] = set()
         self._fill_order: deque[tuple[int, int]] = deque()
+        self._unknown_ids: deque[str] = deque()
         self._closed: dict[str, None] = {}  # client ids closed recently (late duplicates are dropped)
         self._snapshot_ms = 0
         self._logged_on = False
@@ -512,7 +513,7 @@ class Gateway:
         rid = next(self._ids)
         order = VenueOrder(cid, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only)
         self.orders[cid] = order
-        self._pending[rid] = _Pending("place", cid)
+        self._pending[rid] = _Pending("place", cid, self.clock_ns())
         try:
             sent = self._write(rid, "order.place", params)
         except GatewayError as e:  # certainly not sent
@@ -523,9 +524,8 @@ class Gateway:
         except ConnectionClosed as e:
             # the frame may or may not have left: settle it later by its client id, never resend
             self.log.error("gateway: order.place %s: WS API closed while sending: %s", cid, e)
-            self.counters["unknown"] += 1
             self._pending.pop(rid, None)
-            self._settle_later(cid)
+            self._unknown(cid)
             return 0
         order.sent_ns = sent
         self.counters["sent"] += 1
@@ -559,7 +559,9 @@ class Gateway:
 
     def _send_async(self, kind: str, client_id: str, method: str, params: dict) -> int:
         rid = next(self._ids)
-        self._pending[rid] = _Pending(kind, client_id)
+        self._pending[rid] = _Pending(
+            kind, client_id, self.clock_ns()
+        )  # before the write: the answer may beat us
         try:
             sent = self._write(rid, method, params)
         except GatewayError as e:
@@ -568,10 +570,8 @@ class Gateway:
             return 0
         except ConnectionClosed:
             self._pending.pop(rid, None)
-            self.counters["unknown"] += 1
-            self._settle_later(client_id)
+            self._unknown(client_id)
             return 0
-        self._pending[rid].sent_ns = sent
         self.counters["sent"] += 1
         return sent
 
@@ -596,6 +596,22 @@ class Gateway:
             True,
         )
         self.counters["countdown_refresh"] += 1
+
+    def _unknown(self, client_id: str) -> None:
+        """A request whose outcome we cannot know: mark the order UNKNOWN (both ways) and ask."""
+        self.counters["unknown"] += 1
+        self._unknown_ids.append(client_id)
+        self._settle_later(client_id)
+
+    def has_unknown(self) -> bool:
+        return bool(self._unknown_ids)
+
+    def take_unknown(self) -> list[str]:
+        """Client ids whose outcome became unknown since the last call (positions marks them)."""
+        out = []
+        while self._unknown_ids:
+            out.append(self._unknown_ids.popleft())
+        return out
 
     def _settle_later(self, client_id: str) -> None:
         """Unknown outcome: ask the venue about the order by its client id (never resend it)."""
@@ -658,11 +674,10 @@ class Gateway:
             if p.kind == "settle":  # still unknown: try again later
                 self._settle_later(p.client_id)
                 return
-            self.counters["unknown"] += 1
             self.log.warning(
                 "gateway: %s %s: outcome unknown (%s %s): querying it", p.kind, p.client_id, status, code
             )
-            self._settle_later(p.client_id)
+            self._unknown(p.client_id)
             return
         if p.kind == "settle":
             if code == -2013 and p.client_id in self.orders:
@@ -945,9 +960,8 @@ class Gateway:
         limit = self.clock_ns() - int(self.s.request_timeout_s * 1e9)
         for rid, p in list(self._pending.items()):
             if p.event is None and p.sent_ns and p.sent_ns < limit and self._pending.pop(rid, None) is p:
-                self.counters["unknown"] += 1
                 self.log.warning("gateway: %s %s unanswered: querying it", p.kind, p.client_id)
-                self._settle_later(p.client_id)
+                self._unknown(p.client_id)
 
 
 _EXEC_OF_KIND = {"place": NEW, "cancel": "CANCELED", "modify": "AMENDMENT", "settle": RECONCILED}

@@ -37,7 +37,9 @@ from hftbot.exec.ids import ClientIds, base36
 from hftbot.exec.journal import Journal
 from hftbot.exec.messages import (
     BUY,
+    PENDING_NEW,
     SELL,
+    UNKNOWN,
     CancelAllRequest,
     CancelRequest,
     Fill,
@@ -194,6 +196,8 @@ class Executor:
         """Apply what the venue said since the last call; returns how many events."""
         events = self.gw.poll()
         if not events:
+            if self.gw.has_unknown():
+                self._mark_unknown()
             return 0
         now = self.clock_ns()
         pos, journal = self.positions, self.journal
@@ -211,7 +215,18 @@ class Executor:
                     pos.on_rejected(ev)
                 journal.rejected(ev, now)
                 self.log.warning("venue refused %s %s: %d %s", ev.request, ev.client_id, ev.code, ev.msg)
+        if self.gw.has_unknown():
+            self._mark_unknown()
         return len(events)
+
+    def _mark_unknown(self) -> None:
+        """A place whose outcome is unknown counts as open, both ways, until the venue settles it
+        (an order the venue already reported keeps its status: the venue's word wins)."""
+        orders = self.positions.orders
+        for cid in self.gw.take_unknown():
+            o = orders.get(cid)
+            if o is not None and o.status == PENDING_NEW:
+                self.positions.set_status(cid, UNKNOWN)
 
     # ---------------------------------------------------------------------------- housekeeping
 

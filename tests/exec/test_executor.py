@@ -188,3 +188,32 @@ def test_start_position_is_a_single_fill() -> None:
     assert p.position == -5 and p.avg_px == 15025 and p.fees == 0.0
     start_position(p, 0, 0.0, 0)
     assert p.position == -5
+
+
+def test_an_unknown_outcome_counts_as_open_until_settled(sim, tmp_path) -> None:
+    import json
+
+    import requests
+
+    ex, gw, rings = make(sim, tmp_path, HFTBOT_GATEWAY__REQUEST_TIMEOUT_S="0.3")
+    try:
+        ex.book = book_of(sim)
+        bid = int(ex.book["bid_px"][0])
+        # answers now come 1 s late: past the 0.3 s timeout the place's fate is unknown
+        requests.post(sim.urls["rest"] + "/sim/faults", data=json.dumps({"delay_ms": 1000}), timeout=5)
+        ex._decide([Place(BUY, 10, bid - 25, tag="entry")], time.time_ns(), 0)
+        (cid,) = list(ex.positions.orders)
+        seen = []
+
+        def settled() -> bool:
+            seen.append(ex.positions.orders[cid].status)
+            return seen[-1] == "NEW"
+
+        settle(ex, settled)
+        assert "UNKNOWN" in seen and gw.counters["unknown"] == 1  # marked, then settled by order.status
+        assert ex.positions.open_lots() == (10, 0)  # it counted as open all along
+        assert [o.client_id for o in sim.call(lambda: sim.venue.engine.open_orders())] == [cid]  # sent once
+    finally:
+        requests.post(sim.urls["rest"] + "/sim/faults", data=json.dumps({}), timeout=5)
+        gw.close()
+        rings.close()
