@@ -130,11 +130,20 @@ def endpoints_for(cfg: Config) -> dict[str, Any]:
         }
     if mode in ("live", "paper"):
         e = cfg.endpoints
-        return {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        live = {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        return live if mode == "live" else {**live, **_mirror_endpoints(cfg)}
     if mode == "testnet":
         e = cfg.endpoints
         return {"rest": e.testnet_rest, "ws": e.testnet_ws, "ws_api": e.testnet_ws_api}
-    return {}
+    return _mirror_endpoints(cfg) if mode == "replay" else {}
+
+
+def _mirror_endpoints(cfg: Config) -> dict[str, Any]:
+    """Replay and paper: orders go to the mirror venue (hftbot.sim.mirror) on a port of its own."""
+    from hftbot.sim.mirror import endpoints
+
+    port = cfg.sim.port or free_port(cfg.sim.host)
+    return {"orders": endpoints(cfg, port), "orders_port": port}
 
 
 class Supervisor:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hftbot.exec.gateway import Gateway, VenueSnapshot
+from hftbot.exec.gateway import Gateway, GatewayError, VenueSnapshot
 from hftbot.exec.ids import ClientIds, base36
 from hftbot.exec.journal import Journal
 from hftbot.exec.messages import (
@@ -443,14 +443,43 @@ def assemble(
     )
 
 
+def start_gateway(cfg, ctx, log: logging.Logger) -> tuple[Gateway | None, VenueSnapshot | None]:
+    """Connect to the venue, retrying while it cannot be reached (beating meanwhile).
+
+    In replay and paper the mirror venue listens only once the first book has arrived, and the
+    replay starts after us; a venue that answers and refuses (keys, filters) is not retried.
+    (None, None) when asked to stop first.
+    """
+    urls, sign = venue_urls(cfg, ctx.endpoints), signer(cfg)
+    delay = 0.1
+    while True:
+        gw = Gateway(urls, sign, cfg.gateway, log)
+        try:
+            return gw, gw.start()
+        except GatewayError as e:
+            gw.close(cancel_all=False)
+            if e.status:  # the venue answered: retrying would not help
+                raise
+            log.warning("execution: venue not reachable yet (%s): retrying in %.1f s", e, delay)
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            if ctx.stopping():
+                return None, None
+            ctx.beat()
+            time.sleep(min(0.1, delay))
+        delay = min(delay * 2, 1.0)
+
+
 def main(ctx) -> None:
     """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
     cfg = ctx.config
     log = ctx.log
-    gw = Gateway(venue_urls(cfg, ctx.endpoints), signer(cfg), cfg.gateway, log)
+    ctx.beat()  # alive while the venue comes up (the supervisor starts the next process on it)
+    gw, snap = start_gateway(cfg, ctx, log)
+    if gw is None:
+        return
     rings = []
     try:
-        snap = gw.start()
 
         def attach(name: str):
             if name not in ctx.segments:

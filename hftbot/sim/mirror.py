@@ -26,6 +26,10 @@ simulator.
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from hftbot.records import BOOK_VALID
@@ -86,3 +90,130 @@ class BookMirror:
 
 def _levels(px: np.ndarray, qty: np.ndarray) -> dict[int, int]:
     return {int(p): int(q) for p, q in zip(px.tolist(), qty.tolist(), strict=True) if p > 0 and q > 0}
+
+
+class StillMarket:
+    """Stands in for the market model: no events of its own (the rings drive the book)."""
+
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.clock_ns = clock_ns
+
+    @property
+    def time_ns(self) -> int:
+        return self.clock_ns()
+
+    def next_event_ns(self) -> int:
+        return self.clock_ns() + 1_000_000_000  # nothing due: the venue still runs its timers
+
+    def step(self) -> None:  # pragma: no cover - never due
+        raise RuntimeError("the mirror venue's market has no events of its own")
+
+
+def endpoints(cfg, port: int) -> dict:
+    """The URLs the gateway trades on in replay and paper (`ctx.endpoints["orders"]`)."""
+    host = cfg.sim.host
+    return {
+        "rest": f"http://{host}:{port}",
+        "ws": f"ws://{host}:{port}",
+        "ws_api": f"ws://{host}:{port}/ws-fapi/v1",
+    }
+
+
+def first_book(reader, ctx, poll_s: float = 0.05):
+    """Wait (beating) for the first valid book record: it gives the grid and the price."""
+    while not ctx.stopping():
+        recs = reader.read_many(4096, timeout_s=poll_s)
+        valid = [r for r in recs if int(r["flags"]) & BOOK_VALID and r["tick"] > 0 and r["bid_px"][0] > 0]
+        if valid:
+            return valid[-1]
+        ctx.beat(books=0, trades=0, orders=0)
+    return None
+
+
+def main(ctx) -> None:
+    """The mirror venue as a supervised process ("venue" in replay and paper).
+
+    The asyncio loop serves the simulator's server; a thread waits on the book ring (a blocking
+    reader: no polling) and hands each batch, with the trades published meanwhile, to the loop.
+    """
+    import asyncio
+    import threading
+
+    from hftbot.ipc.ring import RingReader
+    from hftbot.sim.process import from_config
+    from hftbot.sim.server import SimServer, run_loop
+
+    cfg = ctx.config
+    port = int(ctx.endpoints["orders_port"])
+    books = RingReader(ctx.open_ring("book"), wait="block", start="next")
+    trades = (
+        RingReader(ctx.open_ring("trade"), wait="spin_yield", start="next")
+        if "trade" in ctx.segments
+        else None
+    )
+    ctx.beat(books=0, trades=0, orders=0)
+    first = first_book(books, ctx)
+    if first is None:
+        return
+    tick, lot = float(first["tick"]), float(first["lot"])
+    mid_px = (int(first["bid_px"][0]) + int(first["ask_px"][0] or first["bid_px"][0])) / 2 * tick
+    params, venue_settings, server_settings = from_config(cfg.sim, port)
+    params = dataclasses.replace(
+        params, symbol=cfg.runtime.symbol.upper(), tick=tick, lot=lot, start_price=mid_px, initial_levels=1
+    )
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = SimServer(params, venue_settings, server_settings)
+        venue = server.venue
+        venue.model = StillMarket(venue.clock_ns)
+        mirror = BookMirror(venue.engine)
+        engine = venue.engine
+        stop = threading.Event()
+
+        def apply(book_recs, trade_recs) -> None:  # on the loop: the venue is not thread-safe
+            now = time.time_ns()
+            for r in book_recs:
+                engine.begin()
+                if mirror.on_book(r, now):
+                    venue._publish(now)
+            for t in trade_recs:
+                engine.begin()
+                mirror.on_trade(t, now)
+                venue._publish(now)
+
+        def follow() -> None:
+            empty = ()
+            while not stop.is_set():
+                b = books.read_many(4096, timeout_s=0.05)
+                t = trades.read_many(4096, timeout_s=0) if trades is not None else empty
+                if len(b) or len(t):
+                    loop.call_soon_threadsafe(apply, b, t)
+
+        apply([first], [])
+        await server.start()
+        ctx.log.info(
+            "mirror venue for %s listening on %s (tick %g, lot %g)",
+            params.symbol,
+            server.urls["rest"],
+            tick,
+            lot,
+        )
+        thread = threading.Thread(target=follow, name="mirror-follow", daemon=True)
+        thread.start()
+        try:
+            while not ctx.stopping():
+                ctx.beat(
+                    books=mirror.books,
+                    trades=mirror.trades,
+                    orders=venue.counters["orders"],
+                    crossed=mirror.crossed,
+                    position_lots=venue.account.position.lots,  # the venue's own: execution must equal it
+                )
+                await asyncio.sleep(cfg.runtime.heartbeat_s / 2)
+        finally:
+            stop.set()
+            thread.join(2.0)
+            await server.stop()
+
+    run_loop(run())

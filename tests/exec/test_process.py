@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -39,11 +40,13 @@ def run_until(sup: Supervisor, done, timeout_s: float = 120.0) -> int:
     """Run the supervisor until the execution process's counters satisfy `done` (start-up on a
     loaded 2-core machine takes anything from 5 to 30 s, so a fixed duration would be flaky)."""
 
+    execution = next(c for c in sup.children if c.spec.name == "execution")
+
     def watch() -> None:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and not sup.stop_reason:
             table = sup.table
-            if table is not None and done(table.counters(sup.children[-1].slot)):
+            if table is not None and done(table.counters(execution.slot)):
                 time.sleep(1.0)  # a little more trading, then stop in the middle of it
                 break
             time.sleep(0.1)
@@ -86,4 +89,30 @@ def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsy
     assert "execution  RUNNING: position +0" in out and "win rate" in out
     # nothing left behind: no process, no segment
     assert all(not c.proc.is_alive() for c in sup.children)
+    assert shm.list_segments(os.getpid()) == []
+
+
+CAPTURE = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
+
+
+def test_replay_trades_on_the_mirror_venue(tmp_path):
+    """The same gateway, against the mirror venue whose book follows the replayed capture."""
+    cfg = sim_config(
+        tmp_path,
+        HFTBOT_RUNTIME__MODE="replay",
+        HFTBOT_REPLAY__PATH=str(CAPTURE),
+        HFTBOT_RUNTIME__SYMBOL="BTCUSDT",
+        HFTBOT_RECORDER__ENABLED="false",
+        HFTBOT_STRATEGY__IMBALANCE_QTY="0.002",  # BTC: 0.002 × ~62 000 USDT
+    )
+    sup = Supervisor(cfg, panel=False)
+    assert [c.spec.name for c in sup.children] == ["venue", "execution", "feed"]
+    assert run_until(sup, lambda c: c.get("fills", 0) >= 6) == 0
+    s = sup.summary()
+    ex, venue = s["execution"], s["processes"]["venue"]
+    assert ex["orders"] > 0 and ex["fills"] > 0 and ex["mismatches"] == 0
+    assert ex["position_lots"] == ex["venue_position_lots"] == venue["position_lots"] == 0  # flattened
+    assert venue["books"] > 0 and 0 < venue["orders"] <= ex["orders"]  # every order reached the mirror
+    assert ex["mark_px"] > 10_000  # BTCUSDT's grid and price, learnt from the capture
+    assert list((tmp_path / "trades" / "replay" / "BTCUSDT" / "parquet").glob("*.parquet"))
     assert shm.list_segments(os.getpid()) == []

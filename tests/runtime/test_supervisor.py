@@ -260,7 +260,8 @@ def test_registry_start_order_per_mode():
     assert sim == ["sim", "feed", "recorder", "inference", "execution"]
     replay_cfg = load_config(env={"HFTBOT_RUNTIME__MODE": "replay", "HFTBOT_REPLAY__PATH": "x.gz"})
     replay = processes_for(replay_cfg)
-    assert [s.name for s in replay] == ["recorder", "inference", "feed"]  # readers wait for the replay
+    # readers wait for the replay; orders go to the mirror venue, which follows the replayed book
+    assert [s.name for s in replay] == ["recorder", "inference", "venue", "execution", "feed"]
     assert replay[-1].entry == "hftbot.feed.replay:main"
     off = load_config(
         env={"HFTBOT_RECORDER__ENABLED": "false", "HFTBOT_INFERENCE__ENABLED": "false", "HFTBOT_EXEC__STRATEGY": "none"}
