@@ -290,6 +290,7 @@ class Gateway:
                 "updates_stale",
                 "unknown",
                 "user_reconnects",
+                "ws_reconnects",
                 "ws_errors",
                 "countdown_refresh",
                 "countdown_errors",
@@ -399,7 +400,11 @@ class Gateway:
         self._spawn(lambda: self._ws_reader(ws), "gateway-ws-api")
         if self.signer.kind == ED25519:
             params = {"apiKey": self.signer.api_key, "timestamp": self.now_ms()}
-            self.request("session.logon", self.signer.sign_ws(params), signed=False)
+            try:
+                self.request("session.logon", self.signer.sign_ws(params), signed=False)
+            except GatewayError:
+                ws.close()  # a connection without its session is not one to trade on
+                raise
             self._logged_on = True
 
     # ------------------------------------------------------------------------------ time
@@ -637,13 +642,20 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
+            self._logged_on = False  # a new connection must log on again
             if not self._stop.is_set():
-                self.log.error("gateway: WS API connection closed")
-            for rid, p in list(self._pending.items()):  # wake blocked callers
-                if p.event is not None:
+                self.log.error("gateway: WS API connection closed: reconnecting")
+            for rid, p in list(self._pending.items()):
+                if self._pending.pop(rid, None) is None:
+                    continue
+                if p.event is not None:  # wake blocked callers
                     p.error = (0, -1001, "WS API connection closed")
                     p.event.set()
-                    self._pending.pop(rid, None)
+                elif (
+                    p.kind != "settle"
+                ):  # sent, unanswered: settled by the reconciliation after the reconnect
+                    self.counters["unknown"] += 1
+                    self._unknown_ids.append(p.client_id)
 
     def _on_answer(self, obj: dict) -> None:
         if "rateLimits" in obj:
@@ -929,8 +941,20 @@ class Gateway:
         next_countdown = now + s.countdown_refresh_s
         next_keepalive = now + s.listen_key_keepalive_s
         next_sync = now + s.time_sync_s
+        next_ws, ws_backoff = now, s.reconnect_backoff_s
         while not self._stop.wait(0.1):
             now = time.monotonic()
+            ws = self._ws
+            if (ws is None or ws.protocol.state is not OPEN) and now >= next_ws:
+                try:
+                    self._connect_ws_api()
+                    self.counters["ws_reconnects"] += 1
+                    self.reconcile()  # settles what was in flight, reports the position
+                    ws_backoff = s.reconnect_backoff_s
+                except GatewayError as e:
+                    self.log.error("gateway: WS API reconnect failed (%s): next try in %.1f s", e, ws_backoff)
+                    next_ws, ws_backoff = now + ws_backoff, min(ws_backoff * 2, 5.0)
+                continue
             try:
                 if s.countdown_ms and now >= next_countdown:
                     next_countdown = now + s.countdown_refresh_s

@@ -279,3 +279,19 @@ def test_secrets_never_reach_the_logs(sim, make_gateway, caplog) -> None:
     seed_line = auth.TEST_ED25519_PRIVATE_PEM.splitlines()[1]
     for secret in (auth.TEST_API_SECRET, seed_line, auth.TEST_API_KEY, auth.TEST_ED25519_API_KEY):
         assert secret not in text
+
+
+def test_a_dropped_ws_api_connection_is_reopened_and_reconciled(sim, make_gateway) -> None:
+    gw = make_gateway()
+    bid, _ = touch(sim)
+    resting = req(BUY, 10, bid - 40)
+    gw.place(resting)
+    wait_for(gw, lambda ev: updates(ev, resting.client_id, NEW))
+    gw._ws.close()  # the connection drops
+    end = time.monotonic() + 10
+    while gw.counters["ws_reconnects"] == 0 and time.monotonic() < end:
+        time.sleep(0.02)
+    assert gw.counters["ws_reconnects"] == 1 and gw._logged_on
+    gw.place(req(BUY, 4, type=MARKET))  # trading goes on over the new session
+    wait_for(gw, lambda ev: gw.position.lots == 4 == gw.local_lots)
+    assert gw.orders[resting.client_id].status == NEW  # the reconciliation kept the resting order
