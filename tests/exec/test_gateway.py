@@ -295,3 +295,20 @@ def test_a_dropped_ws_api_connection_is_reopened_and_reconciled(sim, make_gatewa
     gw.place(req(BUY, 4, type=MARKET))  # trading goes on over the new session
     wait_for(gw, lambda ev: gw.position.lots == 4 == gw.local_lots)
     assert gw.orders[resting.client_id].status == NEW  # the reconciliation kept the resting order
+
+
+def test_frames_written_past_websockets_are_whole_at_every_length(sim) -> None:
+    import orjson
+    from websockets.sync.client import connect
+
+    from hftbot.exec.gateway import frame_writer
+
+    ws = connect(sim.urls["ws_api"], legacy=True, compression=None)
+    try:
+        write = frame_writer(ws)
+        for rid, pad in ((1, 0), (2, 90), (3, 500), (4, 70_000)):  # 7-bit, 16-bit and 64-bit lengths
+            write(orjson.dumps({"id": rid, "method": "ping", "params": {}, "pad": "x" * pad}))
+            answer = orjson.loads(ws.recv(timeout=10))
+            assert answer["id"] == rid and answer["status"] == 200
+    finally:
+        ws.close()
