@@ -115,7 +115,7 @@ class Executor:
         strategy, view = self.strategy, self.view
         last = len(recs) - 1
         for i in range(last + 1):
-            rec = recs[i]
+            rec = recs[i : i + 1].reshape(())  # a 0-d view: its fields read ~2x faster than a row's
             self.book = rec
             self.books += 1
             if strategy is not None:
@@ -134,7 +134,7 @@ class Executor:
             self.trades += 1
             if strategy is not None:
                 view.now_ns = read_ns
-                intents = strategy.on_trade(recs[i], view)
+                intents = strategy.on_trade(recs[i : i + 1].reshape(()), view)
                 if intents:
                     if i == last:
                         self._decide(intents, read_ns, 0)
@@ -145,7 +145,7 @@ class Executor:
         strategy, view = self.strategy, self.view
         last = len(recs) - 1
         for i in range(last + 1):
-            rec = recs[i]
+            rec = recs[i : i + 1].reshape(())
             self.signal = rec
             self.signals += 1
             if strategy is not None:
