@@ -312,3 +312,27 @@ def test_frames_written_past_websockets_are_whole_at_every_length(sim) -> None:
             assert answer["id"] == rid and answer["status"] == 200
     finally:
         ws.close()
+
+
+def test_keep_alive_holds_a_short_lived_listen_key(sim, make_gateway) -> None:
+    requests.post(sim.urls["rest"] + "/sim/faults", data=json.dumps({"expire_listen_key_after_s": 1.5}), timeout=5)
+    gw = make_gateway(listen_key_keepalive_s=1.0)
+    time.sleep(3.2)  # two expiries' worth
+    assert gw.counters["keepalive"] >= 2 and gw.counters["user_reconnects"] == 0
+    gw.place(req(BUY, 4, type=MARKET))
+    wait_for(gw, lambda ev: any(type(e) is Fill for e in ev))  # the same stream still delivers
+
+
+def test_the_server_time_offset_is_measured_and_used(sim) -> None:
+    skewed = Gateway(venue_of(sim), signer_for("hmac"), clock_ns=lambda: time.time_ns() - 10_000_000_000)
+    try:
+        skewed.start()  # our clock is 10 s late: every signed request would be refused without the offset
+        assert 9_900 < skewed.time_offset_ms < 10_100
+        skewed.place(req(BUY, 4, type=MARKET))
+        wait_for(skewed, lambda ev: any(type(e) is Fill for e in ev))
+        skewed.time_offset_ms = 0  # forget it: the venue refuses the timestamp
+        skewed.place(req(BUY, 4, type=MARKET))
+        ev = wait_for(skewed, lambda ev: any(type(e) is Rejected for e in ev))
+        assert [e.code for e in ev if type(e) is Rejected] == [-1021]
+    finally:
+        skewed.close()

@@ -13,6 +13,7 @@ from hftbot.config import load_config
 from hftbot.ipc import shm
 from hftbot.records import ORDER_FILL, ORDER_PLACE
 from hftbot.run import Supervisor
+from hftbot.sim import auth
 
 
 def sim_config(tmp_path, **env):
@@ -59,7 +60,7 @@ def run_until(sup: Supervisor, done, timeout_s: float = 120.0) -> int:
     return code
 
 
-def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsys):
+def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capfd):
     cfg = sim_config(tmp_path)
     sup = Supervisor(cfg, panel=False)
     assert [c.spec.name for c in sup.children] == ["sim", "feed", "recorder", "execution"]
@@ -85,8 +86,18 @@ def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capsy
         "fills"
     ]
     assert orders.client_id.str.len().min() > 0 and (orders.price[orders.kind == ORDER_FILL] > 0).all()
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()  # fd level: the children's logs too
     assert "execution  RUNNING: position +0" in out and "win rate" in out
+    assert "[execution]" in err  # the execution process's log was captured
+    # no secret in a log line, an order recording or the trade log
+    csv = "".join(p.read_text() for p in tmp_path.glob("trades/**/*.csv"))
+    texts = out + err + csv + " ".join(orders.client_id) + " ".join(orders.tag)
+    for secret in (
+        auth.TEST_ED25519_API_KEY,
+        auth.TEST_ED25519_PRIVATE_PEM.splitlines()[1],
+        auth.TEST_API_SECRET,
+    ):
+        assert secret not in texts
     # nothing left behind: no process, no segment
     assert all(not c.proc.is_alive() for c in sup.children)
     assert shm.list_segments(os.getpid()) == []
