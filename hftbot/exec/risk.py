@@ -30,7 +30,8 @@ Cancels pass in every state (only an unknown client id or an exhausted weight bu
 
 PnL limits, evaluated by `update` on the net PnL (realised − fees + unrealised at the mid): a daily
 loss since 00:00 UTC or a drawdown from the run's peak beyond the `*_reduce_usdt` level moves
-RUNNING → REDUCING; beyond `*_halt_usdt` → HALTED: a cancel-all and, with `flatten_on_halt`, a
+RUNNING → REDUCING (and resting orders that would grow |position| are cancelled); beyond
+`*_halt_usdt` → HALTED: a cancel-all and, with `flatten_on_halt`, a
 reduce-only MARKET order for the position, retried every `halt_retry_ms` until flat (but never on
 a stale or invalid book). REDUCING lifts at the next UTC day when the drawdown is back under its
 reduce level; HALTED, and the kill switch, last until the process restarts. With
@@ -173,6 +174,7 @@ class RiskManager:
         self._last_flatten_ns = -(1 << 62)
         self._stale_episode = False
         self.stale_cancels = 0
+        self._reducing_asked: set[str] = set()
 
     # ------------------------------------------------------------------------- the door
 
@@ -406,12 +408,32 @@ class RiskManager:
                     self.state, self.reason = REDUCING, f"daily loss {-daily:.2f} USDT >= {c.daily_loss_reduce_usdt:g}"
                 elif dd >= c.drawdown_reduce_usdt:
                     self.state, self.reason = REDUCING, f"drawdown {dd:.2f} USDT >= {c.drawdown_reduce_usdt:g}"
+            if self.state == REDUCING:
+                return self._cancel_increasing(now_ns)
             return _EMPTY
         if c.flatten_on_halt and self.account.position and now_ns - self._last_flatten_ns >= c.halt_retry_ms * MS:
             req = self.flatten(now_ns, book)
             if req is not None:
                 return [req]
         return _EMPTY
+
+    def _cancel_increasing(self, now_ns: int) -> tuple[Request, ...] | list[Request]:
+        """REDUCING: resting orders that would grow |position| are cancelled (each asked once; an
+        order still pending is asked when the venue has acknowledged it)."""
+        pos = self.account.position
+        out: list[Request] | None = None
+        for o in self.account.orders.values():
+            if o.status not in _OPEN or o.client_id in self._reducing_asked:
+                continue
+            if pos == 0 or (pos > 0) == (o.side == BUY):
+                self._reducing_asked.add(o.client_id)
+                out = out or []
+                out.append(CancelRequest(o.client_id, "reducing", now_ns))
+                self.limiter.spend(0, 1, now_ns)
+                self.approved += 1
+        if len(self._reducing_asked) > 256:
+            self._reducing_asked &= set(self.account.orders)
+        return out or _EMPTY
 
     def halt(self, reason: str, now_ns: int, book=None) -> list[Request]:
         """HALTED now: cancel every order and, with `flatten_on_halt`, close the position."""

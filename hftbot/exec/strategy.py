@@ -11,7 +11,9 @@ Records are the ring's numpy records (`hftbot.records`: `book_dtype(levels)`, `S
 to the strategy: `now_ns`, `position` (lots), `avg_px` (ticks), `orders` (client id →
 `OrderState`, every order from the risk manager's approval until the venue says it is final).
 A strategy keeps no belief about its orders beyond what the view says: an intent the risk manager
-refuses never shows up there, so the strategy simply decides again on the next record.
+refuses never shows up there, so the strategy simply decides again on the next record. Hence the
+one rule for callers: pass a call's intents through `risk.check` (which enters approved orders in
+the view at once) before making the next call, or a strategy may ask for the same thing twice.
 
 Intents (`hftbot.exec.messages`) say what the strategy would like; the risk manager decides. A
 call returns `NOTHING` (a shared empty tuple) when there is nothing to do, so the common path

@@ -328,3 +328,19 @@ def test_an_exit_is_never_stuck_behind_the_fat_finger_limits():
     assert refused(risk.check(buy(100), book(), NOW), "max_order_qty")
     assert approved(risk.check(sell(100, reduce_only=True, tag="exit_stop"), book(), NOW))
     assert refused(risk.check(sell(40), book(), NOW), "max_order_notional")  # 60 USDT, and not reducing now
+
+
+def test_reducing_cancels_resting_orders_that_would_grow_the_position():
+    risk, pos = long_100()
+    bid = risk.check(buy(50, 15000), book(), NOW)  # would grow the long
+    ask = risk.check(sell(50, 15002), book(), NOW)  # would reduce it
+    late = risk.check(buy(20, 14999), book(), NOW)  # still pending when REDUCING starts
+    for i, r in enumerate((bid, ask)):
+        pos.on_update(update(r.client_id, NEW, order_id=20 + i, side=r.side, qty=r.qty, px=r.px, event_ms=2))
+    out = risk.update(NOW, falling_book(59))
+    assert risk.state == REDUCING
+    assert [(c.client_id, c.tag) for c in out] == [(bid.client_id, "reducing")]
+    assert risk.update(NOW, falling_book(59)) == ()  # asked once
+    pos.on_update(update(late.client_id, NEW, order_id=30, qty=20, px=14999, event_ms=3))
+    (c,) = risk.update(NOW, falling_book(59))
+    assert isinstance(c, CancelRequest) and c.client_id == late.client_id
