@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     figures = {
         "risk_check_us": risk,
-        "send_us": send,
+        "send_ed25519_us": send["ed25519"],  # Gateway.place -> frame written, session logged on
+        "send_hmac_us": send["hmac"],  # the same, signed per request
         **({k: v for k, v in e2e.items() if k != "execution"} if e2e else {}),
         "orders": e2e.get("execution", {}).get("orders", 0),
         "fills": e2e.get("execution", {}).get("fills", 0),
