@@ -211,6 +211,7 @@ def bench_e2e(seconds: float) -> dict:
         "exit_code": code,
         "tick_to_order_us": lat.get("tick_to_order_us", {}),
         "signal_to_order_us": lat.get("signal_to_order_us", {}),
+        "read_to_order_us": lat.get("read_to_order_us", {}),
         "tick_to_signal_us": lat.get("tick_to_signal_us", {}),
         "feed_us": lat.get("feed_us", {}),
         "inference_us": lat.get("inference_us", {}),

@@ -192,8 +192,9 @@ class Executor:
         for ev in events:
             t = type(ev)
             if t is Fill:
+                o = pos.orders.get(ev.client_id)
                 if pos.on_fill(ev):
-                    journal.fill(ev, now)
+                    journal.fill(ev, now, o.tag if o is not None else "")
                     self._last_fill_ns = now
             elif t is OrderUpdate:
                 pos.on_update(ev)

@@ -5,8 +5,9 @@
 
 - `tick_to_order_us`: order frame written − receive time of the book update behind it (every
   order.place and order.modify that came from a book, i.e. whose `book_recv_ns` is set);
-- `signal_to_order_us`: order frame written − when execution read the record that triggered it
-  (the gateway's send path plus strategy and risk: the ≤ 200 µs target).
+- `read_to_order_us`: order frame written − when execution read the record that triggered it
+  (strategy, risk and the gateway's send path), and `signal_to_order_us`, the same for the
+  orders a signal record triggered (the "signal read → order frame ≤ 200 µs" target).
 
 and the newest record of the "exec" status ring (position, open orders, PnL, trades, win rate).
 `panel_lines()` renders that for the status panel (each line ≤ 80 columns), `summary()` for the
@@ -46,7 +47,11 @@ class ExecMonitor:
         self.status_reader = (
             RingReader(rings["exec"], wait="spin_yield", start="next") if "exec" in rings else None
         )
-        self.samples: dict[str, list[np.ndarray]] = {"tick_to_order_us": [], "signal_to_order_us": []}
+        self.samples: dict[str, list[np.ndarray]] = {
+            "tick_to_order_us": [],
+            "read_to_order_us": [],
+            "signal_to_order_us": [],
+        }
         self.counts = {"orders": 0, "modifies": 0, "cancels": 0, "fills": 0, "rejects": 0}
         self.status: dict | None = None
 
@@ -69,7 +74,9 @@ class ExecMonitor:
             tick = sent & (recs["book_recv_ns"] > 0)
             self._add("tick_to_order_us", (recs["send_ns"][tick] - recs["book_recv_ns"][tick]) / 1e3)
             read = sent & (recs["read_ns"] > 0)
-            self._add("signal_to_order_us", (recs["send_ns"][read] - recs["read_ns"][read]) / 1e3)
+            self._add("read_to_order_us", (recs["send_ns"][read] - recs["read_ns"][read]) / 1e3)
+            sig = read & (recs["signal_seq"] > 0)
+            self._add("signal_to_order_us", (recs["send_ns"][sig] - recs["read_ns"][sig]) / 1e3)
         s = self.status_reader
         if s is not None:
             recs = s.read_many(STATUS_CAPACITY, timeout_s=0)

@@ -76,7 +76,7 @@ def test_trades_in_sim_mode_and_ends_flat_and_equal_to_the_venue(tmp_path, capfd
     assert ex["trades"] >= 1 and ex["fees_usdt"] > 0
     lat = s["latency_us"]
     assert lat["tick_to_order_us"]["n"] >= 1 and lat["tick_to_order_us"]["p50"] > 0
-    assert lat["signal_to_order_us"]["p50"] <= lat["tick_to_order_us"]["p50"]
+    assert lat["read_to_order_us"]["p50"] <= lat["tick_to_order_us"]["p50"]
     # closed round trips are in the trade log, readable without this package
     table = pq.read_table(tmp_path / "trades" / "sim" / "SOLUSDT" / "parquet")
     assert table.num_rows == ex["trades"]
