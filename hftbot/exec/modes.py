@@ -50,14 +50,20 @@ def signer(cfg: Config, creds: Secrets | None = None) -> Signer:
                 raise ConfigError(
                     f"gateway.auth = 'ed25519' in mode {mode!r} needs HFTBOT_ED25519_PRIVATE_KEY"
                 )
-            return Signer(creds.api_key, ed25519_key=creds.ed25519_private_key)
+            return Signer(_reveal(creds.api_key), ed25519_key=_reveal(creds.ed25519_private_key))
         if not creds.api_secret:
             raise ConfigError(
                 f"mode {mode!r} needs HFTBOT_API_SECRET (HMAC) or HFTBOT_ED25519_PRIVATE_KEY; neither is set"
             )
-        return Signer(creds.api_key, hmac_secret=creds.api_secret)
+        return Signer(_reveal(creds.api_key), hmac_secret=_reveal(creds.api_secret))
     except SigningError as e:
         raise ConfigError(f"mode {mode!r}: {e}") from None
+
+
+def _reveal(secret) -> str:
+    """A credential's text, for the signer only (`Secret.reveal()` where it masks `str`)."""
+    reveal = getattr(secret, "reveal", None)
+    return reveal() if reveal is not None else str(secret)
 
 
 # The limits a live run must set itself: the defaults are sized for the simulator's account.

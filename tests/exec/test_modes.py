@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from hftbot import run
@@ -29,7 +32,9 @@ def test_local_modes_sign_with_the_simulators_test_keys() -> None:
 
 def test_venue_modes_use_the_users_keys() -> None:
     cfg = load_config(env={"HFTBOT_RUNTIME__MODE": "testnet"})
-    assert signer(cfg, creds(api_key="k", api_secret=REAL_SECRET)).kind == HMAC
+    s = signer(cfg, creds(api_key="the-key", api_secret=REAL_SECRET))
+    assert s.kind == HMAC and s.api_key == "the-key" and type(s.api_key) is str  # the text, not a mask
+    assert s.sign("a=1") == hmac.new(REAL_SECRET.encode(), b"a=1", hashlib.sha256).hexdigest()
     pem = auth.TEST_ED25519_PRIVATE_PEM
     assert signer(cfg, creds(api_key="k", api_secret=REAL_SECRET, ed25519_private_key=pem)).kind == ED25519
     with pytest.raises(ConfigError, match="needs HFTBOT_API_KEY"):
