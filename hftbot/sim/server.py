@@ -61,6 +61,14 @@ class ServerSettings:
     ping_timeout_s: float = 600.0
 
 
+def valid_request_id(rid: object) -> bool:
+    """A control message id Binance accepts: an unsigned integer (ccxt), a string (the official SDK
+    sends uuid4 strings) or null. The reply echoes it with its JSON type."""
+    if rid is None or isinstance(rid, str):
+        return True
+    return isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 64
+
+
 def stream_route(name: str) -> str | None:
     """Which route serves a stream name ("public" or "market"), None when unknown."""
     m = _STREAM_RE.match(name.lower())
@@ -565,7 +573,7 @@ class SimServer:
         rid = req.get("id")
         method = req.get("method")
         params = req.get("params", [])
-        if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool) or rid < 0):
+        if not valid_request_id(rid):
             return orjson.dumps({"error": {"code": 2, "msg": "Invalid request: invalid id"}, "id": None})
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
