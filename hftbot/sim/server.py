@@ -462,6 +462,7 @@ class SimServer:
             body = {
                 "port": self.port,
                 "clients": len(self.clients),
+                "user_streams": sum(len(c) for c in self.user_subs.values()),  # user-data subscriptions
                 "sent": self.sent,
                 "publish_delay_us": {
                     f"p{q}": round(float(np.percentile(self.delays_ns, q)) / 1e3, 1)

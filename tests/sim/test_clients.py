@@ -42,9 +42,19 @@ def _sdk(urls: dict):
     )
 
 
-def test_official_sdk_conformance_steps(sim) -> None:
-    """Exchange info, time, depth, the diff stream's U/u/pu chain synced to a snapshot, a GTX order
-    placed and cancelled, a market fill seen in the user stream and in the position, then flat."""
+def _wait_user_stream(served) -> None:
+    """Until the server holds the user-data subscription (clients do not wait for the ACK)."""
+    for _ in range(200):
+        if served.status()["user_streams"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the user-data subscription never reached the server")
+
+
+def test_official_sdk_conformance_steps(served) -> None:
+    """Against `python -m hftbot.sim serve`: exchange info, time, depth, the diff stream's U/u/pu
+    chain synced to a snapshot, a GTX order placed and cancelled, a market fill seen in the user
+    stream and in the position, then flattened."""
     from binance_sdk_derivatives_trading_usds_futures.rest_api.models import (
         NewOrderReduceOnlyEnum,
         NewOrderSideEnum,
@@ -52,7 +62,7 @@ def test_official_sdk_conformance_steps(sim) -> None:
         NewOrderTypeEnum,
     )
 
-    client = _sdk(sim.urls)
+    client = _sdk(served.urls)
     r = client.rest_api
     assert abs(r.check_server_time().data().server_time - time.time() * 1000) < 5000
     (info,) = r.exchange_information().data().symbols
@@ -71,10 +81,7 @@ def test_official_sdk_conformance_steps(sim) -> None:
             h.on("message", diffs.append)
             u = await conn.user_data(listenKey=key)
             u.on("message", user.append)
-            for _ in range(100):  # the user-data SUBSCRIBE (string id) reached the server
-                if sim.server.user_subs.get(key):
-                    break
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(_wait_user_stream, served)  # its SUBSCRIBE carried a string id
             await asyncio.sleep(0.5)
             snap = r.order_book(symbol="SOLUSDT", limit=1000).data()
             bid = float(snap.bids[0][0])
@@ -133,9 +140,9 @@ def _trade(event, order_id: int) -> bool:
     return o is not None and o.i == order_id and o.x == "TRADE"
 
 
-def test_official_sdk_ws_api_places_and_cancels_with_string_ids(sim) -> None:
+def test_official_sdk_ws_api_places_and_cancels_with_string_ids(served) -> None:
     async def go():
-        api = await _sdk(sim.urls).websocket_api.create_connection()
+        api = await _sdk(served.urls).websocket_api.create_connection()
         try:
             book = await api.order_book(symbol="SOLUSDT", limit=5)
             bid = float(book.data().result.additional_properties["bids"][0][0])
@@ -283,3 +290,63 @@ def test_ccxt_pro_streams_book_and_trades_over_ws_api(sim) -> None:
     assert trades and trades[0]["price"] > 0
     assert o["status"] == "open" and c["status"] == "canceled"
     assert seen[-1]["status"] == "canceled"
+
+
+def test_ccxt_conformance_steps(served) -> None:
+    """Against `python -m hftbot.sim serve`, ccxt.pro (integer ids): exchange info (markets), time,
+    depth, the diff stream (ccxt syncs it to a snapshot and raises on any U/u/pu break), a GTX
+    (post-only) order placed and cancelled, a market fill seen in the user stream and in the
+    position, then flattened."""
+    pytest.importorskip("ccxt")
+    import ccxt.pro as ccxtpro
+
+    async def go():
+        ex = ccxtpro.binanceusdm(_ccxt_config())
+        _ccxt_urls(ex, served.urls)
+        seen: list[dict] = []
+
+        async def collect() -> None:
+            while True:
+                seen.extend(await ex.watch_orders(SYMBOL))
+
+        watcher = None
+        try:
+            markets = await ex.load_markets()
+            server_ms = await ex.fetch_time()
+            snap = await ex.fetch_order_book(SYMBOL, 5)
+            nonces = []
+            for _ in range(6):
+                nonces.append((await asyncio.wait_for(ex.watch_order_book(SYMBOL), 15))["nonce"])
+            watcher = asyncio.ensure_future(collect())
+            await asyncio.to_thread(_wait_user_stream, served)
+            bid = snap["bids"][0][0]
+            gtx = await ex.create_order(SYMBOL, "limit", "buy", 0.1, bid - 1, {"postOnly": True})
+            cancelled = await ex.cancel_order(gtx["id"], SYMBOL)
+            fill = await ex.create_order(SYMBOL, "market", "buy", 0.1)
+            for _ in range(200):
+                if any(o["id"] == fill["id"] and o["filled"] == 0.1 for o in seen):
+                    break
+                await asyncio.sleep(0.05)
+            (pos,) = await ex.fetch_positions([SYMBOL])
+            flat = await ex.create_order(SYMBOL, "market", "sell", 0.1, None, {"reduceOnly": True})
+            after = await ex.fetch_positions([SYMBOL])
+            return markets, server_ms, snap, nonces, gtx, cancelled, fill, seen, pos, flat, after
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await ex.close()
+
+    markets, server_ms, snap, nonces, gtx, cancelled, fill, seen, pos, flat, after = asyncio.run(
+        asyncio.wait_for(go(), 90)
+    )
+    assert markets[SYMBOL]["precision"]["price"] == 0.01 and markets[SYMBOL]["limits"]["cost"]["min"] == 5
+    assert abs(server_ms - time.time() * 1000) < 5000
+    assert len(snap["bids"]) == 5 and snap["bids"][0][0] < snap["asks"][0][0]
+    # the book's nonce is the final u of the last diff applied: it only moves forward
+    assert all(b >= a for a, b in itertools.pairwise(nonces)) and nonces[-1] > nonces[0], nonces
+    assert gtx["status"] == "open" and gtx["postOnly"] and gtx["timeInForce"] == "PO"
+    assert cancelled["status"] == "canceled"
+    assert (gtx["id"], "canceled") in {(o["id"], o["status"]) for o in seen}  # ccxt updates in place
+    assert any(o["id"] == fill["id"] and o["status"] == "closed" and o["filled"] == 0.1 for o in seen)
+    assert pos["contracts"] == 0.1 and pos["side"] == "long"
+    assert flat["reduceOnly"] is True and not [p for p in after if p["contracts"]]
