@@ -496,6 +496,7 @@ class BinanceFeed:
                         f"{conn.name}_age": st.age_reconnects,
                     }
                 )
+        c["stale"] = c.get("public_stale", 0) + c.get("market_stale", 0)
         return c
 
 

@@ -63,7 +63,9 @@ def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:
 def main(ctx) -> None:
     cfg = ctx.config
     bw, tw = open_writers(ctx, cfg.feed.levels)
-    core = FeedCore(levels=cfg.feed.levels)
+    # every bookTicker is checked against the book when it reaches the ticker's u; a mismatch
+    # means the book is wrong: a marker, then a new snapshot (counted in ticker_mismatches)
+    core = FeedCore(levels=cfg.feed.levels, check_tickers="resync" if cfg.feed.book_ticker else False)
     core.bind(bw.staging, tw.staging)
     sink = None
     if cfg.feed.record_raw and cfg.recorder.enabled:
@@ -113,10 +115,10 @@ _BEAT = (
     "trades",
     "malformed",
     "snapshot_requests",
-    "markers",
     "public_connects",
-    "public_stale",
-    "market_stale",
+    "stale",  # watchdog reconnects, both routes
+    "ticker_checks",
+    "ticker_mismatches",
     "raw_rows",
     "raw_dropped",
 )

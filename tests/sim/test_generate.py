@@ -32,10 +32,11 @@ def test_generated_recording_syncs_in_the_feed_without_a_gap(tmp_path, speed) ->
     assert core.synced and core.gaps == 0 and core.resyncs <= 1
     assert core.depth_applied >= depth - 1  # all but (at most) the one before the snapshot
     assert core.ticker_mismatches == 0
-    if speed == 0:  # a bookTicker follows its own diff only when diffs are per transaction
+    if speed == 0:  # diffs per transaction: a bookTicker follows its own diff
         assert core.ticker_checks > 100
-    else:  # about 10 depth updates per simulated second at @100ms
+    else:  # about 10 depth updates per simulated second at @100ms; tickers are held, then checked
         assert 0.6 * 72 * 10 <= depth <= 72 * 10
+        assert core.counters()["ticker_checks_held"] > 100
 
 
 def test_generate_refuses_a_bad_duration(tmp_path, capsys) -> None:
