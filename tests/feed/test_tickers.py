@@ -122,4 +122,5 @@ def test_run_refuses_the_resync_mode():
     core = FeedCore(levels=10, check_tickers="resync")
     z = np.zeros(0, dtype=np.int64)
     with pytest.raises(ValueError, match="resync"):
-        core.run(np.zeros(0, np.uint8), z, z, z, 0, 0, np.zeros(1, core.book_rec.dtype), np.zeros(1, core.trade_rec.dtype))
+        books, trades = np.zeros(1, core.book_rec.dtype), np.zeros(1, core.trade_rec.dtype)
+        core.run(np.zeros(0, np.uint8), z, z, z, 0, 0, books, trades)
