@@ -39,11 +39,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from hftbot.config import SimConfig
     from hftbot.sim import auth
     from hftbot.sim.server import ServerSettings, SimServer, run_loop
 
     async def run() -> None:
-        server = SimServer(_params(args), settings=ServerSettings(host=args.host, port=args.port))
+        settings = ServerSettings(sim=SimConfig(host=args.host, port=args.port))
+        server = SimServer(_params(args), settings=settings)
         server.venue.pub.want_speed(100)  # keep one diff stream warm: its chain runs from the start
         await server.start()
         u = server.urls

@@ -10,7 +10,7 @@ used, to refuse WebSocket paths the venue does not serve (404, as Binance does).
 Routes: `/public`, `/market`, `/private` each with `/ws`, `/ws/<streams>` and `/stream?streams=`
 (a stream on the wrong route is acknowledged and stays silent, as on the real venue; no route
 means `/public`), `/private/ws?listenKey=` and `/private/stream?listenKey=`, the WS API at
-`/ws-fapi/v1`, and REST under `/fapi/...` (see `hftbot.sim.venue`). Test hooks under `/sim/`
+`/ws-fapi/v1`, and REST under `/fapi/...` (see `hftbot.sim.routing`). Test hooks under `/sim/`
 (status, faults) are not part of Binance's API.
 
 All protocol decisions live in `hftbot.sim.venue.Venue`; this module only moves bytes, keeps
@@ -36,10 +36,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
+from hftbot.config import SimConfig
+from hftbot.sim.faults import Faults
 from hftbot.sim.market import ModelParams
-from hftbot.sim.matching import LatencyModel
+from hftbot.sim.matching import ConstantLatency, LatencyModel
+from hftbot.sim.routing import Session
 from hftbot.sim.streams import PARTIAL_LEVELS, Message, combined
-from hftbot.sim.venue import Faults, Session, Venue, VenueSettings
+from hftbot.sim.venue import Venue, VenueSettings
 
 log = logging.getLogger("hftbot.sim")
 
@@ -52,13 +55,32 @@ MAX_BUFFER_BYTES = 8 << 20  # unsent bytes per client before it is cut off as to
 
 @dataclass
 class ServerSettings:
-    """Network-side behaviour: where to listen and the latency the venue adds."""
+    """Network-side behaviour: where to listen and the latency the venue adds.
 
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: any free port
-    latency: LatencyModel = field(default_factory=LatencyModel)  # order entry and market data delays
+    Host, port and the constant latencies come from the `[sim]` config section (a setting is
+    defined once, in `hftbot.config.SimConfig` and `defaults.toml`); `latency` takes a model
+    object instead (jitter, in tests and benchmarks); keepalive is Binance's and only code sets it.
+    """
+
+    sim: SimConfig = field(default_factory=SimConfig)
+    latency: LatencyModel | None = None  # None: constant delays from sim.*_latency_ms
     ping_interval_s: float = 180.0  # Binance pings every 3 minutes
     ping_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.latency is None:
+            self.latency = LatencyModel(
+                market_data=ConstantLatency(int(self.sim.market_data_latency_ms * 1e6)),
+                order_entry=ConstantLatency(int(self.sim.order_latency_ms * 1e6)),
+            )
+
+    @property
+    def host(self) -> str:
+        return self.sim.host
+
+    @property
+    def port(self) -> int:
+        return self.sim.port  # 0: any free port
 
 
 def valid_request_id(rid: object) -> bool:
