@@ -23,30 +23,8 @@ from hftbot.records import book_dtype
 
 
 def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
-    f = cfg.feed
-    return FeedSettings(
-        symbol=cfg.runtime.symbol,
-        rest=endpoints["rest"],
-        ws=endpoints["ws"],
-        ws_api=endpoints.get("ws_api", ""),
-        depth_speed=f.depth_speed,
-        trades=f.trades,
-        book_ticker=f.book_ticker,
-        snapshot_limit=f.snapshot_limit,
-        snapshot_source=f.snapshot_source,
-        snapshot_budget_per_min=f.snapshot_budget_per_min,
-        snapshot_min_interval_s=f.snapshot_min_interval_s,
-        snapshot_timeout_s=f.snapshot_timeout_s,
-        stale_s=f.stale_s,
-        ping_interval_s=f.ping_interval_s,
-        ping_timeout_s=f.ping_timeout_s,
-        max_age_s=f.max_age_s,
-        max_age_jitter_s=f.max_age_jitter_s,
-        backoff_min_s=f.backoff_min_s,
-        backoff_max_s=f.backoff_max_s,
-        subscribe=f.subscribe,
-        subscribe_per_s=f.subscribe_per_s,
-    )
+    """The `[feed]` section as it is, with the runtime symbol and the mode's URLs."""
+    return FeedSettings.from_config(cfg.feed, cfg.runtime.symbol, endpoints)
 
 
 def recordings_root(cfg) -> Path:

@@ -7,6 +7,7 @@ never in a silently wrong book.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 
@@ -83,6 +84,27 @@ def play(scripts, snapshots, k_final, timeout=20.0, **kw):
 
 
 PRE = [("ev", 1), ("ev", 2), ("ev", 3), ("snap", 1)]
+
+
+def test_feed_settings_are_the_feed_section_with_urls():
+    """Every [feed] setting reaches the client as it is (FeedSettings extends FeedConfig: a new
+    setting is a config field and defaults.toml, nothing else)."""
+    from hftbot.config import FeedConfig, load_config
+    from hftbot.feed.process import settings_from_config
+
+    cfg = load_config(env={})
+
+    def changed(v):
+        return (not v) if isinstance(v, bool) else v + 1 if isinstance(v, int | float) else v + "x"
+
+    feed = dataclasses.replace(
+        cfg.feed, **{f.name: changed(getattr(cfg.feed, f.name)) for f in dataclasses.fields(FeedConfig)}
+    )
+    urls = {"rest": "http://h:1", "ws": "ws://h:1", "ws_api": "ws://h:1/ws-fapi/v1"}
+    s = settings_from_config(dataclasses.replace(cfg, feed=feed), urls)
+    for f in dataclasses.fields(FeedConfig):
+        assert getattr(s, f.name) == getattr(feed, f.name) != getattr(cfg.feed, f.name), f.name
+    assert (s.symbol, s.rest, s.ws, s.ws_api) == (cfg.runtime.symbol, *urls.values())
 
 
 def test_in_order_stream_builds_the_reference_book():
