@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from hftbot.feed.binance import BinanceFeed, FeedSettings
 from hftbot.feed.core import FeedCore
+from hftbot.feed.paths import recordings_root
 from hftbot.feed.rawsink import RawSink
 from hftbot.ipc.ring import RingWriter
 from hftbot.records import book_dtype
@@ -25,10 +25,6 @@ from hftbot.records import book_dtype
 def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
     """The `[feed]` section as it is, with the runtime symbol and the mode's URLs."""
     return FeedSettings.from_config(cfg.feed, cfg.runtime.symbol, endpoints)
-
-
-def recordings_root(cfg) -> Path:
-    return Path(cfg.recorder.root or Path(cfg.runtime.data_dir) / "recordings")
 
 
 def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:

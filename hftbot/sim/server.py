@@ -30,12 +30,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
+from hftbot.bench.common import percentiles_us
 from hftbot.config import SimConfig
 from hftbot.sim.faults import Faults
 from hftbot.sim.market import ModelParams
@@ -486,12 +486,7 @@ class SimServer:
                 "clients": len(self.clients),
                 "user_streams": sum(len(c) for c in self.user_subs.values()),  # user-data subscriptions
                 "sent": self.sent,
-                "publish_delay_us": {
-                    f"p{q}": round(float(np.percentile(self.delays_ns, q)) / 1e3, 1)
-                    if self.delays_ns
-                    else None
-                    for q in (50, 99, 99.9)
-                },
+                "publish_delay_us": percentiles_us(self.delays_ns),  # due -> written to the socket
                 "counters": v.counters,
                 "update_id": v.engine.update_id,
                 "faults": v.settings.faults.__dict__,
