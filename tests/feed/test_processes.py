@@ -150,3 +150,16 @@ def test_recorder_resumes_after_what_is_already_on_disk(tmp_path):
     with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10) as w:
         w.append(recs)
     assert newest_recorded_ns(tmp_path / "SOLUSDT") == int(recs["publish_ns"][-1])
+
+
+def test_the_recorder_imports_neither_the_feed_process_nor_websockets():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hftbot.feed.recorder\n"
+        "bad = [m for m in ('websockets', 'hftbot.feed.process', 'hftbot.feed.binance') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
