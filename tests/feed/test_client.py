@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import time
 
 import pytest
@@ -38,8 +39,8 @@ def settings(urls: dict, **kw) -> FeedSettings:
     return FeedSettings(**base)
 
 
-async def run_feed(server: ScriptedServer, until, timeout: float = 20.0, **kw):
-    core = FeedCore(levels=10)
+async def run_feed(server: ScriptedServer, until, timeout: float = 20.0, check: bool | str = False, **kw):
+    core = FeedCore(levels=10, check_tickers=check)
     books = []
     feed = BinanceFeed(
         settings(server.urls, **kw), core, lambda c: books.append(c.book_rec.copy()), lambda c: None
@@ -74,10 +75,10 @@ def assert_book_is(feed: BinanceFeed, k: int, books) -> None:
     assert first_valid["flags"] & BOOK_RESYNC
 
 
-def play(scripts, snapshots, k_final, timeout=20.0, **kw):
+def play(scripts, snapshots, k_final, timeout=20.0, check=False, **kw):
     async def scenario():
         async with ScriptedServer(scripts, snapshots) as srv:
-            feed, books = await run_feed(srv, synced_at(k_final), timeout, **kw)
+            feed, books = await run_feed(srv, synced_at(k_final), timeout, check, **kw)
             return srv, feed, books
 
     return asyncio.run(scenario())
@@ -125,6 +126,53 @@ def test_gap_forces_resync_with_a_new_snapshot():
         i for i in range(1, len(flags)) if flags[i - 1] & BOOK_VALID and not flags[i] & BOOK_VALID
     )
     assert any(f & BOOK_RESYNC for f in flags[gap_marker:])
+
+
+def _ticker(u: int, k: int, bid_qty_lots: int | None = None) -> tuple[str, str]:
+    """A bookTicker frame with u and the best bid/ask of the book after event k."""
+    bids, asks = book_after(k)
+    bp, ap = max(bids), min(asks)
+    data = {
+        "e": "bookTicker",
+        "u": u,
+        "s": SYM,
+        "b": f"{bp / 100:.2f}",
+        "B": f"{(bids[bp] if bid_qty_lots is None else bid_qty_lots) / 1000:.3f}",
+        "a": f"{ap / 100:.2f}",
+        "A": f"{asks[ap] / 1000:.3f}",
+        "T": 1,
+        "E": 1,
+    }
+    return ("raw", json.dumps({"stream": f"{SYM.lower()}@bookTicker", "data": data}))
+
+
+def test_a_bookticker_that_disagrees_with_the_book_forces_a_resync():
+    """In the live feed's mode a ticker is checked when the book reaches its u (at once, or held
+    until the diff ending on it): a mismatch means the book is wrong, so a marker and a new
+    snapshot follow, and the book ends right."""
+    script = [
+        *PRE,
+        ("ev", 4),
+        ("ev", 5),
+        _ticker(50, 5),  # at the book's u: checked at once, agrees
+        _ticker(60, 6),  # ahead of the book: held, checked after event 6, agrees
+        _ticker(70, 7, bid_qty_lots=1),  # held; disagrees once event 7 is applied
+        ("ev", 6),
+        ("ev", 7),
+        ("ev", 8),
+        ("snap", 2),
+        ("ev", 9),
+        ("ev", 10),
+    ]
+    _, feed, books = play([script], [2, 9], 10, check="resync")
+    assert_book_is(feed, 10, books)
+    c = feed.counters()
+    assert (c["ticker_checks"], c["ticker_checks_held"], c["ticker_mismatches"]) == (3, 2, 1)
+    assert c["snapshot_requests"] == 2 and c["gaps"] == 0
+    valid = [int(b["update_id"]) for b in books if b["flags"] & BOOK_VALID]
+    assert 60 in valid and 70 not in valid  # the book at 7 disagreed: published as a marker instead
+    after_60 = [int(b["update_id"]) for b in books].index(60) + 1
+    assert not books[after_60]["flags"] & BOOK_VALID
 
 
 def test_duplicate_event_is_dropped_without_resync():
