@@ -9,7 +9,7 @@ from hftbot.bench.common import percentiles_us, print_json
 
 
 def test_only_benchmarks_are_offered(capsys):
-    assert available() == ["book", "inference", "ring", "sim"]  # `common` is a helper, not a bench
+    assert available() == ["book", "inference", "ring", "sim", "strategy"]  # `common` is a helper
     assert main(["common"]) == 2
     assert "unknown benchmark 'common'" in capsys.readouterr().err
 
