@@ -3,8 +3,9 @@
 1. Per depth message of the real capture, from the raw frame bytes (as the socket hands them
    over) to a top-N record published in a real shared-memory ring: decode + sync + apply +
    write + publish, timed with perf_counter_ns around exactly that. All messages go through the
-   same core in file order (bookTickers and trades too); only depth messages that produced a
-   valid book are timed. `depth_to_published_us`: p50/p99/p99.9/max/mean in µs, and n.
+   same core in file order (bookTickers, checked against the book as the live feed does, and
+   trades too); only depth messages that produced a valid book are timed.
+   `depth_to_published_us`: p50/p99/p99.9/max/mean in µs, and n.
 2. Full-speed replay of the whole capture through the book into the book and trade rings, as the
    replay process does it: gzip decompression + line index + fast path + publish_many. Reported
    end to end (`replay_msgs_per_s`, best of N passes) and without the file work
@@ -72,7 +73,7 @@ def latency(path: Path, levels: int) -> tuple[np.ndarray, dict, str]:
     block_frames = []
     for b in iter_blocks([path]):
         block_frames += [(int(b.nss[i]), b.frame(i)) for i in range(len(b))]
-    core = FeedCore(levels=levels)
+    core = FeedCore(levels=levels, check_tickers="resync")  # as the live feed runs it
     books = _Sink(book_dtype(levels), 1 << 14, "book")
     trades = _Sink(TRADE_DTYPE, 1 << 14, "trade")
     if books.ring is not None:  # build records in the writers' staging buffers, as the feed does
