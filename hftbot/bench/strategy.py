@@ -8,22 +8,22 @@ each). Orders a strategy asks for are acknowledged at once outside the timed par
 as NEW, an IOC ends, a modify applies, a cancel removes), so the mm requotes resting quotes as it
 would live; nothing fills. deeplob gets one neutral signal (it decides, finds no edge, returns).
 
-Prints a table, then one JSON line: per strategy `p50_us`, `p99_us`, `mean_us`, `pass_s` (the sum
-of the timed calls over the capture) and `intents`. `--quick` takes the first 3000 books.
+Prints a table, then one JSON line: per strategy `call_us` (p50/p99/p99.9/max/mean µs and n, the
+shape every bench prints), `pass_s` (the sum of the timed calls over the capture) and `intents`.
+`--quick` takes the first 3000 books.
 Never used by tests; the machine's load changes the figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hftbot.bench.common import machine, percentiles_us
+from hftbot.bench.common import machine, percentiles_us, print_json
 from hftbot.config import ExecConfig, RiskConfig, StrategyConfig
 from hftbot.exec.messages import IOC, NEW, Cancel, Modify, OrderRequest, OrderUpdate, Place
 from hftbot.exec.positions import Positions
@@ -101,9 +101,7 @@ def time_strategy(name: str, books: list, tick: float, lot: float) -> dict:
         if out:
             intents += len(out)
             _ack(pos, out, now, name, oid)
-    figures = percentiles_us(lat)
-    return {"p50_us": figures["p50"], "p99_us": figures["p99"], "mean_us": figures["mean"],
-            "pass_s": round(float(lat.sum()) / 1e9, 4), "intents": intents}
+    return {"call_us": percentiles_us(lat), "pass_s": round(float(lat.sum()) / 1e9, 4), "intents": intents}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
           f"load avg {load:.2f} on {os.cpu_count()} cpus")
     print(f"{'strategy':<12}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}{'pass s':>10}{'intents':>10}")
     for name, r in results.items():
-        print(f"{name:<12}{r['p50_us']:>10.2f}{r['p99_us']:>10.2f}{r['mean_us']:>10.2f}{r['pass_s']:>10.4f}"
+        c = r["call_us"]
+        print(f"{name:<12}{c['p50']:>10.2f}{c['p99']:>10.2f}{c['mean']:>10.2f}{r['pass_s']:>10.4f}"
               f"{r['intents']:>10}")
-    print(json.dumps({"books": len(books), **results, "loadavg_1m": round(load, 2), "quick": args.quick,
-                      "machine": machine()}))
+    print_json({"bench": "strategy", "books": len(books), **results, "loadavg_1m": round(load, 2),
+                "quick": args.quick})
     return 0
 
 
