@@ -93,9 +93,12 @@ def _levels(px: np.ndarray, qty: np.ndarray) -> dict[int, int]:
 
 
 class StillMarket:
-    """Stands in for the market model: no events of its own (the rings drive the book)."""
+    """Stands in for the market model (`VenueSettings.market`): no events of its own, the rings
+    drive the book. Built as the model is, `StillMarket(params, engine, start_ns=)`."""
 
-    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, params=None, engine=None, start_ns: int = 0, clock_ns: Callable[[], int] = time.time_ns
+    ) -> None:
         self.clock_ns = clock_ns
 
     @property
@@ -159,14 +162,14 @@ def main(ctx) -> None:
     mid_px = (int(first["bid_px"][0]) + int(first["ask_px"][0] or first["bid_px"][0])) / 2 * tick
     params, venue_settings, server_settings = from_config(cfg.sim, port)
     params = dataclasses.replace(
-        params, symbol=cfg.runtime.symbol.upper(), tick=tick, lot=lot, start_price=mid_px, initial_levels=1
+        params, symbol=cfg.runtime.symbol.upper(), tick=tick, lot=lot, start_price=mid_px
     )
+    venue_settings.market = StillMarket
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         server = SimServer(params, venue_settings, server_settings)
         venue = server.venue
-        venue.model = StillMarket(venue.clock_ns)
         mirror = BookMirror(venue.engine)
         engine = venue.engine
         stop = threading.Event()
@@ -176,11 +179,11 @@ def main(ctx) -> None:
             for r in book_recs:
                 engine.begin()
                 if mirror.on_book(r, now):
-                    venue._publish(now)
+                    venue.commit(now)
             for t in trade_recs:
                 engine.begin()
                 mirror.on_trade(t, now)
-                venue._publish(now)
+                venue.commit(now)
 
         def follow() -> None:
             empty = ()
