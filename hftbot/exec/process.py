@@ -26,9 +26,12 @@ a real venue. It owns no trading logic: strategies, the risk manager and positio
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import queue
 import signal as signals
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +71,53 @@ def kill_file(cfg) -> Path:
     return Path(cfg.risk.kill_file or Path(cfg.runtime.data_dir) / "KILL")
 
 
+class TradeLogThread:
+    """The trade log's files written off the trading thread.
+
+    A flush rewrites a day's Parquet and CSV files (tens to hundreds of ms on a busy machine); on
+    the loop's thread that stall would age every book waiting in the ring, and the orders decided
+    on them after it would leave with a tick-to-order of that stall. So closed trades go through
+    a queue to this thread, which owns the `TradeLog` (not thread-safe) and flushes every
+    `exec.trades_flush_s` and at close.
+    """
+
+    def __init__(self, log: TradeLog, flush_s: float, logger: logging.Logger) -> None:
+        self.log = log
+        self.flush_s = flush_s
+        self.logger = logger
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="trade-log", daemon=True)
+        self.thread.start()
+
+    def put(self, trades: list) -> None:
+        self.queue.put(trades)
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_s
+        while True:
+            try:
+                item = self.queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            self.log.append(item)
+            if time.monotonic() >= next_flush:
+                next_flush = time.monotonic() + self.flush_s
+                self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.log.flush()
+        except (OSError, ValueError) as e:  # a full disk must not stop trading: say it loudly
+            self.logger.error("trade log: flush failed: %s", e)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(30.0)
+
+
 class Executor:
     """Strategy → risk → gateway, and venue events → positions; everything on one thread."""
 
@@ -92,9 +142,7 @@ class Executor:
         self.journal = journal
         self.log = log
         self.kill_path = kill_path
-        self.trade_log = trade_log
-        self._flush_ns = int(trades_flush_s * 1e9)
-        self._next_flush = 0
+        self.trade_log = TradeLogThread(trade_log, trades_flush_s, log) if trade_log is not None else None
         self.clock_ns = clock_ns
         self.needs_signal = bool(strategy is not None and strategy.needs_signal)
         self.book = None  # the newest book record
@@ -235,10 +283,9 @@ class Executor:
             self.send(req)
         self._check_position(now_ns)
         if self.trade_log is not None:
-            self.trade_log.append(self.positions.take_closed())
-            if now_ns >= self._next_flush:
-                self._next_flush = now_ns + self._flush_ns
-                self.trade_log.flush()
+            closed = self.positions.take_closed()
+            if closed:
+                self.trade_log.put(closed)
 
     def _check_position(self, now_ns: int) -> None:
         """Count a mismatch when ours and the venue's differ past the settling time after a fill."""
@@ -277,7 +324,7 @@ class Executor:
     def close(self) -> None:
         """Write the last closed trades and a final status record (after `shutdown`)."""
         if self.trade_log is not None:
-            self.trade_log.append(self.positions.take_closed())
+            self.trade_log.put(self.positions.take_closed())
             self.trade_log.close()
         self.publish_status()
 
@@ -488,6 +535,8 @@ def main(ctx) -> None:
         )
         ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log)
         signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
+        gc.collect()
+        gc.freeze()  # everything built so far lives for the run: later collections skip it
         ctx.beat(**ex.counters())
         run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
         log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
