@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from hftbot.exec.filters import SymbolFilters
-from hftbot.exec.gateway import RECONCILED, Gateway, GatewayError, Units
+from hftbot.exec.gateway import RECONCILED, Gateway, GatewayError
 from hftbot.exec.messages import (
     BUY,
     CANCELED,
@@ -28,6 +28,7 @@ from hftbot.exec.messages import (
     VenuePosition,
 )
 from hftbot.exec.signing import Signer
+from hftbot.exec.transport import Units
 from hftbot.sim import auth
 from tests.exec.conftest import signer_for, venue_of, wait_for
 
@@ -251,8 +252,9 @@ def test_unknown_outcome_is_settled_by_query_not_resent(sim, make_gateway) -> No
     bid, _ = touch(sim)
     r = req(BUY, 10, bid - 30)
     gw.place(r)
-    wait_for(gw, lambda ev: updates(ev, r.client_id, NEW))
-    assert gw.counters["unknown"] == 1 and gw.orders[r.client_id].status == NEW
+    # the stream's NEW and the 503 answer race: wait for both
+    wait_for(gw, lambda ev: updates(ev, r.client_id, NEW) and gw.counters["unknown"] == 1)
+    assert gw.orders[r.client_id].status == NEW
     placed = sim.call(lambda: [o.client_id for o in sim.venue.engine.orders.values()])
     assert placed.count(r.client_id) == 1
 
@@ -301,7 +303,7 @@ def test_frames_written_past_websockets_are_whole_at_every_length(sim) -> None:
     import orjson
     from websockets.sync.client import connect
 
-    from hftbot.exec.gateway import frame_writer
+    from hftbot.exec.transport import frame_writer
 
     ws = connect(sim.urls["ws_api"], legacy=True, compression=None)
     try:
@@ -315,7 +317,9 @@ def test_frames_written_past_websockets_are_whole_at_every_length(sim) -> None:
 
 
 def test_keep_alive_holds_a_short_lived_listen_key(sim, make_gateway) -> None:
-    requests.post(sim.urls["rest"] + "/sim/faults", data=json.dumps({"expire_listen_key_after_s": 1.5}), timeout=5)
+    requests.post(
+        sim.urls["rest"] + "/sim/faults", data=json.dumps({"expire_listen_key_after_s": 1.5}), timeout=5
+    )
     gw = make_gateway(listen_key_keepalive_s=1.0)
     time.sleep(3.2)  # two expiries' worth
     assert gw.counters["keepalive"] >= 2 and gw.counters["user_reconnects"] == 0
