@@ -265,7 +265,7 @@ class Gateway:
             if ws is not None:
                 ws.close()
         for t in self._threads:
-            t.join(5.0)
+            t.join(2.0)  # readers end with their sockets; a reconnect in progress is abandoned
         self.rest.close()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
