@@ -150,6 +150,17 @@ class SimConfig:
     fault_expire_listen_key_after_s: float = _f(0.0, lo=0.0)
     fault_reject_code: int = _f(0)
     fault_reject_every: int = _f(0, lo=0)
+    fault_unknown_code: int = _f(-1000)
+    fault_clock_skew_ms: float = _f(0.0, lo=-3_600_000.0, hi=3_600_000.0)
+    fault_rate_limit_every: int = _f(0, lo=0)
+    fault_rate_limit_code: int = _f(-1015, choices=(-1015, -1003))
+    fault_retry_after_ms: float = _f(1000.0, lo=0.0)
+    fault_lose_order_every: int = _f(0, lo=0)
+    fault_late_order_every: int = _f(0, lo=0)
+    fault_late_order_ms: float = _f(0.0, lo=0.0)
+    fault_close_ws_api_every: int = _f(0, lo=0)
+    fault_duplicate_user_every: int = _f(0, lo=0)
+    fault_reorder_user_every: int = _f(0, lo=0)
 
 
 @dataclass(frozen=True)
@@ -243,6 +254,8 @@ class RiskConfig:
     rate_burst_fraction: float = _f(0.5, lo=0.01, hi=0.95)
     rate_cancel_reserve: float = _f(0.1, lo=0.0, hi=0.9)
     kill_file: str = _f("")
+    rate_backoff_ms: float = _f(1000.0, lo=1.0)
+    margin_backoff_ms: float = _f(5000.0, lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,8 @@ class GatewayConfig:
     user_stream_path: str = _f("/private/ws/{listen_key}")
     reconnect_backoff_s: float = _f(0.5, lo=0.01)
     flatten_wait_s: float = _f(3.0, lo=0.0)
+    settle_retry_ms: float = _f(500.0, lo=1.0)
+    settle_attempts: int = _f(3, lo=2, hi=20)
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ ORDER_DTYPE = np.dtype(
     ]
 )
 
+MAX_FAULT_KINDS = 24  # fault kinds the execution status record has room for (hftbot.exec.faults.KINDS)
+
 # Execution status, one record per heartbeat (the "exec" ring; the supervisor shows the newest).
 # The heartbeat table holds integers only; PnL needs floats, hence a record.
 EXEC_STATUS_DTYPE = np.dtype(
@@ -159,6 +161,13 @@ EXEC_STATUS_DTYPE = np.dtype(
         ("win_rate", "<f8"),  # over closed trades, net of fees (NaN: none closed)
         ("tick", "<f8"),
         ("lot", "<f8"),
+        # the fault report (issue 13), one slot per kind of hftbot.exec.faults.KINDS, by index
+        ("fault_count", "<i8", (MAX_FAULT_KINDS,)),  # faults seen
+        ("fault_recovered", "<i8", (MAX_FAULT_KINDS,)),  # ... handled to the end
+        ("fault_failed", "<i8", (MAX_FAULT_KINDS,)),  # ... whose handling gave up
+        ("fault_open", "<i8", (MAX_FAULT_KINDS,)),  # ... in progress now (e.g. unsettled orders)
+        ("fault_p50_ms", "<f8", (MAX_FAULT_KINDS,)),  # recovery time, median (NaN: none yet)
+        ("fault_max_ms", "<f8", (MAX_FAULT_KINDS,)),  # recovery time, longest
     ]
 )
 

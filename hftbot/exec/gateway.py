@@ -1,10 +1,10 @@
 """The order gateway: the only place on the client side that speaks Binance's order protocol.
 
 Approved `OrderRequest`s go out as WS API `order.place` / `order.cancel` / `order.modify` frames;
-what the venue says comes back as `OrderUpdate`, `Fill`, `Rejected` and `VenuePosition`
-(hftbot.exec.messages), from the WS API answers and the user data stream alike. The same code
-runs against the simulator, the mirror venue of replay/paper, the testnet and Binance: only the
-URLs and the credentials differ.
+what the venue says comes back as `OrderUpdate`, `Fill`, `Rejected`, `VenuePosition`,
+`RateLimited` and `RateUsage` (hftbot.exec.messages), from the WS API answers and the user data
+stream alike. The same code runs against the simulator, the mirror venue of replay/paper, the
+testnet and Binance: only the URLs and the credentials differ.
 
 Threads, and why. The send path is the latency that matters (signal read → order frame written on
 the socket; target p99 ≤ 200 µs), so the caller's thread builds the frame and writes it itself on a
@@ -13,27 +13,46 @@ between the decision and `sendall`. Everything else runs beside it:
 
 - the WS API reader: answers, matched to requests by id; normalised off the hot thread;
 - the user-stream reader: ORDER_TRADE_UPDATE / ACCOUNT_UPDATE / listenKeyExpired; on a drop or an
-  expiry it gets a new listenKey, reconnects and reconciles (positions, open orders, recent fills);
+  expiry it gets a new listenKey and reconnects;
 - housekeeping: server-time offset, listenKey keep-alive, the `countdownCancelAll` dead-man switch
-  (REST), request timeouts.
+  (REST), request timeouts, reconnecting the WS API, the reconciliations, and the timed work the
+  readers hand it (a -1021 retry after the time resync, a settle query asked again later).
 
 Readers only normalise and append to an inbox; `poll()`, on the caller's thread, applies them to
 the gateway's view of our orders, drops duplicates (fills by `(order_id, trade_id)`, order updates
-that are not newer than what is known) and returns the events. So the state that risk and
-positions read is touched by one thread only.
+that are not newer than what is known), counts the faults (`self.faults`, a
+`hftbot.exec.faults.FaultLog`) and returns the events. So the state that risk and positions read
+is touched by one thread only.
 
-Decisions written down:
+Faults (issue 13; what each is and what is done is the table in `hftbot.exec.faults`, which
+`classify` applies — no decision by code is made here outside it):
+
+- Unknown outcome (503, -1006/-1007, no answer in `request_timeout_s`, the WS API socket closed
+  with the request in flight): settled by `order.status` on the client id, never by a resend. A
+  -2013 answer is believed only after `settle_attempts` queries `settle_retry_ms` apart (the query
+  may overtake the order); then the order never arrived (`Rejected`, request "place"). An order
+  concluded absent that the venue reports later is revived. A settled order that has fills gets
+  them from `userTrades?orderId=` at once.
+- -1021 / -5028: the server-time offset is measured again (at most once a second) and the request
+  resent once with a fresh timestamp and signature; blocking calls and REST the same.
+- Rate limits (429 / 418, -1003 / -1015 / -1008): a `RateLimited` event with the venue's retry
+  time (`error.data.retryAfter`, the REST `Retry-After`) for the risk manager's backoff; every WS
+  API answer's `rateLimits` and every REST answer's `X-MBX-*` counts as `RateUsage`.
+- Streams: a dropped user stream, `listenKeyExpired` or -1125 on the keep-alive → a new listenKey,
+  reconnect; a dropped WS API → reconnect and log on again. Either way `syncing` is true from the
+  drop until a full reconciliation (position, open orders, every fill since the last one seen,
+  paged by `fromId`) has been applied by `poll()`: the executor holds trading meanwhile.
+
+Other decisions written down:
 
 - Auth: with an Ed25519 key the WS API session is logged on once (`session.logon`) and order frames
   carry no signature; with an HMAC key every request is signed. REST (countdown, open orders,
   trades) is signed with the same key (Ed25519 over REST is UNVERIFIED on fapi; the simulator
   accepts it).
-- Unknown outcome (503 "Unknown error", -1006/-1007, a timed-out request): the order is settled by
-  `order.status` on its client id, never by a resend (issue 13 builds the rest of the fault work).
 - At start: exchangeInfo (tick, step), server time, logon, listenKey and user stream *first*
   (nothing is missed), then optionally cancel what a previous run left resting, then the snapshot
-  (`account.position`, `openOrders`). Fills at or before the snapshot's position time are already
-  in it and are not applied again.
+  (`account.position`, `openOrders`, the newest trade id). Fills at or before the snapshot's
+  position time are already in it and are not applied again.
 - On stop the listenKey is not deleted: one key serves every client of the account, and a DELETE
   would cut the others' streams. The dead-man countdown is switched off after the final cancel.
 
@@ -42,6 +61,7 @@ Secrets never reach a log: the `Signer` masks them and frames are never logged.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import threading
@@ -57,6 +77,7 @@ from websockets.protocol import OPEN
 from websockets.sync.client import ClientConnection, connect
 
 from hftbot.config import GatewayConfig
+from hftbot.exec.faults import DEAD, FaultLog, classify
 from hftbot.exec.filters import SymbolFilters
 from hftbot.exec.ids import VALID as CLIENT_ID_RE
 from hftbot.exec.messages import (
@@ -72,15 +93,23 @@ from hftbot.exec.messages import (
     ModifyRequest,
     OrderRequest,
     OrderUpdate,
+    RateLimited,
+    RateUsage,
     Rejected,
     VenuePosition,
 )
+from hftbot.exec.ratelimit import usage_from_headers
 from hftbot.exec.signing import ED25519, Signer
 from hftbot.exec.transport import MAYBE_SENT, GatewayError, RestClient, Units, frame_writer
 
-UNKNOWN_CODES = (-1006, -1007)  # execution status unknown (plus any HTTP-like 503)
+UNKNOWN_CODES = (-1006, -1007)  # execution status unknown (plus any HTTP 503)
 RECONCILED = "RECONCILED"  # exec_type of an OrderUpdate that comes from a snapshot, not an event
 MAX_FILL_KEYS = 200_000
+TRADES_PAGE = 1000  # userTrades rows per request (Binance's maximum)
+MAX_TRADES_FETCH = 100_000  # rows one reconciliation reads at most
+_AUTH_KEYS = ("timestamp", "recvWindow", "signature", "apiKey")
+# fault phases (applied to the FaultLog by poll, on the caller's thread)
+OBSERVE, RECOVER, FAIL, EVENT = "observe", "recover", "fail", "event"
 
 
 @dataclass(frozen=True)
@@ -108,6 +137,7 @@ class VenueOrder:
     status: str = "PENDING_NEW"  # until the venue acknowledges it
     filled: int = 0
     sent_ns: int = 0
+    update_ms: int = 0  # venue time of the newest event applied
 
 
 @dataclass
@@ -118,13 +148,30 @@ class _Pending:
     event: threading.Event | None = None
     result: Any = None
     error: tuple[int, int, str] | None = None  # (status, code, msg)
+    method: str = ""  # place / cancel / modify: what to resend after a -1021
+    params: dict | None = None
+    retried: bool = False  # the one resend after a -1021
+    attempt: int = 0  # settle: which query this is (-2013 is believed at `settle_attempts`)
+    fault: str = ""  # settle: the fault kind it settles
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """A fault a reader or housekeeping saw; `poll()` applies it to the FaultLog."""
+
+    kind: str
+    phase: str  # OBSERVE | RECOVER | FAIL | EVENT
+    key: str
+    t_ns: int
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """A reconciliation's position in the inbox: applied whatever its time (it was read just now)."""
+    """A reconciliation's position in the inbox: applied whatever its time (it was read just now);
+    `gens`: the stream faults (source, generation) this reconciliation ends."""
 
     position: VenuePosition
+    gens: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -168,6 +215,7 @@ class Gateway:
         self.local_lots = 0  # snapshot + every fill applied since: must equal position.lots
         self.rate_limits: list[dict] = []  # the last `rateLimits` the WS API sent
         self.listen_key = ""
+        self.faults = FaultLog()  # caller's thread only (poll applies what the threads saw)
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "sent",
@@ -177,8 +225,14 @@ class Gateway:
                 "fill_duplicates",
                 "updates_stale",
                 "unknown",
+                "settled_absent",
+                "revived",
+                "retries_1021",
+                "time_resyncs",
+                "rate_limited",
                 "user_reconnects",
                 "ws_reconnects",
+                "reconciliations",
                 "ws_errors",
                 "countdown_refresh",
                 "countdown_errors",
@@ -196,12 +250,24 @@ class Gateway:
         self._fill_order: deque[tuple[int, int]] = deque()
         self._unknown_ids: deque[str] = deque()
         self._closed: dict[str, None] = {}  # client ids closed recently (late duplicates are dropped)
+        self._absent: dict[str, None] = {}  # settled as "never arrived": revived if the venue reports them
         self._snapshot_ms = 0
+        self._last_trade_id = 0  # the newest fill seen: a reconciliation reads every fill after it
         self._logged_on = False
+        self._synced_ns = 0  # when the clock offset was last measured (a -1021 of a request sent after it
+        # is the clock drifting again; one sent before it is already answered by that resync)
+        self._rate_limited_ns = 0  # the last 429 / 418 seen (its fault recovers on a later success)
+        self._key_dead = False  # the keep-alive said -1125: the stream renewal is a listen_key fault
+        self._syncs: dict[str, int] = {}  # stream fault source → generation waiting for reconciliation
+        self._sync_gen = 0
+        self._sync_lock = threading.Lock()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []  # (monotonic due, seq, work)
+        self._timer_seq = itertools.count()
+        self._timer_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # housekeeping has timed work or a reconciliation to run
         self._threads: list[threading.Thread] = []
         self._user_up = threading.Event()
-        self._user_reconnect = threading.Event()
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -226,13 +292,9 @@ class Gateway:
             )
         cancelled = 0
         if s.cancel_on_start:
-            cancelled = len(
-                self.rest.call("GET", "/fapi/v1/openOrders", {"symbol": self.symbol, **self._ts()}, True)
-            )
+            cancelled = len(self._rest("GET", "/fapi/v1/openOrders", {"symbol": self.symbol}))
             if cancelled:
-                self.rest.call(
-                    "DELETE", "/fapi/v1/allOpenOrders", {"symbol": self.symbol, **self._ts()}, True
-                )
+                self._rest("DELETE", "/fapi/v1/allOpenOrders", {"symbol": self.symbol})
                 self.log.warning("gateway: cancelled %d order(s) an earlier run left resting", cancelled)
         snap = self.reconcile(initial=True)
         snap.cancelled_at_start = cancelled
@@ -252,15 +314,11 @@ class Gateway:
                 self.log.error("gateway: cancel all on close failed: %s", e)
         if self.s.countdown_ms and self.units is not None:
             try:
-                self.rest.call(
-                    "POST",
-                    "/fapi/v1/countdownCancelAll",
-                    {"symbol": self.symbol, "countdownTime": 0, **self._ts()},
-                    True,
-                )
+                self._rest("POST", "/fapi/v1/countdownCancelAll", {"symbol": self.symbol, "countdownTime": 0})
             except GatewayError as e:
                 self.log.warning("gateway: could not switch the countdown off: %s", e)
         self._stop.set()
+        self._wake.set()
         for ws in (self._ws, self._user_ws):
             if ws is not None:
                 ws.close()
@@ -297,6 +355,10 @@ class Gateway:
                 raise
             self._logged_on = True
 
+    def _ws_ready(self) -> bool:
+        ws = self._ws
+        return ws is not None and ws.protocol.state is OPEN and (self.signer.kind != ED25519 or self._logged_on)
+
     # ------------------------------------------------------------------------------ time
 
     def now_ms(self) -> int:
@@ -309,7 +371,17 @@ class Gateway:
         server = int(self.rest.call("GET", "/fapi/v1/time")["serverTime"])
         t1 = self.clock_ns()
         self.time_offset_ms = server - (t0 + t1) // 2_000_000
+        self._synced_ns = t1
         return self.time_offset_ms
+
+    def _resync(self, sent_ns: int = 0) -> None:
+        """-1021 for a request sent at `sent_ns`: measure the offset again, unless it was measured
+        after that request left (a burst of -1021 answers resyncs once)."""
+        if not sent_ns or self._synced_ns <= sent_ns:
+            self.counters["time_resyncs"] += 1
+            old = self.time_offset_ms
+            self.sync_time()
+            self.log.warning("gateway: -1021: server-time offset %d ms → %d ms", old, self.time_offset_ms)
 
     def _ts(self) -> dict:
         return {"timestamp": self.now_ms(), "recvWindow": self.s.recv_window_ms}
@@ -336,25 +408,80 @@ class Gateway:
     def request(
         self, method: str, params: dict | None = None, signed: bool = True, timeout_s: float | None = None
     ):
-        """A blocking WS API call (start-up, housekeeping; never the reader thread): its `result`."""
-        params = dict(params or {})
-        if signed:
-            self._auth(params)
-        rid = next(self._ids)
-        p = _Pending("sync", event=threading.Event())
-        self._pending[rid] = p
-        try:
-            self._write(rid, method, params)
-        except MAYBE_SENT as e:
-            self._pending.pop(rid, None)
-            raise GatewayError(f"gateway: WS API closed during {method}: {e}", -1001) from None
-        if not p.event.wait(self.s.request_timeout_s if timeout_s is None else timeout_s):
-            self._pending.pop(rid, None)
-            raise GatewayError(f"gateway: {method} got no answer in {self.s.request_timeout_s} s", -1007)
-        if p.error is not None:
-            status, code, msg = p.error
-            raise GatewayError(f"gateway: {method}: {status} {code} {msg}", code, status)
-        return p.result
+        """A blocking WS API call (start-up, housekeeping; never a reader thread): its `result`.
+
+        A signed call refused with -1021 is sent once more after the clock is resynced."""
+        for attempt in (0, 1):
+            sent = dict(params or {})
+            if signed:
+                self._auth(sent)
+            rid = next(self._ids)
+            p = _Pending("sync", sent_ns=self.clock_ns(), event=threading.Event())
+            self._pending[rid] = p
+            try:
+                self._write(rid, method, sent)
+            except MAYBE_SENT as e:
+                self._pending.pop(rid, None)
+                raise GatewayError(f"gateway: WS API closed during {method}: {e}", -1001) from None
+            wait = self.s.request_timeout_s if timeout_s is None else timeout_s
+            if not p.event.wait(wait):
+                self._pending.pop(rid, None)
+                raise GatewayError(f"gateway: {method} got no answer in {wait} s", -1007)
+            if p.error is not None:
+                status, code, msg = p.error
+                if signed and not attempt and classify(status, code) == "timestamp":
+                    self._inbox.append(_Fault("timestamp", OBSERVE, method, self.clock_ns()))
+                    self._resync(p.sent_ns)
+                    continue
+                if attempt:
+                    self._inbox.append(_Fault("timestamp", FAIL, method, self.clock_ns()))
+                raise GatewayError(f"gateway: {method}: {status} {code} {msg}", code, status)
+            if attempt:
+                self._inbox.append(_Fault("timestamp", RECOVER, method, self.clock_ns()))
+            return p.result
+        raise AssertionError("unreachable")
+
+    def _rest(self, method: str, path: str, params: dict, signed: bool = True) -> Any:
+        """A REST call (signed: timestamp added); one resend after a -1021 resync; the answer's
+        used counts and rate-limit refusals go to the inbox."""
+        for attempt in (0, 1):
+            sent_ns = self.clock_ns()
+            try:
+                data = self.rest.call(method, path, {**params, **self._ts()} if signed else params, signed)
+            except GatewayError as e:
+                self._usage(self.rest.last_headers)
+                kind = classify(e.status, e.code, path)
+                if kind == "rate_limit":
+                    retry_at = self.now_ms() + int(e.retry_after_s * 1000) if e.retry_after_s else 0
+                    self._rate_limited(e.code, e.status, retry_at, path)
+                if signed and not attempt and kind == "timestamp":
+                    self._inbox.append(_Fault("timestamp", OBSERVE, path, self.clock_ns()))
+                    self._resync(sent_ns)
+                    continue
+                if attempt:
+                    self._inbox.append(_Fault("timestamp", FAIL, path, self.clock_ns()))
+                raise
+            self._usage(self.rest.last_headers)
+            if attempt:
+                self._inbox.append(_Fault("timestamp", RECOVER, path, self.clock_ns()))
+            return data
+        raise AssertionError("unreachable")
+
+    def _usage(self, headers: dict[str, str]) -> None:
+        used = usage_from_headers(headers) if headers else ()
+        if used:
+            self._inbox.append(RateUsage((), tuple(used)))
+
+    def _rate_limited(self, code: int, status: int, retry_at_ms: int, request: str) -> None:
+        self.counters["rate_limited"] += 1
+        now = self.clock_ns()
+        self._rate_limited_ns = now
+        weight = code == -1003 or status == 418
+        self._inbox.append(RateLimited(code, status, retry_at_ms, weight, request))
+        self._inbox.append(_Fault("rate_limit", OBSERVE, "", now))
+        self.log.warning(
+            "gateway: rate limit on %s (%s %s): backing off until %s", request, status, code, retry_at_ms or "?"
+        )
 
     def send(self, r: OrderRequest | CancelRequest | ModifyRequest | CancelAllRequest) -> int:
         """Send one approved request (the risk manager's output); returns the ns its frame left."""
@@ -408,7 +535,7 @@ class Gateway:
         rid = next(self._ids)
         order = VenueOrder(cid, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only)
         self.orders[cid] = order
-        self._pending[rid] = _Pending("place", cid, self.clock_ns())
+        self._pending[rid] = _Pending("place", cid, self.clock_ns(), method="order.place", params=params)
         try:
             sent = self._write(rid, "order.place", params)
         except GatewayError as e:  # certainly not sent
@@ -454,9 +581,8 @@ class Gateway:
 
     def _send_async(self, kind: str, client_id: str, method: str, params: dict) -> int:
         rid = next(self._ids)
-        self._pending[rid] = _Pending(
-            kind, client_id, self.clock_ns()
-        )  # before the write: the answer may beat us
+        # registered before the write: the answer may beat us
+        self._pending[rid] = _Pending(kind, client_id, self.clock_ns(), method=method, params=params)
         try:
             sent = self._write(rid, method, params)
         except GatewayError as e:
@@ -480,22 +606,22 @@ class Gateway:
 
     def cancel_all(self) -> None:
         """Cancel every open order of the symbol (REST DELETE allOpenOrders; blocking)."""
-        self.rest.call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": self.symbol, **self._ts()}, True)
+        self._rest("DELETE", "/fapi/v1/allOpenOrders", {"symbol": self.symbol})
 
     def refresh_countdown(self) -> None:
         """Re-arm the dead-man switch: the venue cancels all our orders `countdown_ms` from now."""
-        self.rest.call(
-            "POST",
-            "/fapi/v1/countdownCancelAll",
-            {"symbol": self.symbol, "countdownTime": self.s.countdown_ms, **self._ts()},
-            True,
+        self._rest(
+            "POST", "/fapi/v1/countdownCancelAll", {"symbol": self.symbol, "countdownTime": self.s.countdown_ms}
         )
         self.counters["countdown_refresh"] += 1
+
+    # ------------------------------------------------------------------------ unknown outcomes
 
     def _unknown(self, client_id: str) -> None:
         """A request whose outcome we cannot know: mark the order UNKNOWN (both ways) and ask."""
         self.counters["unknown"] += 1
         self._unknown_ids.append(client_id)
+        self._inbox.append(_Fault("unknown_outcome", OBSERVE, client_id, self.clock_ns()))
         self._settle_later(client_id)
 
     def has_unknown(self) -> bool:
@@ -508,16 +634,58 @@ class Gateway:
             out.append(self._unknown_ids.popleft())
         return out
 
-    def _settle_later(self, client_id: str) -> None:
-        """Unknown outcome: ask the venue about the order by its client id (never resend it)."""
+    def _settle_later(self, client_id: str, attempt: int = 1, fault: str = "unknown_outcome") -> None:
+        """Ask the venue about the order by its client id (never resend it): query number `attempt`."""
         rid = next(self._ids)
-        self._pending[rid] = _Pending("settle", client_id)
+        self._pending[rid] = _Pending("settle", client_id, self.clock_ns(), attempt=attempt, fault=fault)
         try:
             self._write(
                 rid, "order.status", self._auth({"symbol": self.symbol, "origClientOrderId": client_id})
             )
         except (*MAYBE_SENT, GatewayError):
             self._pending.pop(rid, None)  # the reconciliation after the reconnect settles it
+
+    def _settle_again(self, p: _Pending, attempt: int, delay_s: float) -> None:
+        self._later(delay_s, lambda: self._settle_later(p.client_id, attempt, p.fault))
+
+    def _later(self, delay_s: float, work: Callable[[], None]) -> None:
+        """Hand `work` to the housekeeping thread, `delay_s` from now (readers never block)."""
+        with self._timer_lock:
+            heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._timer_seq), work))
+        self._wake.set()
+
+    def _retry(self, p: _Pending) -> None:
+        """After -1021 (housekeeping thread): resync the clock, resend once, freshly signed."""
+        try:
+            self._resync(p.sent_ns)
+        except GatewayError as e:
+            self.log.error("gateway: time resync after -1021 failed: %s", e)
+        params = {k: v for k, v in (p.params or {}).items() if k not in _AUTH_KEYS}
+        self._auth(params)
+        rid = next(self._ids)
+        self._pending[rid] = _Pending(
+            p.kind, p.client_id, self.clock_ns(), method=p.method, params=params, retried=True
+        )
+        self.counters["retries_1021"] += 1
+        try:
+            self._write(rid, p.method, params)
+        except GatewayError as e:  # not connected: not sent
+            self._pending.pop(rid, None)
+            self._inbox.append(Rejected(p.client_id, e.code, f"{p.method} not resent: {e}", self.now_ms(), p.kind))
+            self._inbox.append(_Fault("timestamp", FAIL, p.client_id, self.clock_ns()))
+        except MAYBE_SENT:
+            self._pending.pop(rid, None)
+            self._inbox.append(_Fault("timestamp", RECOVER, p.client_id, self.clock_ns()))
+            self._unknown(p.client_id)
+
+    def _fetch_order_trades(self, order_id: int) -> None:
+        """A settled order with fills: its fills from REST (duplicates are dropped by poll)."""
+        try:
+            rows = self._rest("GET", "/fapi/v1/userTrades", {"symbol": self.symbol, "orderId": order_id})
+        except GatewayError as e:
+            self.log.error("gateway: fills of settled order %d: %s", order_id, e)
+            return
+        self._inbox.extend(self._fill_of_trade(t) for t in rows)
 
     # --------------------------------------------------------------------------- readers
 
@@ -535,65 +703,109 @@ class Gateway:
             self._logged_on = False  # a new connection must log on again
             if not self._stop.is_set():
                 self.log.error("gateway: WS API connection closed: reconnecting")
+                self._begin_sync("ws_api")
             for rid, p in list(self._pending.items()):
                 if self._pending.pop(rid, None) is None:
                     continue
                 if p.event is not None:  # wake blocked callers
                     p.error = (0, -1001, "WS API connection closed")
                     p.event.set()
-                elif (
-                    p.kind != "settle"
-                ):  # sent, unanswered: settled by the reconciliation after the reconnect
+                elif p.kind != "settle":  # sent, unanswered: settled by the reconciliation after the reconnect
                     self.counters["unknown"] += 1
                     self._unknown_ids.append(p.client_id)
+                    self._inbox.append(_Fault("unknown_outcome", OBSERVE, p.client_id, self.clock_ns()))
 
     def _on_answer(self, obj: dict) -> None:
-        if "rateLimits" in obj:
-            self.rate_limits = obj["rateLimits"]
+        limits = obj.get("rateLimits")
+        if limits:
+            self.rate_limits = limits
+            self._inbox.append(RateUsage(tuple(limits)))
         p = self._pending.pop(obj.get("id"), None)
         if p is None:
             return
         status = obj.get("status", 0)
         err = obj.get("error")
+        ok = err is None and status == 200
+        code, msg = (0, "") if ok else (int((err or {}).get("code", 0)), str((err or {}).get("msg", "")))
+        kind = "" if ok else classify(status, code, p.kind)
+        if kind == "rate_limit":
+            data = (err or {}).get("data")
+            retry_at = int(data.get("retryAfter") or 0) if isinstance(data, dict) else 0
+            self._rate_limited(code, status, retry_at, p.kind if p.event is None else "sync")
         if p.event is not None:
-            if err is not None or status != 200:
-                err = err or {}
-                p.error = (status, err.get("code", 0), err.get("msg", ""))
+            if not ok:
+                p.error = (status, code, msg)
             else:
                 p.result = obj.get("result")
             p.event.set()
             return
-        now = self.now_ms()
-        if err is None and status == 200:
-            res = obj["result"]
+        now_ns = self.clock_ns()
+        if p.kind == "settle":
+            self._on_settle(p, obj.get("result") if ok else None, status, code, msg, kind, now_ns)
+            return
+        if ok:
             if p.kind == "place":
                 self.counters["acks"] += 1
-            self._inbox.append(self._update_from_order(res, _EXEC_OF_KIND.get(p.kind, NEW)))
+            self._inbox.append(self._update_from_order(obj["result"], _EXEC_OF_KIND.get(p.kind, NEW)))
+            if p.retried:
+                self._inbox.append(_Fault("timestamp", RECOVER, p.client_id, now_ns))
+            if self._rate_limited_ns and p.sent_ns > self._rate_limited_ns:
+                self._inbox.append(_Fault("rate_limit", RECOVER, "", now_ns))  # asked after the 429: answered
+                self._rate_limited_ns = 0
             return
-        err = err or {}
-        code, msg = int(err.get("code", 0)), str(err.get("msg", ""))
-        if status == 503 or code in UNKNOWN_CODES:
-            if p.kind == "settle":  # still unknown: try again later
-                self._settle_later(p.client_id)
-                return
+        if kind == "timestamp" and not p.retried and p.params is not None:
+            self._inbox.append(_Fault("timestamp", OBSERVE, p.client_id, now_ns))
+            self._later(0.0, lambda: self._retry(p))  # refused before execution: one resend is safe
+            return
+        if kind == "unknown_outcome":
             self.log.warning(
                 "gateway: %s %s: outcome unknown (%s %s): querying it", p.kind, p.client_id, status, code
             )
             self._unknown(p.client_id)
             return
-        if p.kind == "settle":
-            if code == -2013 and p.client_id in self.orders:
-                # the order never reached the book: the request whose outcome was unknown failed
-                self._inbox.append(
-                    Rejected(p.client_id, code, f"settled after an unknown outcome: {msg}", now, "place")
-                )
-            else:
-                self.log.error("gateway: order.status %s failed: %s %s", p.client_id, code, msg)
-            return
         self.counters["rejects"] += 1
-        self._inbox.append(Rejected(p.client_id, code, msg, now, p.kind))
-        if p.kind == "cancel" and code == -2011 and p.client_id in self.orders:
-            self._settle_later(p.client_id)  # filled or gone meanwhile: learn its final state
+        if p.retried:  # the resend was answered: the clock was the problem, or is still
+            self._inbox.append(_Fault("timestamp", FAIL if kind == "timestamp" else RECOVER, p.client_id, now_ns))
+        if kind in DEAD and kind not in ("rate_limit", "timestamp"):
+            self._inbox.append(_Fault(kind, EVENT, p.client_id, now_ns))
+        self._inbox.append(Rejected(p.client_id, code, msg, now_ns // 1_000_000 + self.time_offset_ms, p.kind))
+        if kind == "unknown_order" and p.client_id in self.orders:
+            self._inbox.append(_Fault("unknown_order", OBSERVE, p.client_id, now_ns))
+            self._settle_later(p.client_id, fault="unknown_order")  # filled or gone meanwhile: learn its state
+
+    def _on_settle(
+        self, p: _Pending, result: dict | None, status: int, code: int, msg: str, kind: str, now_ns: int
+    ) -> None:
+        """The answer to an `order.status` that settles an unknown outcome (reader thread)."""
+        cid = p.client_id
+        if result is not None:
+            self._inbox.append(self._update_from_order(result, RECONCILED))
+            if self.units is not None and self.units.lots(result.get("executedQty", "0")) > 0:
+                oid = int(result["orderId"])
+                self._later(0.0, lambda: self._fetch_order_trades(oid))
+            self._inbox.append(_Fault(p.fault, RECOVER, cid, now_ns))
+            return
+        if code == -2013:
+            if p.attempt < self.s.settle_attempts:  # the query may have overtaken the order: ask again
+                self._settle_again(p, p.attempt + 1, self.s.settle_retry_ms * p.attempt / 1000.0)
+                return
+            self.counters["settled_absent"] += 1
+            self._absent[cid] = None
+            if len(self._absent) > MAX_FILL_KEYS:
+                del self._absent[next(iter(self._absent))]
+            self.log.warning("gateway: %s never reached the venue (-2013 after %d queries)", cid, p.attempt)
+            self._inbox.append(
+                Rejected(cid, code, f"settled: never arrived ({msg})", now_ns // 1_000_000 + self.time_offset_ms)
+            )
+            self._inbox.append(_Fault(p.fault, RECOVER, cid, now_ns))
+            return
+        if kind in ("unknown_outcome", "rate_limit", "timestamp"):  # the query itself failed: ask later
+            if kind == "timestamp":
+                self._later(0.0, lambda: self._resync(p.sent_ns))
+            self._settle_again(p, p.attempt, self.s.settle_retry_ms / 1000.0)
+            return
+        self.log.error("gateway: order.status %s failed: %s %s", cid, code, msg)
+        self._inbox.append(_Fault(p.fault, FAIL, cid, now_ns))
 
     def _update_from_order(self, o: dict, exec_type: str) -> OrderUpdate:
         """An order object (WS API result, REST openOrders) as an OrderUpdate."""
@@ -611,11 +823,28 @@ class Gateway:
             event_ms=int(o.get("updateTime") or 0),
         )
 
+    def _fill_of_trade(self, t: dict) -> Fill:
+        """A `userTrades` row as a Fill (client id filled in by poll when the order is known)."""
+        u = self.units
+        assert u is not None
+        return Fill(
+            "",
+            int(t["orderId"]),
+            int(t["id"]),
+            BUY if t["side"] == "BUY" else SELL,
+            u.lots(t["qty"]),
+            u.ticks(t["price"]),
+            float(t["commission"]),
+            bool(t["maker"]),
+            int(t["time"]),
+        )
+
     def _user_url(self) -> str:
         return self.venue.ws.rstrip("/") + self.s.user_stream_path.format(listen_key=self.listen_key)
 
     def _user_loop(self) -> None:
-        """Keep the user data stream up; after a drop or an expiry, renew and reconcile."""
+        """Keep the user data stream up; after a drop or an expiry, a new listenKey and reconnect
+        (the reconciliation that follows is housekeeping's, once the stream is up again)."""
         s = self.s
         first = True
         while not self._stop.is_set():
@@ -632,29 +861,32 @@ class Gateway:
                 self._stop.wait(s.reconnect_backoff_s)
                 continue
             self._user_ws = ws
-            self._user_reconnect.clear()
             if not first:
                 self.counters["user_reconnects"] += 1
-                try:
-                    self.reconcile()
-                except GatewayError as e:
-                    self.log.error("gateway: reconciliation after the user stream reconnect failed: %s", e)
             first = False
             self._user_up.set()
+            self._wake.set()  # a reconciliation may be waiting for the stream
+            expired = False
             try:
                 for msg in ws:
                     try:
                         if self._on_user_event(orjson.loads(msg)):
-                            break  # listenKeyExpired
+                            expired = True
+                            break
                     except Exception:
                         self.counters["ws_errors"] += 1
                         self.log.exception("gateway: bad user data event")
             except ConnectionClosed:
                 pass
+            self._user_up.clear()
             ws.close()
-            if not self._stop.is_set():
-                self.log.warning("gateway: user data stream ended: reconnecting with a new listenKey")
-                self._stop.wait(s.reconnect_backoff_s)
+            if self._stop.is_set():
+                break
+            kind = "listen_key" if expired or self._key_dead else "user_stream"
+            self._key_dead = False
+            self.log.warning("gateway: user data stream ended (%s): reconnecting with a new listenKey", kind)
+            self._begin_sync(kind)
+            self._stop.wait(s.reconnect_backoff_s)
 
     def _on_user_event(self, ev: dict) -> bool:
         """Normalise one user data event into the inbox; True when the stream must be renewed."""
@@ -691,8 +923,27 @@ class Gateway:
 
     # ---------------------------------------------------------------------- reconciliation
 
-    def reconcile(self, initial: bool = False) -> VenueSnapshot:
-        """Snapshot position and open orders; queue what changed (plus recent fills) as events."""
+    def _begin_sync(self, kind: str, count: bool = True) -> None:
+        """A stream fault: `syncing` until a reconciliation taken after it has been applied."""
+        with self._sync_lock:
+            self._sync_gen += 1
+            self._syncs[kind] = self._sync_gen
+        if count:
+            self._inbox.append(_Fault(kind, OBSERVE, "", self.clock_ns()))
+        self._wake.set()
+
+    @property
+    def syncing(self) -> bool:
+        """A stream or connection fault is waiting for its reconciliation: hold trading."""
+        return bool(self._syncs)
+
+    def request_reconcile(self, reason: str = "mismatch") -> None:
+        """Ask for a full reconciliation (the executor, on a position mismatch); holds like a fault."""
+        self._begin_sync(reason, count=False)
+
+    def reconcile(self, initial: bool = False, gens: tuple[tuple[str, int], ...] = ()) -> VenueSnapshot:
+        """Snapshot position and open orders; queue what changed (plus every fill since the last
+        one seen) as events, then the snapshot marker that ends the stream faults in `gens`."""
         rows = self.request("account.position", {"symbol": self.symbol})
         pos = VenuePosition(0, 0.0, 0)
         for r in rows:
@@ -702,7 +953,7 @@ class Gateway:
                     float(r["entryPrice"]),
                     int(r.get("updateTime") or 0),
                 )
-        opened = self.rest.call("GET", "/fapi/v1/openOrders", {"symbol": self.symbol, **self._ts()}, True)
+        opened = self._rest("GET", "/fapi/v1/openOrders", {"symbol": self.symbol})
         updates = [self._update_from_order(o, RECONCILED) for o in opened]
         snap = VenueSnapshot(pos, updates, server_ms=self.now_ms())
         if initial:
@@ -722,48 +973,62 @@ class Gateway:
                     up.order_id,
                     up.status,
                     up.filled,
+                    update_ms=up.event_ms,
                 )
+            newest = self._rest("GET", "/fapi/v1/userTrades", {"symbol": self.symbol, "limit": 1})
+            self._last_trade_id = max((int(t["id"]) for t in newest), default=0)
             return snap
-        trades = self.rest.call(
-            "GET", "/fapi/v1/userTrades", {"symbol": self.symbol, "limit": 1000, **self._ts()}, True
-        )
-        u = self.units
-        for t in trades:
-            side = BUY if t["side"] == "BUY" else SELL
-            self._inbox.append(
-                Fill(
-                    "",
-                    int(t["orderId"]),
-                    int(t["id"]),
-                    side,
-                    u.lots(t["qty"]),
-                    u.ticks(t["price"]),
-                    float(t["commission"]),
-                    bool(t["maker"]),
-                    int(t["time"]),
-                )
-            )
+        self.counters["reconciliations"] += 1
+        self._inbox.extend(self._fill_of_trade(t) for t in self._trades_since())
         venue_open = {up.client_id for up in updates}
         self._inbox.extend(updates)
-        for cid in [c for c in self.orders if c not in venue_open]:
-            self._settle_later(cid)  # we think it is open, the venue does not list it
-        self._inbox.append(_Snapshot(pos))
+        now = self.clock_ns()
+        for up in updates:  # the venue lists it: an unknown outcome of it is settled
+            self._inbox.append(_Fault("unknown_outcome", RECOVER, up.client_id, now))
+        for cid in list(self.orders):
+            if cid not in venue_open:
+                self._settle_later(cid)  # we think it is open (or in flight), the venue does not list it
+        self._inbox.append(_Snapshot(pos, gens))
         return snap
+
+    def _trades_since(self) -> list[dict]:
+        """Every fill after the newest one seen (`fromId`, paged); the last 1000 if none was seen."""
+        last = self._last_trade_id
+        if last <= 0:
+            return self._rest("GET", "/fapi/v1/userTrades", {"symbol": self.symbol, "limit": TRADES_PAGE})
+        out: list[dict] = []
+        while len(out) < MAX_TRADES_FETCH:
+            page = self._rest(
+                "GET", "/fapi/v1/userTrades", {"symbol": self.symbol, "fromId": last + 1, "limit": TRADES_PAGE}
+            )
+            out += page
+            if len(page) < TRADES_PAGE:
+                break
+            last = int(page[-1]["id"])
+        return out
 
     # ------------------------------------------------------------------------------ events
 
-    def poll(self) -> list[OrderUpdate | Fill | Rejected | VenuePosition]:
+    def poll(self) -> list[OrderUpdate | Fill | Rejected | VenuePosition | RateLimited | RateUsage]:
         """Every venue event since the last call, duplicates and stale updates removed."""
         out: list = []
         inbox = self._inbox
+        faults = self.faults
         while inbox:
             ev = inbox.popleft()
-            if type(ev) is Fill:
+            t = type(ev)
+            if t is Fill:
                 key = (ev.order_id, ev.trade_id)
-                if key in self._fill_keys or ev.time_ms <= self._snapshot_ms:
+                if key in self._fill_keys:
+                    self.counters["fill_duplicates"] += 1
+                    faults.event("duplicate_fill")
+                    continue
+                if ev.time_ms <= self._snapshot_ms:  # in the start snapshot's position already
                     self.counters["fill_duplicates"] += 1
                     continue
                 self._remember_fill(key)
+                if ev.trade_id > self._last_trade_id:
+                    self._last_trade_id = ev.trade_id
                 if not ev.client_id:  # recovered from userTrades: name the order if we know it
                     cid = next((c for c, o in self.orders.items() if o.order_id == ev.order_id), "")
                     ev = Fill(
@@ -771,22 +1036,47 @@ class Gateway:
                     )
                 self.local_lots += ev.qty if ev.side == BUY else -ev.qty
                 self.counters["fills"] += 1
-            elif type(ev) is OrderUpdate:
+            elif t is OrderUpdate:
                 if not self._apply_update(ev):
                     self.counters["updates_stale"] += 1
                     continue
-            elif type(ev) is VenuePosition:
+            elif t is _Fault:
+                self._apply_fault(ev)
+                continue
+            elif t is VenuePosition:
                 if ev.time_ms < self.position.time_ms:
                     continue  # the stream's news is older than what we know
                 self.position = ev
-            elif type(ev) is _Snapshot:  # taken just now: newer than anything before it
+            elif t is _Snapshot:  # taken just now: newer than anything before it
+                self._end_syncs(ev.gens)
                 ev = self.position = ev.position
-            elif type(ev) is Rejected and ev.request == "place":
+            elif t is Rejected and ev.request == "place":
                 o = self.orders.get(ev.client_id)
-                if o is not None and o.status == "PENDING_NEW":
+                if o is not None and (o.status == "PENDING_NEW" or ev.code == -2013):  # -2013: settled absent
                     del self.orders[ev.client_id]
             out.append(ev)
         return out
+
+    def _apply_fault(self, f: _Fault) -> None:
+        faults = self.faults
+        if f.phase == OBSERVE:
+            faults.observe(f.kind, f.t_ns, f.key)
+        elif f.phase == RECOVER:
+            faults.recover(f.kind, f.t_ns, f.key)
+        elif f.phase == FAIL:
+            faults.fail(f.kind, f.key)
+        else:
+            faults.event(f.kind)
+
+    def _end_syncs(self, gens: tuple[tuple[str, int], ...]) -> None:
+        now = self.clock_ns()
+        with self._sync_lock:
+            ended = [src for src, gen in gens if self._syncs.get(src) == gen]
+            for src in ended:
+                del self._syncs[src]
+        for src in ended:
+            if src != "mismatch":  # the executor closes that one when the positions agree
+                self.faults.recover(src, now)
 
     def _remember_fill(self, key: tuple[int, int]) -> None:
         self._fill_keys.add(key)
@@ -798,30 +1088,46 @@ class Gateway:
         """Fold an update into our view of the order; False when it tells nothing new."""
         o = self.orders.get(ev.client_id)
         if o is None:
-            if ev.exec_type != RECONCILED or ev.status in FINAL_STATUSES or ev.client_id in self._closed:
+            if ev.client_id in self._absent and ev.status not in FINAL_STATUSES:
+                # settled as "never arrived", and there it is (the venue got it after all)
+                del self._absent[ev.client_id]
+                self.counters["revived"] += 1
+                self.log.warning("gateway: %s, settled as never arrived, is at the venue: revived", ev.client_id)
+            elif ev.exec_type != RECONCILED or ev.status in FINAL_STATUSES or ev.client_id in self._closed:
                 return False  # a late duplicate of a closed order, or an order that is not ours
             o = VenueOrder(ev.client_id, ev.side, ev.qty, ev.px, LIMIT, "GTC", False)
             self.orders[ev.client_id] = o
+        amended = (ev.qty, ev.px) != (o.qty, o.px) and ev.event_ms >= o.update_ms
         newer = (
             ev.filled > o.filled
             or (ev.status in FINAL_STATUSES)
             or (o.status == "PENDING_NEW")
-            or (ev.filled == o.filled and (ev.qty, ev.px) != (o.qty, o.px) and ev.exec_type == "AMENDMENT")
+            or (ev.filled == o.filled and amended and ev.exec_type in ("AMENDMENT", RECONCILED))
         )
         if not newer or ev.filled < o.filled:
             return False
         o.order_id = ev.order_id or o.order_id
         o.status, o.filled, o.qty, o.px = ev.status, ev.filled, ev.qty, ev.px
+        o.update_ms = max(o.update_ms, ev.event_ms)
         if ev.status in FINAL_STATUSES:
             del self.orders[ev.client_id]
             self._closed[ev.client_id] = None
             if len(self._closed) > MAX_FILL_KEYS:
                 del self._closed[next(iter(self._closed))]
+            now = self.clock_ns()
+            self.faults.recover("unknown_outcome", now, ev.client_id)  # final: nothing left to learn
+            self.faults.recover("unknown_order", now, ev.client_id)
         return True
 
     def status(self) -> dict[str, int]:
         """Integer counters for the heartbeat and the summary."""
-        return {**self.counters, "open_orders": len(self.orders), "venue_lots": self.position.lots}
+        return {
+            **self.counters,
+            "open_orders": len(self.orders),
+            "venue_lots": self.position.lots,
+            "syncing": int(self.syncing),
+            "unsettled": self.faults.open_count("unknown_outcome"),
+        }
 
     # ------------------------------------------------------------------------ housekeeping
 
@@ -832,26 +1138,42 @@ class Gateway:
         next_keepalive = now + s.listen_key_keepalive_s
         next_sync = now + s.time_sync_s
         next_ws, ws_backoff = now, s.reconnect_backoff_s
-        while not self._stop.wait(0.1):
+        next_reconcile = now
+        while not self._stop.is_set():
+            self._wake.wait(self._next_timer_in(0.1))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             now = time.monotonic()
             ws = self._ws
             if (ws is None or ws.protocol.state is not OPEN) and now >= next_ws:
                 try:
                     self._connect_ws_api()
                     self.counters["ws_reconnects"] += 1
-                    self.reconcile()  # settles what was in flight, reports the position
                     ws_backoff = s.reconnect_backoff_s
                 except GatewayError as e:
                     self.log.error("gateway: WS API reconnect failed (%s): next try in %.1f s", e, ws_backoff)
                     next_ws, ws_backoff = now + ws_backoff, min(ws_backoff * 2, 5.0)
                 continue
+            self._run_timers(now)
             try:
+                if self._syncs and now >= next_reconcile and self._ws_ready() and self._user_up.is_set():
+                    with self._sync_lock:
+                        gens = tuple(self._syncs.items())
+                    try:
+                        self.reconcile(gens=gens)  # settles what was in flight, reports the position
+                    except GatewayError as e:
+                        next_reconcile = now + s.reconnect_backoff_s
+                        self.log.error("gateway: reconciliation failed (%s): next try in %.1f s", e,
+                                       s.reconnect_backoff_s)
                 if s.countdown_ms and now >= next_countdown:
                     next_countdown = now + s.countdown_refresh_s
                     try:
                         self.refresh_countdown()
+                        self._inbox.append(_Fault("dead_man", RECOVER, "", self.clock_ns()))
                     except GatewayError as e:
                         self.counters["countdown_errors"] += 1
+                        self._inbox.append(_Fault("dead_man", OBSERVE, "", self.clock_ns()))
                         self.log.error("gateway: countdownCancelAll refresh failed: %s", e)
                 if now >= next_keepalive:
                     next_keepalive = now + s.listen_key_keepalive_s
@@ -860,6 +1182,7 @@ class Gateway:
                         self.counters["keepalive"] += 1
                     except GatewayError as e:
                         self.log.error("gateway: listenKey keep-alive failed (%s): renewing the stream", e)
+                        self._key_dead = classify(e.status, e.code) == "listen_key"
                         if self._user_ws is not None:
                             self._user_ws.close()
                 if now >= next_sync:
@@ -869,11 +1192,32 @@ class Gateway:
             except GatewayError as e:
                 self.log.error("gateway: housekeeping: %s", e)
 
+    def _next_timer_in(self, longest: float) -> float:
+        with self._timer_lock:
+            if not self._timers:
+                return longest
+            return max(0.0, min(longest, self._timers[0][0] - time.monotonic()))
+
+    def _run_timers(self, now: float) -> None:
+        while True:
+            with self._timer_lock:
+                if not self._timers or self._timers[0][0] > now:
+                    return
+                _, _, work = heapq.heappop(self._timers)
+            try:
+                work()
+            except GatewayError as e:
+                self.log.error("gateway: %s", e)
+
     def _expire_pending(self) -> None:
-        """Requests unanswered past the timeout have an unknown outcome: settle them by query."""
+        """Requests unanswered past the timeout have an unknown outcome: settle them by query
+        (an unanswered query is asked again)."""
         limit = self.clock_ns() - int(self.s.request_timeout_s * 1e9)
         for rid, p in list(self._pending.items()):
             if p.event is None and p.sent_ns and p.sent_ns < limit and self._pending.pop(rid, None) is p:
+                if p.kind == "settle":
+                    self._settle_later(p.client_id, p.attempt, p.fault)
+                    continue
                 self.log.warning("gateway: %s %s unanswered: querying it", p.kind, p.client_id)
                 self._unknown(p.client_id)
 

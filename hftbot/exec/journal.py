@@ -8,8 +8,10 @@ Two rings the supervisor creates (`hftbot.records`):
   The supervisor measures tick-to-order (`send_ns − book_recv_ns`) and signal-to-frame
   (`send_ns − read_ns`) from it, the recorder writes it to Parquet.
 - "exec" (`EXEC_STATUS_DTYPE`): one status record per heartbeat with position, open orders and
-  PnL as floats (the heartbeat table holds integers only, 12 at most); the status panel and the
-  exit summary show the newest one.
+  PnL as floats (the heartbeat table holds integers only, 12 at most) and the fault report (per
+  kind of `hftbot.exec.faults.KINDS`: seen, recovered, failed, open, recovery p50 and max); the
+  status panel and the exit summary show the newest one. A restarted execution process reads the
+  newest record its predecessor left (`last_status`) to continue the fault report.
 
 Records are filled in the ring writers' staging buffers after the frame has left, so none of this
 is on the send path. No logic beyond copying fields: the figures come from positions, the risk
@@ -20,8 +22,11 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from hftbot.exec.faults import KINDS, FaultLog
 from hftbot.exec.messages import GTX, MARKET, Fill, ModifyRequest, OrderRequest, Rejected
-from hftbot.ipc.ring import Ring, RingWriter
+from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.records import (
     EXEC_HALTED,
     EXEC_REDUCING,
@@ -45,6 +50,7 @@ class Journal:
     """Writes the order and status records (either ring may be absent: then that part is off)."""
 
     def __init__(self, order_ring: Ring | None, status_ring: Ring | None, tick: float, lot: float) -> None:
+        self.previous = last_status(status_ring)  # an earlier run's newest status (None: first run)
         self.orders = RingWriter(order_ring) if order_ring is not None else None
         self.status = RingWriter(status_ring) if status_ring is not None else None
         for w in (self.orders, self.status):
@@ -164,8 +170,9 @@ class Journal:
         rejects: int,
         mismatches: int,
         mark_px_ticks: float,
+        faults: FaultLog | None = None,
     ) -> None:
-        """One status record: the ledger, the risk state, the venue's position."""
+        """One status record: the ledger, the risk state, the venue's position, the fault report."""
         if self.status is None:
             return
         rec = self.status.staging
@@ -191,4 +198,32 @@ class Journal:
         rec["fees"] = positions.fees
         rec["net_pnl"] = positions.net_pnl(mark_px_ticks)
         rec["win_rate"] = positions.win_rate()
+        if faults is not None:
+            n = len(KINDS)
+            rec["fault_count"][:n] = [faults.counts[k] for k in KINDS]
+            rec["fault_recovered"][:n] = [faults.recovered[k] for k in KINDS]
+            rec["fault_failed"][:n] = [faults.failed[k] for k in KINDS]
+            rec["fault_open"][:n] = [faults.open_count(k) for k in KINDS]
+            rec["fault_p50_ms"][:n] = [faults.p50_ms(k) for k in KINDS]
+            rec["fault_max_ms"][:n] = [faults.max_ms[k] for k in KINDS]
         self.status.publish(rec)
+
+
+def last_status(status_ring: Ring | None) -> np.ndarray | None:
+    """The newest status record in the ring (an earlier run's, read before this run writes)."""
+    if status_ring is None or status_ring.write_seq == 0:
+        return None
+    r = RingReader(status_ring, wait="spin_yield", start="oldest")
+    try:
+        recs = r.read_many(status_ring.capacity, timeout_s=0)
+    finally:
+        r.close()
+    return recs[-1].copy() if len(recs) else None
+
+
+def fault_counts(rec) -> tuple[dict[str, int], dict[str, int]]:
+    """(seen, recovered) per fault kind from a status record (a restart continues them)."""
+    n = len(KINDS)
+    seen = {k: int(v) for k, v in zip(KINDS, rec["fault_count"][:n], strict=True)}
+    recovered = {k: int(v) for k, v in zip(KINDS, rec["fault_recovered"][:n], strict=True)}
+    return seen, recovered

@@ -204,3 +204,26 @@ class VenuePosition:
     lots: int  # signed: > 0 long, < 0 short
     entry_px: float  # quote currency per unit, 0.0 when flat
     time_ms: int  # venue time of the update (0: never traded)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    """The venue refused a request for a rate limit (HTTP 429 / 418; -1003 weight or ban, -1015
+    orders): back off until `retry_at_ms` (venue time; 0 when the venue named none), every
+    request when `weight` (the IP's weight or a ban), else orders only."""
+
+    code: int
+    status: int
+    retry_at_ms: int
+    weight: bool
+    request: str  # what was refused: "place", "cancel", "modify", or a REST path / WS API method
+
+
+@dataclass(frozen=True, slots=True)
+class RateUsage:
+    """What the venue says is used of its limits: a WS API answer's `rateLimits` (limits with
+    their `count`), and/or the REST `X-MBX-*` headers as (kind, interval ns, used). The rate
+    limiter learns from it (`RateLimiter.learn_from`, `learn`)."""
+
+    rate_limits: tuple = ()  # dicts as the venue sent them
+    used: tuple = ()  # (kind, interval_ns, used)

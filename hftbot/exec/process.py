@@ -15,6 +15,17 @@ runs the risk manager's PnL limits and its HALTED requests, checks the kill swit
 `risk.kill_file`, SIGUSR1, `python -m hftbot.exec kill`), counts position mismatches against the
 venue, and once per heartbeat publishes a status record and beats.
 
+Faults (issue 13; the table is `hftbot.exec.faults`): the gateway settles unknown outcomes,
+retries after -1021 and renews streams; this loop does the rest through the risk manager, the
+only door — `reconciling` holds every place and modify while the gateway is `syncing` (a stream
+or the WS API dropped, until the full reconciliation is applied), a `RateLimited` event backs off
+until the venue's retry time and every `RateUsage` teaches the limiter the venue's counts, -2019
+holds entries for `risk.margin_backoff_ms`, a precision refusal (-1111 / -4014) halts. It watches
+its inputs too: a book that stops being valid and fresh (the feed died, or resyncs) is a
+`stale_book` episode until a valid book comes back, a signal strategy's stale or unusable signal a
+`stale_signal` one; a position mismatch asks for a reconciliation. A process that finds an
+earlier run's status in the exec ring was restarted: its fault report continues that run's.
+
 On stop (it stops first, rank 10, while the feed still runs): cancel everything, flatten if
 `exec.flatten_on_stop` (a reduce-only MARKET order through the risk manager, which still refuses
 it on a stale book), wait up to `gateway.flatten_wait_s` for the venue to confirm, then close the
@@ -36,9 +47,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hftbot.exec.faults import classify
 from hftbot.exec.gateway import Gateway, GatewayError, VenueSnapshot
 from hftbot.exec.ids import ClientIds, base36
-from hftbot.exec.journal import Journal
+from hftbot.exec.journal import Journal, fault_counts
 from hftbot.exec.messages import (
     BUY,
     PENDING_NEW,
@@ -50,6 +62,8 @@ from hftbot.exec.messages import (
     ModifyRequest,
     OrderRequest,
     OrderUpdate,
+    RateLimited,
+    RateUsage,
     Refused,
     Rejected,
 )
@@ -64,6 +78,7 @@ IDLE_S = 0.001  # longest wait on the driving ring before venue events are looke
 HOUSEKEEPING_NS = 50_000_000  # risk limits, kill switch, mismatch check
 MISMATCH_SETTLE_NS = 2_000_000_000  # our position may differ from the venue's this long after a fill
 BATCH = 4096
+MS = 1_000_000
 
 
 def kill_file(cfg) -> Path:
@@ -156,6 +171,12 @@ class Executor:
         self._mismatch_since = 0
         self._mismatch_counted = False
         self._last_fill_ns = 0
+        self.faults = gateway.faults  # one fault report: the gateway's faults and this loop's
+        self._holding = False  # risk holds "reconciling" while the gateway is syncing
+        self._seen_book = False  # stale_book episodes count after the first usable book only
+        self._seen_signal = False
+        self._book_stale = False
+        self._signal_stale = False
 
     # -------------------------------------------------------------------------------- inputs
 
@@ -170,6 +191,8 @@ class Executor:
                 intents = strategy.on_book(rec, view)
                 if intents:
                     self._decide(intents, read_ns, 0)
+        if self._book_stale:  # the episode ends with the first usable book, not at the next check
+            self._watch_book(read_ns)
 
     def on_trades(self, recs, read_ns: int) -> None:
         strategy, view = self.strategy, self.view
@@ -192,6 +215,8 @@ class Executor:
                 intents = strategy.on_signal(rec, view)
                 if intents:
                     self._decide(intents, read_ns, int(rec["seq"]))
+        if self._signal_stale:
+            self._watch_signal(read_ns)
 
     # ------------------------------------------------------------------------------- decisions
 
@@ -230,9 +255,12 @@ class Executor:
 
     def drain_events(self) -> int:
         """Apply what the venue said since the last call; returns how many events."""
-        events = self.gw.poll()
+        gw = self.gw
+        events = gw.poll()
+        if gw.syncing != self._holding:
+            self._hold_for_sync(gw.syncing)
         if not events:
-            if self.gw.has_unknown():
+            if gw.has_unknown():
                 self._mark_unknown()
             return 0
         now = self.clock_ns()
@@ -241,20 +269,54 @@ class Executor:
             t = type(ev)
             if t is Fill:
                 o = pos.orders.get(ev.client_id)
+                replays = pos.replays
                 if pos.on_fill(ev):
                     journal.fill(ev, now, o.tag if o is not None else "")
                     self._last_fill_ns = now
+                    if pos.replays != replays:  # older than one applied: inserted, ledger replayed
+                        self.faults.event("late_fill")
             elif t is OrderUpdate:
                 pos.on_update(ev)
+            elif t is RateUsage:
+                limiter = self.risk.limiter
+                if ev.rate_limits:
+                    limiter.learn_from(list(ev.rate_limits), now)
+                for kind, interval_ns, used in ev.used:
+                    limiter.learn(kind, interval_ns, used, now)
+            elif t is RateLimited:
+                until = now + max(0, ev.retry_at_ms - gw.now_ms()) * MS if ev.retry_at_ms else 0
+                self.risk.backoff(now, until, ev.weight)
             elif t is Rejected:
                 self.rejects += 1
                 if ev.request == "place":  # a refused cancel or modify leaves the order as it was
                     pos.on_rejected(ev)
                 journal.rejected(ev, now)
                 self.log.warning("venue refused %s %s: %d %s", ev.request, ev.client_id, ev.code, ev.msg)
-        if self.gw.has_unknown():
+                self._act_on_rejection(ev, now)
+        if gw.has_unknown():
             self._mark_unknown()
         return len(events)
+
+    def _hold_for_sync(self, syncing: bool) -> None:
+        """No place or modify while the gateway re-establishes a stream and reconciles."""
+        self._holding = syncing
+        if syncing:
+            self.risk.hold("reconciling")
+            self.log.warning("execution: holding orders until the venue is reconciled")
+        else:
+            self.risk.release("reconciling")
+            self.log.info("execution: reconciled with the venue: trading resumes")
+
+    def _act_on_rejection(self, r: Rejected, now_ns: int) -> None:
+        """The actions of `hftbot.exec.faults` that are the risk manager's to take."""
+        kind = classify(0, r.code, r.request)
+        if kind == "precision":
+            reason = f"venue refused {r.request} {r.client_id}: {r.code} {r.msg} (a tick/step bug: halting)"
+            self.log.error("execution: %s", reason)
+            for req in self.risk.halt(reason, now_ns, self.book):
+                self.send(req)
+        elif kind == "margin" and r.request == "place":
+            self.risk.hold("margin", now_ns + int(self.risk.cfg.margin_backoff_ms * MS), entries_only=True)
 
     def _mark_unknown(self) -> None:
         """A place whose outcome is unknown counts as open, both ways, until the venue settles it
@@ -281,18 +343,52 @@ class Executor:
                 self.send(req)
         for req in self.risk.update(now_ns, self.book):
             self.send(req)
+        self._watch_book(now_ns)
+        if self.needs_signal:
+            self._watch_signal(now_ns)
         self._check_position(now_ns)
         if self.trade_log is not None:
             closed = self.positions.take_closed()
             if closed:
                 self.trade_log.put(closed)
 
+    def _watch_book(self, now_ns: int) -> None:
+        """A `stale_book` episode: from the book turning unusable (no BOOK_VALID, too old, one-sided)
+        to the first usable one. Before the first usable book nothing counts (start-up)."""
+        ok = not self.risk.book_problem(self.book, now_ns)
+        if ok:
+            self._seen_book = True
+            if self._book_stale:
+                self._book_stale = False
+                self.faults.recover("stale_book", now_ns)
+        elif self._seen_book and not self._book_stale:
+            self._book_stale = True
+            self.faults.observe("stale_book", now_ns)
+            self.log.warning("execution: no usable book (%s): no order until a valid one",
+                             self.risk.book_problem(self.book, now_ns))
+
+    def _watch_signal(self, now_ns: int) -> None:
+        """A `stale_signal` episode of a signal strategy: nothing opens until a fresh usable signal."""
+        ok = not self.risk.signal_problem(self.signal, now_ns)
+        if ok:
+            self._seen_signal = True
+            if self._signal_stale:
+                self._signal_stale = False
+                self.faults.recover("stale_signal", now_ns)
+        elif self._seen_signal and not self._signal_stale:
+            self._signal_stale = True
+            self.faults.observe("stale_signal", now_ns)
+            self.log.warning("execution: %s: no entries until fresh signals (exits go on)",
+                             self.risk.signal_problem(self.signal, now_ns))
+
     def _check_position(self, now_ns: int) -> None:
-        """Count a mismatch when ours and the venue's differ past the settling time after a fill."""
+        """Count a mismatch when ours and the venue's differ past the settling time after a fill,
+        and ask for a full reconciliation (trading holds until it is applied)."""
         ours, venue = self.positions.position, self.gw.position.lots
         if ours == venue:
             self._mismatch_since = 0
             self._mismatch_counted = False
+            self.faults.recover("mismatch", now_ns)
             return
         if not self._mismatch_since:
             self._mismatch_since = now_ns
@@ -300,7 +396,9 @@ class Executor:
         if settled and not self._mismatch_counted:
             self._mismatch_counted = True
             self.mismatches += 1
-            self.log.error("position mismatch: ours %d lots, the venue's %d lots", ours, venue)
+            self.faults.observe("mismatch", now_ns)
+            self.gw.request_reconcile()
+            self.log.error("position mismatch: ours %d lots, the venue's %d lots: reconciling", ours, venue)
 
     def mark_px(self) -> float:
         """The newest valid mid in ticks (0.0 before the first two-sided book)."""
@@ -319,6 +417,7 @@ class Executor:
             self.rejects,
             self.mismatches,
             self.mark_px(),
+            self.faults,
         )
 
     def close(self) -> None:
@@ -439,9 +538,16 @@ def start_position(positions: Positions, lots: int, entry_px: float, time_ms: in
 
 
 def assemble(
-    cfg, gw: Gateway, snap: VenueSnapshot, journal_rings: tuple, mode: str, log: logging.Logger
+    cfg,
+    gw: Gateway,
+    snap: VenueSnapshot,
+    journal_rings: tuple,
+    mode: str,
+    log: logging.Logger,
+    started_ns: int = 0,
 ) -> Executor:
-    """The executor of a started gateway: ledger seeded from the venue's snapshot, strategy, risk."""
+    """The executor of a started gateway: ledger seeded from the venue's snapshot, strategy, risk.
+    `started_ns`: when the process started (a restart's recovery time runs from it)."""
     from hftbot.exec.strategy import fee_model, make_strategy
 
     filters = gw.units.filters
@@ -465,6 +571,19 @@ def assemble(
         rate_limits=limits or None,
     )
     journal = Journal(*journal_rings, filters.tick, filters.lot)
+    if journal.previous is not None:  # an earlier run of this supervisor left its status: a restart
+        seen, recovered = fault_counts(journal.previous)
+        gw.faults.seed(seen, recovered)
+        gw.faults.observe("restart", started_ns)
+        gw.faults.recover("restart", time.time_ns())  # reconciled (gateway start) before any order
+        log.warning(
+            "execution: restarted: reconciled first (venue position %d lots, %d order(s) cancelled, "
+            "%d adopted); client ids of run %s",
+            snap.position.lots,
+            snap.cancelled_at_start,
+            len(snap.open_orders),
+            ids.run,
+        )
     trade_log = TradeLog(trades_dir(cfg.runtime.data_dir, mode, cfg.runtime.symbol))
     log.info(
         "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
@@ -508,6 +627,7 @@ def start_gateway(cfg, ctx, log: logging.Logger) -> tuple[Gateway | None, VenueS
 
 def main(ctx) -> None:
     """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
+    started_ns = time.time_ns()
     cfg = ctx.config
     log = ctx.log
     ctx.beat()  # alive while the venue comes up (the supervisor starts the next process on it)
@@ -533,7 +653,7 @@ def main(ctx) -> None:
             if signal_ring is not None
             else None
         )
-        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log)
+        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log, started_ns or time.time_ns())
         signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
         gc.collect()
         gc.freeze()  # everything built so far lives for the run: later collections skip it

@@ -13,8 +13,12 @@ more than L·f in any window — a plain "capacity L, refill L per T" bucket wou
 
 Cancels keep a reserve: an order (place, modify) is refused while the weight bucket holds less
 than `reserve` tokens, a cancel only when it is empty, so pulling quotes still works when
-quoting has used the budget. `learn(...)` (issue 13) takes the venue's own limits (`rateLimits`)
-and used counts (the `X-MBX-*` headers, the WS API `rateLimits` counts).
+quoting has used the budget. The limiter learns from the venue (issue 13): `learn_from` takes a WS
+API answer's `rateLimits` (the venue's own limits, which replace ours when they differ, and the
+counts used in the current windows), `learn` one used count (the REST `X-MBX-*` headers, read by
+`usage_from_headers`); a count only ever lowers our level. `pause(until_ns, weight)` is the
+backoff after a 429 / 418: no order (and with `weight`, no request but a forced cancel-all)
+before the time the venue named.
 
 Pure: no clock of its own (`now_ns` comes in), no I/O.
 """
@@ -116,6 +120,9 @@ class RateLimiter:
         self.orders: list[TokenBucket] = []
         self.weight: list[TokenBucket] = []
         self._reserve: list[float] = []
+        self.paused_until_ns = 0  # backoff after a 429 / 418 (orders)
+        self.weight_paused = False  # the pause covers every request (weight limit, IP ban)
+        self.learned = 0  # venue counts applied
         self.configure(limits, now_ns)
 
     def configure(self, limits: tuple[Limit, ...] | list[Limit], now_ns: int) -> None:
@@ -137,7 +144,11 @@ class RateLimiter:
         """Spend `orders` ORDERS and `weight` REQUEST_WEIGHT tokens; '' if allowed, else what ran out.
 
         Either every bucket is spent or none is. A cancel (`cancel=True`) may use the reserve.
+        During a backoff (`pause`) orders are refused with "backoff", and every request when the
+        weight limit or an IP ban caused it.
         """
+        if now_ns < self.paused_until_ns and (orders or not cancel or self.weight_paused):
+            return "backoff"
         for b in self.orders:
             if orders and not b.can_take(orders, now_ns):
                 return "rate_orders"
@@ -163,6 +174,37 @@ class RateLimiter:
             if weight:
                 b.spend(weight, now_ns)
 
+    def pause(self, until_ns: int, weight: bool = False) -> None:
+        """Back off until `until_ns` (the venue's Retry-After / retryAfter); `weight`: every request."""
+        if until_ns > self.paused_until_ns:
+            self.paused_until_ns = until_ns
+            self.weight_paused = weight
+        elif weight:
+            self.weight_paused = True
+
+    def paused(self, now_ns: int) -> bool:
+        return now_ns < self.paused_until_ns
+
+    def learn_from(self, rate_limits: list[dict], now_ns: int) -> None:
+        """A WS API answer's `rateLimits`: the venue's limits (adopted where they differ from ours)
+        and the counts used in the current windows (our levels lowered to match)."""
+        usage = parse_usage(rate_limits)
+        limits = list(self.limits)
+        changed = False
+        for lim, _ in usage:
+            i = next((i for i, x in enumerate(limits) if (x.kind, x.interval_ns) == (lim.kind, lim.interval_ns)), -1)
+            if i < 0:
+                limits.append(lim)
+                changed = True
+            elif limits[i].limit != lim.limit:
+                limits[i] = lim
+                changed = True
+        if changed:
+            self.configure(limits, now_ns)
+        for lim, used in usage:
+            if used is not None:
+                self.learn(lim.kind, lim.interval_ns, used, now_ns)
+
     def learn(self, kind: str, interval_ns: int, used: int, now_ns: int) -> None:
         """The venue says `used` of this limit is spent in the current window: never believe we have more.
 
@@ -173,6 +215,38 @@ class RateLimiter:
         same = [lim for lim in self.limits if lim.kind == kind]
         for lim, b in zip(same, buckets, strict=True):
             if lim.interval_ns == interval_ns:
+                self.learned += 1
                 left = min(b.capacity, lim.limit * self.fraction - used)
                 if b.level(now_ns) > left:
                     b.tokens = left
+
+
+def parse_usage(rate_limits: list[dict]) -> list[tuple[Limit, int | None]]:
+    """`rateLimits` entries as (limit, count used in the current window or None)."""
+    out = []
+    for r in rate_limits:
+        lims = parse_rate_limits([r])
+        if lims:
+            count = r.get("count")
+            out.append((lims[0], int(count) if count is not None else None))
+    return out
+
+
+_UNITS_NS = {"S": NS, "M": 60 * NS, "H": 3600 * NS, "D": 86_400 * NS}
+
+
+def usage_from_headers(headers: dict[str, str]) -> list[tuple[str, int, int]]:
+    """REST `X-MBX-USED-WEIGHT-(n)(unit)` and `X-MBX-ORDER-COUNT-(n)(unit)` headers as
+    (kind, interval ns, used) for `RateLimiter.learn`; headers that do not parse are skipped."""
+    out = []
+    for name, value in headers.items():
+        h = name.upper()
+        for prefix, kind in (("X-MBX-USED-WEIGHT-", "REQUEST_WEIGHT"), ("X-MBX-ORDER-COUNT-", "ORDERS")):
+            if h.startswith(prefix):
+                spec = h[len(prefix) :]
+                try:
+                    n, unit = int(spec[:-1]), spec[-1]
+                    out.append((kind, n * _UNITS_NS[unit], int(value)))
+                except (ValueError, KeyError, IndexError):
+                    pass
+    return out

@@ -28,6 +28,14 @@ What a place (and a modify, for its new price and quantity) must pass, cheapest 
 - the order-rate limiter (`ratelimit.RateLimiter`) under ORDERS and REQUEST_WEIGHT.
 Cancels pass in every state (only an unknown client id or an exhausted weight budget stops one).
 
+Holds (issue 13): the venue's faults pause trading through the same door. `hold("reconciling")`
+while the user stream or the WS API is being re-established and reconciled (no place or modify
+at all: positions and orders are not known); `hold("margin", until_ns, entries_only=True)` after
+-2019 (exits go on); `backoff(now_ns, until_ns, weight)` after a 429 / 418 (the limiter refuses
+with "backoff" until the venue's retry time, or `rate_backoff_ms` doubling per repeat when it
+named none). A HALTED flatten is not held: closing risk is what it is for, and reduce-only
+cannot grow a position at the venue.
+
 PnL limits, evaluated by `update` on the net PnL (realised − fees + unrealised at the mid): a daily
 loss since 00:00 UTC or a drawdown from the run's peak beyond the `*_reduce_usdt` level moves
 RUNNING → REDUCING (and resting orders that would grow |position| are cancelled); beyond
@@ -105,6 +113,9 @@ REASONS = (
     "percent_price",
     "rate_orders",
     "rate_weight",
+    "reconciling",
+    "backoff",
+    "margin",
 )
 
 DAY_NS = 86_400 * NS
@@ -175,6 +186,9 @@ class RiskManager:
         self._stale_episode = False
         self.stale_cancels = 0
         self._reducing_asked: set[str] = set()
+        self._holds: dict[str, tuple[int, bool]] = {}  # reason → (until ns or 0 = until released, entries only)
+        self._backoff_streak = 0
+        self._last_backoff_ns = -(1 << 62)
 
     # ------------------------------------------------------------------------- the door
 
@@ -220,6 +234,14 @@ class RiskManager:
         if tick != self.filters.tick and not self.filters.matches(tick, float(book["lot"])):
             return "tick_mismatch", f"book tick {tick} / lot {float(book['lot'])} differ from exchangeInfo", 0, 0
         return "", "", bid, ask
+
+    def book_problem(self, book, now_ns: int) -> str:
+        """Why no order may leave on this book ('' when it is usable): the executor's stale-book watch."""
+        return self._book(book, now_ns)[0]
+
+    def signal_problem(self, signal, now_ns: int) -> str:
+        """Why a signal strategy may open nothing on this signal ('' when it is fresh and usable)."""
+        return self._signal_fresh(signal, now_ns)
 
     def _signal_fresh(self, signal, now_ns: int) -> str:
         if signal is None:
@@ -289,6 +311,10 @@ class RiskManager:
         if why:
             return self._refuse(why, detail, p)
         reduces = self._reduces(side, qty)
+        if self._holds:
+            held = self._held(reduces, now_ns)
+            if held:
+                return self._refuse(held, f"on hold: {held}", p)
         if not reduces:
             if p.reduce_only:
                 return self._refuse("not_reducing", f"reduce-only {qty} lots would not reduce "
@@ -334,6 +360,10 @@ class RiskManager:
         if why:
             return self._refuse(why, detail, m)
         reduces = self._reduces(o.side, new_remaining, exclude=o)
+        if self._holds:
+            held = self._held(reduces, now_ns)
+            if held:
+                return self._refuse(held, f"on hold: {held}", m)
         if not reduces:
             if o.reduce_only:
                 return self._refuse("not_reducing", f"reduce-only {m.client_id} would not reduce", m)
@@ -351,6 +381,43 @@ class RiskManager:
             return self._refuse(why, "order rate budget spent", m)
         self.approved += 1
         return ModifyRequest(m.client_id, o.side, m.qty, m.px, m.tag, now_ns)
+
+    # ------------------------------------------------------------------------- holds
+
+    def hold(self, reason: str, until_ns: int = 0, entries_only: bool = False) -> None:
+        """Refuse places and modifies with `reason` (one of REASONS) until `until_ns` (0: until
+        `release`); `entries_only`: an order that can only reduce the position still passes."""
+        if reason not in self.refusals:
+            raise ValueError(f"risk: hold reason {reason!r} is not one of REASONS")
+        self._holds[reason] = (until_ns, entries_only)
+
+    def release(self, reason: str) -> None:
+        self._holds.pop(reason, None)
+
+    def held(self, reason: str, now_ns: int) -> bool:
+        h = self._holds.get(reason)
+        return h is not None and (h[0] == 0 or now_ns < h[0])
+
+    def _held(self, reduces: bool, now_ns: int) -> str:
+        for reason, (until, entries_only) in list(self._holds.items()):
+            if until and now_ns >= until:
+                del self._holds[reason]
+            elif not (entries_only and reduces):
+                return reason
+        return ""
+
+    def backoff(self, now_ns: int, until_ns: int = 0, weight: bool = False) -> int:
+        """The venue refused a request for a rate limit: no order (with `weight`, no request) until
+        `until_ns`, the venue's retry time; without one, `rate_backoff_ms` doubling per repeat
+        within a minute. Returns the time the backoff ends."""
+        if now_ns - self._last_backoff_ns > 60 * NS:
+            self._backoff_streak = 0
+        self._last_backoff_ns = now_ns
+        if until_ns <= now_ns:
+            until_ns = now_ns + int(self.cfg.rate_backoff_ms * MS * 2 ** min(self._backoff_streak, 6))
+        self._backoff_streak += 1
+        self.limiter.pause(until_ns, weight)
+        return until_ns
 
     # ------------------------------------------------------------------------- engine state
 
@@ -496,6 +563,7 @@ class RiskManager:
             "approved": self.approved,
             "refused": sum(self.refusals.values()),
             "refusals": {k: v for k, v in self.refusals.items() if v},
+            "holds": sorted(self._holds),
             "daily_pnl": self.daily_pnl,
             "drawdown": self.drawdown,
         }

@@ -9,9 +9,12 @@
   (strategy, risk and the gateway's send path), and `signal_to_order_us`, the same for the
   orders a signal record triggered (the "signal read → order frame ≤ 200 µs" target).
 
-and the newest record of the "exec" status ring (position, open orders, PnL, trades, win rate).
-`panel_lines()` renders that for the status panel (each line ≤ 80 columns), `summary()` for the
-exit summary and its JSON line. Reads only; never blocks (the rings' writers never wait for it).
+and the newest record of the "exec" status ring (position, open orders, PnL, trades, win rate,
+and the fault report: per kind of `hftbot.exec.faults.KINDS`, how many were seen, recovered,
+given up on and are open now, the action that handles them, and the recovery time p50 / max).
+`panel_lines()` renders that for the status panel (each line ≤ 80 columns; a third line lists the
+faults seen), `summary()` for the exit summary and its JSON line (`"faults"`). Reads only; never
+blocks (the rings' writers never wait for it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import numpy as np
 
 from hftbot.bench.common import percentiles_us
+from hftbot.exec.faults import ACTIONS, KINDS
 from hftbot.ipc.ring import Ring, RingReader
 from hftbot.records import (
     EXEC_HALTED,
@@ -82,7 +86,10 @@ class ExecMonitor:
             recs = s.read_many(STATUS_CAPACITY, timeout_s=0)
             if len(recs):
                 last = recs[-1]
-                self.status = {name: last[name].item() for name in recs.dtype.names}
+                self.status = {
+                    name: (last[name].tolist() if last[name].ndim else last[name].item())
+                    for name in recs.dtype.names
+                }
 
     def _add(self, key: str, values: np.ndarray) -> None:
         if len(values):
@@ -133,6 +140,7 @@ class ExecMonitor:
             "fees_usdt": round(st["fees"], 6),
             "net_pnl_usdt": round(st["net_pnl"], 6),
             "mismatches": int(st["mismatches"]),
+            "faults": faults_of(st),
         }
 
     def panel_lines(self) -> list[str]:
@@ -153,6 +161,10 @@ class ExecMonitor:
             f"PnL net {s['net_pnl_usdt']:+.2f} real {s['realised_usdt']:+.2f} unreal {s['unrealised_usdt']:+.2f} "
             f"fees {s['fees_usdt']:.2f} trades {s['trades']} win {win}",
         ]
+        faults = s["faults"]
+        if faults:
+            text = " ".join(f"{_SHORT.get(k, k)} {f['count']}" for k, f in faults.items())
+            lines.append(f"faults {text}")
         return [line[:80] for line in lines]
 
     def print_lines(self) -> list[str]:
@@ -168,9 +180,70 @@ class ExecMonitor:
             f"  PnL        net {s['net_pnl_usdt']:+.4f} USDT = realised {s['realised_usdt']:+.4f} "
             f"+ unrealised {s['unrealised_usdt']:+.4f} - fees {s['fees_usdt']:.4f}; "
             f"{s['trades']} trades, win rate {win}",
+            *fault_lines(s["faults"]),
         ]
 
     def close(self) -> None:
         for r in (self.order_reader, self.status_reader):
             if r is not None:
                 r.close()
+
+
+# panel abbreviations (the panel line has 80 columns; the summary uses the full names)
+_SHORT = {
+    "unknown_outcome": "unknown",
+    "timestamp": "ts",
+    "rate_limit": "429",
+    "post_only": "gtx",
+    "min_notional": "notional",
+    "precision": "precision",
+    "unknown_order": "gone",
+    "user_stream": "user",
+    "listen_key": "key",
+    "ws_api": "wsapi",
+    "duplicate_fill": "dup",
+    "late_fill": "late",
+    "stale_book": "book",
+    "stale_signal": "signal",
+    "dead_man": "deadman",
+}
+
+
+def faults_of(st: dict) -> dict[str, dict]:
+    """The status record's fault arrays as `{kind: {count, recovered, failed, open, action,
+    recovery_ms: {p50, max}}}`, kinds seen only (empty for a record without them)."""
+    counts = st.get("fault_count")
+    if counts is None:
+        return {}
+    out = {}
+    for i, kind in enumerate(KINDS):
+        n = int(counts[i])
+        if not n:
+            continue
+        p50 = st["fault_p50_ms"][i]
+        out[kind] = {
+            "count": n,
+            "recovered": int(st["fault_recovered"][i]),
+            "failed": int(st["fault_failed"][i]),
+            "open": int(st["fault_open"][i]),
+            "action": ACTIONS[kind],
+            "recovery_ms": {
+                "p50": None if math.isnan(p50) else round(p50, 3),
+                "max": round(st["fault_max_ms"][i], 3),
+            },
+        }
+    return out
+
+
+def fault_lines(faults: dict[str, dict]) -> list[str]:
+    """The exit summary's fault report, one line per kind seen."""
+    out = []
+    for kind, f in faults.items():
+        rec = f["recovery_ms"]
+        p50 = "-" if rec["p50"] is None else f"{rec['p50']:.1f}"
+        extra = (f", {f['failed']} failed" if f["failed"] else "") + (f", {f['open']} open" if f["open"] else "")
+        out.append(
+            f"  fault      {kind:<15} {f['count']:>6} → {f['action']:<13} recovered {f['recovered']}{extra}; "
+            f"recovery p50 {p50} ms, max {rec['max']:.1f} ms"
+        )
+    return out

@@ -69,12 +69,15 @@ _SHORT_HEADS = [bytes((0x81, 0x80 | n)) for n in range(126)]  # FIN + text, mask
 
 
 class GatewayError(RuntimeError):
-    """The gateway cannot do what was asked (not connected, start-up failed, venue refused)."""
+    """The gateway cannot do what was asked (not connected, start-up failed, venue refused).
 
-    def __init__(self, msg: str, code: int = 0, status: int = 0) -> None:
+    `retry_after_s`: the venue's `Retry-After` on a 429 / 418 (0: none given)."""
+
+    def __init__(self, msg: str, code: int = 0, status: int = 0, retry_after_s: float = 0.0) -> None:
         super().__init__(msg)
         self.code = code
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class Units:
@@ -131,6 +134,7 @@ class RestClient:
         self.timeout_s = timeout_s
         self.lock = threading.Lock()
         self._conn: http.client.HTTPConnection | None = None
+        self.last_headers: dict[str, str] = {}  # of the last answer (X-MBX-* used counts, Retry-After)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -151,6 +155,7 @@ class RestClient:
                     conn.request(method, target, headers=headers)
                     resp = conn.getresponse()
                     body = resp.read()
+                    self.last_headers = dict(resp.getheaders())
                     break
                 except (OSError, http.client.HTTPException) as e:
                     conn.close()
@@ -167,8 +172,12 @@ class RestClient:
         if resp.status != 200:
             code = data.get("code", 0) if isinstance(data, dict) else 0
             msg = data.get("msg", "") if isinstance(data, dict) else ""
+            try:
+                retry = float(resp.getheader("Retry-After") or 0)
+            except ValueError:
+                retry = 0.0
             raise GatewayError(
-                f"gateway: REST {method} {path}: {resp.status} {code} {msg}", code, resp.status
+                f"gateway: REST {method} {path}: {resp.status} {code} {msg}", code, resp.status, retry
             )
         return data
 

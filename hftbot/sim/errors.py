@@ -14,20 +14,38 @@ from decimal import Decimal
 
 
 class ApiError(Exception):
-    """A request the venue refuses: Binance error code, message and HTTP status."""
+    """A request the venue refuses: Binance error code, message and HTTP status.
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    `retry_at_ms` (429 / 418 only): when the client may try again, venue time in ms; the WS API
+    answer carries it as `error.data.retryAfter` (the spot WS API's documented shape; the futures
+    one is UNVERIFIED), REST as the `Retry-After` header in whole seconds.
+    """
+
+    def __init__(self, code: int, msg: str, status: int = 400, retry_at_ms: int = 0) -> None:
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
         self.status = status
-
-
-class UnknownStatus(Exception):
-    """Fault injection: the request executed, but the caller hears 503 'unknown'."""
+        self.retry_at_ms = retry_at_ms
 
 
 UNKNOWN_MSG = "Unknown error, please check your request or try again later."
+# Execution-status-unknown answers (fault injection): code -> (HTTP status, message). Binance
+# documents the codes and messages; the HTTP statuses of -1006 / -1007 are UNVERIFIED.
+UNKNOWN_ANSWERS = {
+    -1000: (503, UNKNOWN_MSG),
+    -1006: (500, "An unexpected response was received from the message bus. Execution status unknown."),
+    -1007: (408, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
+}
+
+
+class UnknownStatus(Exception):
+    """Fault injection: the request executed, but the caller hears 'execution status unknown'."""
+
+    def __init__(self, code: int = -1000) -> None:
+        super().__init__(code)
+        self.code = code if code in UNKNOWN_ANSWERS else -1000
+        self.status, self.msg = UNKNOWN_ANSWERS[self.code]
 
 
 def http_status(code: int) -> int:

@@ -152,6 +152,8 @@ class OrderDesk:
         self.counters = counters
         self.requests = 0  # order requests seen (fault injection counts these)
         self.countdown_ms = 0  # countdownCancelAll deadline (0: off)
+        self.placed: dict[str, int] = {}  # client order id → orders placed with it (> 1: a duplicate order)
+        self.duplicate_ids = 0  # client order ids placed more than once
 
     # -- shared pieces -----------------------------------------------------------------------------
     def order_json(self, o: Order) -> dict:
@@ -217,14 +219,21 @@ class OrderDesk:
         if need > 0 and need > acc.available(mark, open_margin):
             raise api_error(-2019, "Margin is insufficient.")
 
-    def _maybe_fault(self) -> bool:
-        """Order-request faults: raise the configured reject; True when the answer must be 503."""
+    def _maybe_fault(self) -> int:
+        """Order-request faults: raise the configured reject or rate limit (nothing executed);
+        returns the unknown-status code the answer must carry after executing (0: none)."""
         f = self.faults()
         self.requests += 1
         n = self.requests
         if f.reject_code and f.reject_every and n % f.reject_every == 0:
             raise api_error(f.reject_code, f"Rejected by fault injection (code {f.reject_code}).")
-        return bool(f.unknown_status_every and n % f.unknown_status_every == 0)
+        if f.rate_limit_every and n % f.rate_limit_every == 0:
+            e = api_error(f.rate_limit_code, f"Too many requests (fault injection, code {f.rate_limit_code}).")
+            e.retry_at_ms = self.clock_ns() // MS + int(f.clock_skew_ms) + int(f.retry_after_ms)  # venue time
+            raise e
+        if f.unknown_status_every and n % f.unknown_status_every == 0:
+            return f.unknown_code or -1000
+        return 0
 
     def _find(self, params: dict) -> Order:
         check_symbol(params, self.symbol)
@@ -259,7 +268,7 @@ class OrderDesk:
         """countdownCancelAll: cancel every open order once the deadline passes."""
         if self.countdown_ms and now_ms >= self.countdown_ms:
             self.countdown_ms = 0
-            self.cancel_all(self.clock_ns())
+            self.counters["countdown_cancels"] += self.cancel_all(self.clock_ns())
 
     # -- endpoints -----------------------------------------------------------------------------------
     def ep_new(self, params: dict) -> dict:
@@ -287,8 +296,11 @@ class OrderDesk:
             ack["avgPrice"] = "0.00"
         self.publish(now)
         self.counters["orders"] += 1
+        used = self.placed[o.client_id] = self.placed.get(o.client_id, 0) + 1
+        if used == 2:
+            self.duplicate_ids += 1
         if unknown:
-            raise UnknownStatus()
+            raise UnknownStatus(unknown)
         return ack
 
     def ep_cancel(self, params: dict) -> dict:
@@ -330,7 +342,7 @@ class OrderDesk:
             raise api_error(e.code, e.msg) from None
         self.publish(now)
         if unknown:
-            raise UnknownStatus()
+            raise UnknownStatus(unknown)
         return self.order_json(o)
 
     def ep_open_orders(self, params: dict) -> list:
@@ -350,6 +362,10 @@ class OrderDesk:
         rows = [o for o in self.engine.orders.values() if o.order_id >= start]
         picked = rows[:limit] if start else rows[-limit:]
         return [self.order_json(o) for o in picked]
+
+    def duplicates(self) -> dict[str, int]:
+        """Client order ids used by more than one order (a resent order: what must never happen)."""
+        return {cid: n for cid, n in self.placed.items() if n > 1}
 
     def ep_user_trades(self, params: dict) -> list:
         check_symbol(params, self.symbol)

@@ -48,6 +48,9 @@ def main(ctx) -> None:
                     orders=v.counters["orders"],
                     clients=len(server.clients),
                     position_lots=v.account.position.lots,  # the venue's own: execution must equal it
+                    open_orders=len(v.engine.open_orders()),
+                    duplicate_ids=v.orders.duplicate_ids,  # client order ids used twice: must stay 0
+                    countdown_cancels=v.counters["countdown_cancels"],
                 )
                 await asyncio.sleep(min(0.2, heartbeat_s / 4))
         finally:

@@ -3,7 +3,8 @@
 Fixed windows aligned to the clock, as Binance counts them (`X-MBX-USED-WEIGHT-1M`,
 `X-MBX-ORDER-COUNT-10S/1M`, the WS API's `rateLimits`). Going over the weight answers -1003 with
 429; more than `ban_after_429` such refusals in a minute ban the IP (418) for `ban_s`. Going over
-an order count answers -1015 with 429.
+an order count answers -1015 with 429. Each refusal names when to retry (`ApiError.retry_at_ms`:
+the end of the window that is full, or of the ban).
 
 Pure: the time comes in as `now_ms`.
 """
@@ -60,7 +61,9 @@ class RateLimiter:
         self.banned_until_ms = 0
 
     def _ban_error(self) -> ApiError:
-        return ApiError(-1003, f"Way too many requests; IP banned until {self.banned_until_ms}.", 418)
+        return ApiError(
+            -1003, f"Way too many requests; IP banned until {self.banned_until_ms}.", 418, self.banned_until_ms
+        )
 
     def charge(self, weight: int, orders: bool, now_ms: int) -> None:
         """Count one request (and one order when `orders`); raise the error when over a limit."""
@@ -72,18 +75,23 @@ class RateLimiter:
             if self.refused.add(now_ms, 1) > lim.ban_after_429:
                 self.banned_until_ms = now_ms + int(lim.ban_s * 1000)
                 raise self._ban_error()
-            raise api_error(
+            e = api_error(
                 -1003,
                 f"Too many requests; current limit of IP(127.0.0.1) is {lim.weight_1m} requests per "
                 "minute. Please use the websocket for live updates to avoid polling the API.",
             )
+            e.retry_at_ms = self.weight.start + self.weight.interval_ms
+            raise e
         if orders:
             c10 = self.orders_10s.add(now_ms, 1)
             c1m = self.orders_1m.add(now_ms, 1)
             if c10 > lim.orders_10s or c1m > lim.orders_1m:
-                raise api_error(
+                e = api_error(
                     -1015, f"Too many new orders; current limit is {lim.orders_10s} orders per 10 SECOND."
                 )
+                w = self.orders_1m if c1m > lim.orders_1m else self.orders_10s
+                e.retry_at_ms = w.start + w.interval_ms
+                raise e
 
     def order_limits(self, now_ms: int | None = None) -> list[dict]:
         """The ORDERS limits as exchangeInfo and `GET /fapi/v1/rateLimit/order` show them (with

@@ -9,6 +9,11 @@ API key and, for SIGNED routes, the timestamp / recvWindow and the signature (HM
 the payload as sent; a WS API session authenticated by `session.logon` may omit them), charge the
 request's weight (and one order for order requests), then call the endpoint.
 
+A refusal for a rate limit (429 / 418) says when to come back: `Retry-After` (seconds) on REST,
+`error.data = {serverTime, retryAfter}` (ms) on the WS API. Every request's time and name go to a
+bounded log (`Router.log`, shown by `GET /sim/orders`) so a test can check what a client asked
+in which order (e.g. a restarted client reconciles before its first order).
+
 The route tables name each endpoint's weight, security and whether it counts as an order; the
 endpoints live with their job (`marketdata`, `orders`, `positions`, `userstream`, `ratelimit`).
 Pure: the time comes in through `now_ms`.
@@ -16,6 +21,7 @@ Pure: the time comes in through `now_ms`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,7 +30,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from hftbot.sim import auth
-from hftbot.sim.errors import UNKNOWN_MSG, ApiError, UnknownStatus, api_error, mandatory, param_str
+from hftbot.sim.errors import ApiError, UnknownStatus, api_error, mandatory, param_str
 from hftbot.sim.marketdata import MarketDesk, depth_weight
 from hftbot.sim.orders import OrderDesk
 from hftbot.sim.positions import AccountDesk
@@ -131,6 +137,7 @@ class Router:
         self.max_recv_window_ms = max_recv_window_ms
         self.now_ms = now_ms
         self.counters = counters
+        self.log: deque[tuple[int, str]] = deque(maxlen=5000)  # (venue ms, "order.place" / "GET /fapi/...")
 
     # -- authentication -----------------------------------------------------------------------------
     def check_time(self, params: dict, now_ms: int) -> None:
@@ -170,7 +177,9 @@ class Router:
         self.counters["requests"] += 1
         path, _, query = target.partition("?")
         now = self.now_ms()
+        self.log.append((now, f"{method} {path}"))
         orders = False
+        retry: dict[str, str] = {}
         try:
             if body and "json" in headers.get("content-type", ""):
                 raise api_error(-1102, "Request body must be application/x-www-form-urlencoded.")
@@ -198,9 +207,11 @@ class Router:
         except ApiError as e:
             self.counters["errors"] += 1
             status, out = e.status, orjson.dumps({"code": e.code, "msg": e.msg})
-        except UnknownStatus:
-            status, out = 503, orjson.dumps({"code": -1000, "msg": UNKNOWN_MSG})
-        return status, out, self.limiter.headers(now, orders)
+            if e.retry_at_ms:
+                retry = {"Retry-After": str(max(1, -(-(e.retry_at_ms - now) // 1000)))}
+        except UnknownStatus as e:
+            status, out = e.status, orjson.dumps({"code": e.code, "msg": e.msg})
+        return status, out, {**self.limiter.headers(now, orders), **retry}
 
     # -- WS API ---------------------------------------------------------------------------------------
     def ws_api(self, text: str | bytes, session: Session) -> bytes:
@@ -222,6 +233,7 @@ class Router:
             params = req.get("params") or {}
             if not isinstance(method, str) or not isinstance(params, dict):
                 raise mandatory("method")
+            self.log.append((now, method))
             if "returnRateLimits" in params:  # part of the signed payload: read it, keep it
                 show_limits = params["returnRateLimits"] not in (False, "false")
             name = method.split("/", 1)[1] if method.startswith("v2/") else method
@@ -242,8 +254,10 @@ class Router:
         except ApiError as e:
             self.counters["errors"] += 1
             resp = {"id": rid, "status": e.status, "error": {"code": e.code, "msg": e.msg}}
-        except UnknownStatus:
-            resp = {"id": rid, "status": 503, "error": {"code": -1000, "msg": UNKNOWN_MSG}}
+            if e.retry_at_ms:
+                resp["error"]["data"] = {"serverTime": now, "retryAfter": e.retry_at_ms}
+        except UnknownStatus as e:
+            resp = {"id": rid, "status": e.status, "error": {"code": e.code, "msg": e.msg}}
         if show_limits:
             resp["rateLimits"] = self.limiter.rate_limits(now, orders)
         return orjson.dumps(resp)

@@ -7,6 +7,10 @@ websockets 17 refuses requests with a body ("unsupported request body") and clos
 after every hook response, and real clients (ccxt) POST form bodies. `process_request` is still
 used, to refuse WebSocket paths the venue does not serve (404, as Binance does).
 
+Faults that are about timing and sockets live here (the venue's own faults in `hftbot.sim.orders`):
+WS API order frames lost, answered late or not at all, or their connection closed in flight;
+user-data events sent twice or out of order (`hftbot.sim.faults`, docs/sim.md).
+
 Routes: `/public`, `/market`, `/private` each with `/ws`, `/ws/<streams>` and `/stream?streams=`
 (a stream on the wrong route is acknowledged and stays silent, as on the real venue; no route
 means `/public`), `/private/ws?listenKey=` and `/private/stream?listenKey=`, the WS API at
@@ -364,6 +368,11 @@ class SimServer:
         self._http_tasks: set[asyncio.Task] = set()
         self._http_conns: set[_Http] = set()
         self._tasks: set[asyncio.Task] = set()
+        self.ws_api_conns: set[ServerConnection] = set()
+        self.ws_order_frames = 0  # WS API order.place / order.modify frames (the socket faults count these)
+        self.fault_counts = {"lost": 0, "late": 0, "closed": 0, "user_duplicated": 0, "user_reordered": 0}
+        self._user_events = 0
+        self._held_user: tuple[str, bytes] | None = None
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -461,6 +470,37 @@ class SimServer:
                 c.push(m.stream, m.payload)
 
     def _on_user(self, key: str, payload: bytes) -> None:
+        f = self.venue.settings.faults
+        if not (f.duplicate_user_every or f.reorder_user_every or self._held_user):
+            self._send_user(key, payload)
+            return
+        self._user_events += 1
+        n = self._user_events
+        held = self._held_user
+        if held is None and f.reorder_user_every and n % f.reorder_user_every == 0:
+            self._held_user = (key, payload)  # sent after the next event (or 50 ms from now)
+            with contextlib.suppress(RuntimeError):  # no running loop: a venue driven without a server
+                asyncio.get_running_loop().call_later(0.05, self._release_user)
+            return
+        copies = 2 if f.duplicate_user_every and n % f.duplicate_user_every == 0 else 1
+        if copies == 2:
+            self.fault_counts["user_duplicated"] += 1
+        if held is not None and held[1][:24] != payload[:24]:  # another kind of event: the swap
+            for _ in range(copies):
+                self._send_user(key, payload)
+            self._release_user()
+            self.fault_counts["user_reordered"] += 1
+            return
+        self._release_user()  # events of one kind stay in order on a connection (as on Binance)
+        for _ in range(copies):
+            self._send_user(key, payload)
+
+    def _release_user(self) -> None:
+        held, self._held_user = self._held_user, None
+        if held is not None:
+            self._send_user(*held)
+
+    def _send_user(self, key: str, payload: bytes) -> None:
         for c in list(self.user_subs.get(key, ())):
             c.push(key, payload)
 
@@ -490,8 +530,19 @@ class SimServer:
                 "counters": v.counters,
                 "update_id": v.engine.update_id,
                 "faults": v.settings.faults.__dict__,
+                "fault_counts": self.fault_counts,
             }
             return 200, orjson.dumps(body), {}
+        if path == "/sim/orders" and req.method == "GET":
+            return 200, orjson.dumps(self.orders_report()), {}
+        if path == "/sim/disconnect" and req.method == "POST":
+            try:
+                route = str(orjson.loads(req.body or "{}").get("route", "all"))
+            except (orjson.JSONDecodeError, AttributeError):
+                return 400, orjson.dumps({"code": -1102, "msg": "body must be a JSON object"}), {}
+            if route not in (*_ROUTES, "ws_api", "all"):
+                return 400, orjson.dumps({"code": -1102, "msg": f"route must be one of {_ROUTES}, ws_api, all"}), {}
+            return 200, orjson.dumps({"closed": self.disconnect(route)}), {}
         if path == "/sim/faults" and req.method == "POST":
             try:
                 v.settings.faults = Faults.from_dict(orjson.loads(req.body or "{}"))
@@ -503,9 +554,43 @@ class SimServer:
             self.sent = 0
             return 200, b"{}", {}
         if path == "/sim/expireListenKey" and req.method == "POST":
-            v.expire_listen_key()
+            try:
+                silent = bool(orjson.loads(req.body or "{}").get("silent", False))
+            except (orjson.JSONDecodeError, AttributeError):
+                return 400, orjson.dumps({"code": -1102, "msg": "body must be a JSON object"}), {}
+            v.expire_listen_key(silent)
             return 200, b"{}", {}
         return 404, orjson.dumps({"code": -5000, "msg": f"Path {path}, Method {req.method} is invalid"}), {}
+
+    def orders_report(self) -> dict:
+        """`GET /sim/orders`: what a test checks a client against — our open orders, every client
+        order id used and the ones used twice (a resent order), the position, the countdown's
+        cancels, and the recent requests in order (venue ms, method or "VERB path")."""
+        v = self.venue
+        desk = v.orders
+        return {
+            "open": [o.client_id for o in v.engine.open_orders()],
+            "orders": sum(desk.placed.values()),
+            "client_ids": len(desk.placed),
+            "duplicates": desk.duplicates(),
+            "position_lots": v.account.position.lots,
+            "countdown_cancels": v.counters["countdown_cancels"],
+            "fault_counts": self.fault_counts,
+            "requests": [list(r) for r in v.router.log],
+        }
+
+    def disconnect(self, route: str) -> int:
+        """Close (abort) connections of a route (`/sim/disconnect`): the client sees its socket die."""
+        n = 0
+        if route in ("ws_api", "all"):
+            for conn in list(self.ws_api_conns):
+                conn.transport.abort()
+                n += 1
+        for c in list(self.clients):
+            if route in (c.route, "all"):
+                c.conn.transport.abort()
+                n += 1
+        return n
 
     # -- WebSocket -------------------------------------------------------------------------------------
 
@@ -658,16 +743,35 @@ class SimServer:
         venue = self.venue
         session = Session(connected_ms=venue.now_ms())
         lat = self.settings.latency.order_entry
+        self.ws_api_conns.add(conn)
         try:
             async for msg in conn:
                 text = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
                 is_order = '"order.place"' in text or '"order.modify"' in text
-                delay = venue.settings.faults.delay_ms / 1000.0
-                wait = (lat.sample_ns(self.rng.random()) / 1e9 if is_order else 0.0) + delay
+                f = venue.settings.faults
+                close = False
+                if is_order and (f.lose_order_every or f.late_order_every or f.close_ws_api_every):
+                    self.ws_order_frames += 1
+                    n = self.ws_order_frames
+                    if f.lose_order_every and n % f.lose_order_every == 0:
+                        self.fault_counts["lost"] += 1
+                        continue  # lost on the way: never executed, never answered
+                    if f.late_order_every and n % f.late_order_every == 0:
+                        self.fault_counts["late"] += 1
+                        asyncio.get_running_loop().call_later(
+                            f.late_order_ms / 1000.0, self._execute_late, msg, session
+                        )
+                        continue  # executes later; its answer is lost
+                    close = bool(f.close_ws_api_every and n % f.close_ws_api_every == 0)
+                wait = (lat.sample_ns(self.rng.random()) / 1e9 if is_order else 0.0) + f.delay_ms / 1000.0
                 if wait > 0:
                     await asyncio.sleep(wait)
                 venue.advance()
                 reply = venue.ws_api(msg, session)
+                if close:  # executed; the socket dies before the answer leaves
+                    self.fault_counts["closed"] += 1
+                    conn.transport.abort()
+                    break
                 if query.get("returnRateLimits", ["true"])[0] == "false":
                     obj = orjson.loads(reply)
                     obj.pop("rateLimits", None)
@@ -675,6 +779,12 @@ class SimServer:
                 await conn.send(reply, text=True)
         except ConnectionClosed:
             pass
+        finally:
+            self.ws_api_conns.discard(conn)
+
+    def _execute_late(self, msg: str | bytes, session: Session) -> None:
+        self.venue.advance()
+        self.venue.ws_api(msg, session)  # the answer is the part that was lost
 
 
 def run_loop(coro) -> None:

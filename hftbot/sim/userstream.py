@@ -64,12 +64,13 @@ class ListenKeys:
     def valid(self, key: str) -> bool:
         return key == self.key
 
-    def expire(self) -> None:
-        """Expire the active key now (fault injection, and the 60-minute rule)."""
+    def expire(self, silent: bool = False) -> None:
+        """Expire the active key now (fault injection, and the 60-minute rule); `silent`: no event."""
         key = self.key
         if key is None:
             return
-        self.emit(key, orjson.dumps({"e": "listenKeyExpired", "E": self.now_ms(), "listenKey": key}))
+        if not silent:
+            self.emit(key, orjson.dumps({"e": "listenKeyExpired", "E": self.now_ms(), "listenKey": key}))
         self.key = None
 
     def check(self, now_ms: int) -> None:

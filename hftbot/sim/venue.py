@@ -100,7 +100,7 @@ class Venue:
         self.on_market: Callable[[Message], None] = lambda m: None
         self.on_user: Callable[[str, bytes], None] = lambda key, payload: None
         self.event_ns = 0  # when the messages now being handed to on_market were due (publish delay)
-        self.counters = {"requests": 0, "errors": 0, "orders": 0, "events": 0}
+        self.counters = {"requests": 0, "errors": 0, "orders": 0, "events": 0, "countdown_cancels": 0}
 
         self.limiter = RateLimiter(s.limits)
         self.listen_keys = ListenKeys(p.seed, self._listen_validity_ms, self.now_ms, self._emit_user)
@@ -134,7 +134,8 @@ class Venue:
 
     # -- clock & market -----------------------------------------------------------------------
     def now_ms(self) -> int:
-        return self.clock_ns() // MS
+        """The venue's clock (serverTime, the timestamp check): the host's plus the skew fault."""
+        return self.clock_ns() // MS + int(self.settings.faults.clock_skew_ms)
 
     def mark(self) -> int:
         """Mark price in ticks: the mid (rounded down), or the one side left."""
@@ -160,7 +161,7 @@ class Venue:
                 break
         self.counters["events"] += n
         self.orders.check_countdown(now_ns // MS)
-        self.listen_keys.check(now_ns // MS)
+        self.listen_keys.check(now_ns // MS + int(self.settings.faults.clock_skew_ms))  # keys live on venue time
         next_window = min(
             (st.due_ms for s, st in self.pub.diff.items() if s and st.due_ms), default=now_ns // MS + 100
         )
@@ -214,6 +215,7 @@ class Venue:
     def listen_key_valid(self, key: str) -> bool:
         return self.listen_keys.valid(key)
 
-    def expire_listen_key(self) -> None:
-        """Expire the active key now (fault injection, and the 60-minute rule)."""
-        self.listen_keys.expire()
+    def expire_listen_key(self, silent: bool = False) -> None:
+        """Expire the active key now (fault injection, and the 60-minute rule); `silent`: without the
+        `listenKeyExpired` event (a client learns it from -1125 on its next keep-alive)."""
+        self.listen_keys.expire(silent)
