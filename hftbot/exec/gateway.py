@@ -225,6 +225,7 @@ class Gateway:
                 "fill_duplicates",
                 "updates_stale",
                 "unknown",
+                "settle_missing",
                 "settled_absent",
                 "revived",
                 "retries_1021",
@@ -786,6 +787,7 @@ class Gateway:
             self._inbox.append(_Fault(p.fault, RECOVER, cid, now_ns))
             return
         if code == -2013:
+            self.counters["settle_missing"] += 1
             if p.attempt < self.s.settle_attempts:  # the query may have overtaken the order: ask again
                 self._settle_again(p, p.attempt + 1, self.s.settle_retry_ms * p.attempt / 1000.0)
                 return
