@@ -1,0 +1,222 @@
+"""Process faults under the real supervisor in sim mode, and a soak with every venue fault at once.
+
+The real processes (simulator, feed, inference, execution) run under the real supervisor; a
+script on a thread of the test kills or stops them by pid and injects the simulator's faults
+(`hftbot.bench.faultrun`). Each run must end with no client order id used twice at the venue, our
+position equal to the venue's, and every fault counted in the exit summary's report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from hftbot.bench.faultrun import FaultRun
+from hftbot.config import load_config
+from hftbot.ipc import shm
+from hftbot.records import BOOK_VALID, ORDER_PLACE, ORDER_REDUCE_ONLY
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def fault_config(tmp_path, **env):
+    base = {
+        "HFTBOT_RUNTIME__DATA_DIR": str(tmp_path),
+        "HFTBOT_RUNTIME__HEARTBEAT_S": "0.2",
+        "HFTBOT_RUNTIME__HEARTBEAT_TIMEOUT_S": "8",  # a stopped process outlives the countdown
+        "HFTBOT_RUNTIME__RESTART_BACKOFF_S": "2.5",  # longer than the countdown: its cancels are seen first
+        "HFTBOT_RUNTIME__STOP_TIMEOUT_S": "8",
+        "HFTBOT_SIM__RATE_HZ": "80",
+        "HFTBOT_FEED__DEPTH_SPEED": "0ms",
+        "HFTBOT_RECORDER__ENABLED": "false",
+        "HFTBOT_INFERENCE__ENABLED": "false",
+        "HFTBOT_EXEC__STRATEGY": "imbalance",
+        "HFTBOT_EXEC__STYLE": "maker",  # orders rest: the dead-man switch has something to cancel
+        "HFTBOT_STRATEGY__IMBALANCE_QTY": "0.1",
+        "HFTBOT_STRATEGY__IMBALANCE_THRESHOLD": "0.2",
+        "HFTBOT_STRATEGY__IMBALANCE_MOVE_BPS": "500",
+        "HFTBOT_STRATEGY__IMBALANCE_HORIZON_UPDATES": "10",
+        "HFTBOT_GATEWAY__COUNTDOWN_MS": "1500",
+        "HFTBOT_GATEWAY__COUNTDOWN_REFRESH_S": "0.3",
+        "HFTBOT_GATEWAY__REQUEST_TIMEOUT_S": "1",
+        "HFTBOT_GATEWAY__SETTLE_RETRY_MS": "200",
+        "HFTBOT_GATEWAY__RECONNECT_BACKOFF_S": "0.2",
+    }
+    return load_config(env={**base, **env})
+
+
+def ended_consistent(run: FaultRun) -> dict:
+    """What every run must end with; returns the exit summary's execution object."""
+    assert run.error is None, repr(run.error)
+    assert run.exit_code == 0, run.summary["stop_reason"]
+    s = run.summary
+    ex, sim = s["execution"], s["processes"]["sim"]
+    assert sim["duplicate_ids"] == 0  # no client order id was used twice at the venue
+    ids = run.placed_client_ids()
+    assert ids and len(ids) == len(set(ids))  # nor by us, across every run of the process
+    assert ex["position_lots"] == ex["venue_position_lots"] == sim["position_lots"]
+    assert ex["open_orders"] == 0 == sim["open_orders"]
+    assert ex["mismatches"] == 0 and "mismatch" not in ex["faults"]
+    assert shm.list_segments(os.getpid()) == []
+    return ex
+
+
+def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
+    """SIGSTOP execution: the venue's countdown cancels what rests. kill -9 execution: the same, and
+    the restarted process reconciles before its first order, with client ids no earlier run used.
+    kill -9 feed: no order goes out until a valid book from the restarted feed."""
+
+    def script(run: FaultRun) -> None:
+        ex_open = lambda: run.counters("execution").get("open_orders", 0) >= 1  # noqa: E731
+        run.wait(lambda: run.counters("execution").get("fills", 0) >= 2, 150, "the first fills")
+        # -- hung
+        for _ in range(20):
+            run.wait(ex_open, 30, "a resting order")
+            pid, _ = run.kill("execution", signal.SIGSTOP)
+            resting = run.admin("/sim/orders")["open"]
+            if resting:
+                break
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.3)
+        cancels = run.admin("/sim/orders")["countdown_cancels"]
+        time.sleep(2.5)  # the countdown (1.5 s) runs out; no refresh from a stopped process
+        rep = run.admin("/sim/orders")
+        os.kill(pid, signal.SIGCONT)
+        run.notes["hung"] = (resting, rep["open"], rep["countdown_cancels"] - cancels)
+        # -- killed
+        run.wait(lambda: bool(run.admin("/sim/orders")["open"]), 60, "orders resting at the venue")
+        cancels = run.admin("/sim/orders")["countdown_cancels"]
+        pid, t_exec = run.kill("execution")
+        resting = run.admin("/sim/orders")["open"]
+        time.sleep(2.0)  # the countdown, before the supervisor's restart (2.5 s)
+        rep = run.admin("/sim/orders")
+        run.notes["killed"] = (resting, rep["open"], rep["countdown_cancels"] - cancels, t_exec)
+        run.wait(lambda: run.pid("execution") not in (0, pid), 30, "the restart")
+        run.wait(lambda: len(run.orders_between(t_exec, time.time_ns(), kinds=(ORDER_PLACE,))) >= 2, 90,
+                 "the restarted process trading")  # (its heartbeat counters start as the old ones)
+        run.notes["requests"] = run.admin("/sim/orders")["requests"]
+        run.sleep(1.0)
+        # -- feed
+        pid, t_feed = run.kill("feed")
+        run.notes["feed"] = t_feed
+        run.wait(lambda: run.pid("feed") not in (0, pid) and run.first_book_after(t_feed), 60, "a valid book")
+        run.wait(lambda: len(run.orders_between(run.first_book_after(t_feed), time.time_ns())) >= 1, 60,
+                 "orders after the resync")
+
+    run = FaultRun(fault_config(tmp_path), script)
+    run.run()
+    ex = ended_consistent(run)
+    s = run.summary
+    resting, left, cancelled = run.notes["hung"]
+    assert resting and left == [] and cancelled >= 1  # the dead-man switch did it
+    resting, left, cancelled, t_exec = run.notes["killed"]
+    assert left == []  # (a cancel the dying process had already written may beat the countdown to it)
+    assert s["processes"]["execution"]["restarts"] == 1 and s["processes"]["feed"]["restarts"] == 1
+    # the restarted process: position and open orders read before its first order
+    after = [name for t, name in run.notes["requests"] if t >= t_exec // 1_000_000]
+    first_order = after.index("order.place")
+    assert "account.position" in after[:first_order] and "GET /fapi/v1/openOrders" in after[:first_order]
+    faults = ex["faults"]
+    assert faults["restart"]["count"] == 1 and faults["restart"]["recovered"] == 1
+    assert faults["stale_book"]["count"] >= 1 and faults["stale_book"]["recovered"] >= 1
+    # the feed: nothing between its death and the first valid book from its successor
+    t_feed = run.notes["feed"]
+    t_valid = run.first_book_after(t_feed)
+    assert len(run.orders_between(t_feed, t_valid)) == 0
+    books = run.watch.records("book")
+    valid = set(books["recv_ns"][(books["flags"] & BOOK_VALID) != 0].tolist())
+    sent = run.orders_between(t_feed, time.time_ns())
+    assert len(sent) and set(sent["book_recv_ns"].tolist()) <= valid  # every later order on a valid book
+    out = capfd.readouterr().out
+    assert "fault      restart" in out and "stale_book" in out
+
+
+def test_killed_inference_opens_nothing_until_fresh_signals_and_exits_go_on(tmp_path) -> None:
+    stale_ms = 300
+
+    def script(run: FaultRun) -> None:
+        run.wait(lambda: run.counters("execution").get("fills", 0) >= 2, 200, "the first fills")
+        run.wait(lambda: run.counters("execution").get("position", 0) != 0, 120, "a position open")
+        pid, t = run.kill("inference")
+        run.notes["killed"] = t
+        run.wait(lambda: run.pid("inference") not in (0, pid) and run.first_signal_after(t), 150, "fresh signals")
+        run.wait(lambda: len(run.orders_between(run.first_signal_after(t), time.time_ns())) >= 1, 60,
+                 "orders on fresh signals")
+
+    cfg = fault_config(
+        tmp_path,
+        HFTBOT_INFERENCE__ENABLED="true",
+        HFTBOT_RUNTIME__START_TIMEOUT_S="180",
+        HFTBOT_RUNTIME__HEARTBEAT_TIMEOUT_S="30",  # loading the model on a loaded 2-core machine
+        HFTBOT_EXEC__STRATEGY="deeplob",
+        HFTBOT_EXEC__STYLE="taker",
+        HFTBOT_STRATEGY__DEEPLOB_QTY="0.1",
+        HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS="2000",  # trades on most signals
+        HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES="40",
+        HFTBOT_RISK__STALE_SIGNAL_MS=str(stale_ms),
+    )
+    run = FaultRun(cfg, script)
+    run.run()
+    ex = ended_consistent(run)
+    t_kill = run.notes["killed"]
+    t_fresh = run.first_signal_after(t_kill)
+    window = run.orders_between(t_kill, t_fresh, kinds=(ORDER_PLACE,))
+    reduce_only = (window["flags"] & ORDER_REDUCE_ONLY) != 0
+    assert reduce_only.any()  # the exit went on without the model
+    late = window[window["send_ns"] > t_kill + stale_ms * 1_000_000]
+    assert np.all((late["flags"] & ORDER_REDUCE_ONLY) != 0)  # nothing opened once the signal went stale
+    assert ex["faults"]["stale_signal"]["count"] >= 1 and ex["faults"]["stale_signal"]["recovered"] >= 1
+    assert run.summary["processes"]["inference"]["restarts"] == 1
+
+
+def test_soak_with_every_venue_fault_at_once(tmp_path) -> None:
+    """About 25 s of trading with every venue fault on together, streams cut on a timer; then calm."""
+    soak_s = 22.0
+
+    def script(run: FaultRun) -> None:
+        run.wait(lambda: run.counters("execution").get("fills", 0) >= 2, 150, "the first fills")
+        faults = dict(
+            unknown_status_every=7,
+            unknown_code=-1006,
+            late_order_every=11,
+            late_order_ms=1500,
+            lose_order_every=13,
+            close_ws_api_every=29,
+            rate_limit_every=19,
+            retry_after_ms=400,
+            reject_code=-2019,
+            reject_every=23,
+            duplicate_user_every=5,
+            reorder_user_every=7,
+        )
+        run.set_faults(**faults)
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < soak_s:
+            n += 1
+            run.sleep(2.5)
+            step = n % 4
+            if step == 1:
+                run.admin("/sim/disconnect", {"route": "private"})
+            elif step == 2:
+                run.admin("/sim/expireListenKey", {})
+            elif step == 3:
+                run.set_faults(**faults, clock_skew_ms=7000 if n % 8 == 3 else -3000)
+            else:
+                run.set_faults(**{**faults, "reject_code": -4164 if n % 8 else -2019})
+        run.set_faults()  # calm: everything settles
+        run.wait(lambda: run.counters("execution").get("orders", 0) > 0, 10, "execution alive")
+        run.sleep(3.0)
+
+    run = FaultRun(fault_config(tmp_path), script)
+    run.run()
+    ex = ended_consistent(run)
+    faults = ex["faults"]
+    for kind in ("unknown_outcome", "timestamp", "rate_limit", "user_stream", "listen_key", "duplicate_fill"):
+        assert faults.get(kind, {}).get("count", 0) >= 1, (kind, faults)
+    for kind, f in faults.items():
+        assert f["open"] == 0, (kind, f)  # everything in progress at the end was settled
