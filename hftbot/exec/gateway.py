@@ -252,12 +252,14 @@ class Gateway:
         self._unknown_ids: deque[str] = deque()
         self._closed: dict[str, None] = {}  # client ids closed recently (late duplicates are dropped)
         self._absent: dict[str, None] = {}  # settled as "never arrived": revived if the venue reports them
+        # unknown outcomes whose query could not be sent (client id → fault kind): the next
+        # reconciliation settles them (the order may have left `orders` meanwhile, filled)
+        self._resettle: dict[str, str] = {}
         self._snapshot_ms = 0
         self._last_trade_id = 0  # the newest fill seen: a reconciliation reads every fill after it
         self._logged_on = False
         self._synced_ns = 0  # when the clock offset was last measured (a -1021 of a request sent after it
         # is the clock drifting again; one sent before it is already answered by that resync)
-        self._rate_limited_ns = 0  # the last 429 / 418 seen (its fault recovers on a later success)
         self._key_dead = False  # the keep-alive said -1125: the stream renewal is a listen_key fault
         self._syncs: dict[str, int] = {}  # stream fault source → generation waiting for reconciliation
         self._sync_gen = 0
@@ -476,7 +478,6 @@ class Gateway:
     def _rate_limited(self, code: int, status: int, retry_at_ms: int, request: str) -> None:
         self.counters["rate_limited"] += 1
         now = self.clock_ns()
-        self._rate_limited_ns = now
         weight = code == -1003 or status == 418
         self._inbox.append(RateLimited(code, status, retry_at_ms, weight, request))
         self._inbox.append(_Fault("rate_limit", OBSERVE, "", now))
@@ -645,6 +646,7 @@ class Gateway:
             )
         except (*MAYBE_SENT, GatewayError):
             self._pending.pop(rid, None)  # the reconciliation after the reconnect settles it
+            self._resettle[client_id] = fault
 
     def _settle_again(self, p: _Pending, attempt: int, delay_s: float) -> None:
         self._later(delay_s, lambda: self._settle_later(p.client_id, attempt, p.fault))
@@ -711,10 +713,12 @@ class Gateway:
                 if p.event is not None:  # wake blocked callers
                     p.error = (0, -1001, "WS API connection closed")
                     p.event.set()
-                elif p.kind != "settle":  # sent, unanswered: settled by the reconciliation after the reconnect
-                    self.counters["unknown"] += 1
-                    self._unknown_ids.append(p.client_id)
-                    self._inbox.append(_Fault("unknown_outcome", OBSERVE, p.client_id, self.clock_ns()))
+                else:  # sent, unanswered: settled by the reconciliation after the reconnect
+                    if p.kind != "settle":
+                        self.counters["unknown"] += 1
+                        self._unknown_ids.append(p.client_id)
+                        self._inbox.append(_Fault("unknown_outcome", OBSERVE, p.client_id, self.clock_ns()))
+                    self._resettle[p.client_id] = p.fault or "unknown_outcome"
 
     def _on_answer(self, obj: dict) -> None:
         limits = obj.get("rateLimits")
@@ -750,9 +754,6 @@ class Gateway:
             self._inbox.append(self._update_from_order(obj["result"], _EXEC_OF_KIND.get(p.kind, NEW)))
             if p.retried:
                 self._inbox.append(_Fault("timestamp", RECOVER, p.client_id, now_ns))
-            if self._rate_limited_ns and p.sent_ns > self._rate_limited_ns:
-                self._inbox.append(_Fault("rate_limit", RECOVER, "", now_ns))  # asked after the 429: answered
-                self._rate_limited_ns = 0
             return
         if kind == "timestamp" and not p.retried and p.params is not None:
             self._inbox.append(_Fault("timestamp", OBSERVE, p.client_id, now_ns))
@@ -987,9 +988,11 @@ class Gateway:
         now = self.clock_ns()
         for up in updates:  # the venue lists it: an unknown outcome of it is settled
             self._inbox.append(_Fault("unknown_outcome", RECOVER, up.client_id, now))
-        for cid in list(self.orders):
-            if cid not in venue_open:
-                self._settle_later(cid)  # we think it is open (or in flight), the venue does not list it
+            self._inbox.append(_Fault("unknown_order", RECOVER, up.client_id, now))
+        resettle = {cid: self._resettle.pop(cid, "unknown_outcome") for cid in list(self._resettle)}
+        for cid in dict.fromkeys([*self.orders, *resettle]):
+            if cid not in venue_open:  # we think it is open (or in flight), the venue does not list it
+                self._settle_later(cid, fault=resettle.get(cid, "unknown_outcome"))
         self._inbox.append(_Snapshot(pos, gens))
         return snap
 

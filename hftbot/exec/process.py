@@ -346,6 +346,8 @@ class Executor:
         self._watch_book(now_ns)
         if self.needs_signal:
             self._watch_signal(now_ns)
+        if self.faults.is_open("rate_limit") and not self.risk.limiter.paused(now_ns):
+            self.faults.recover("rate_limit", now_ns)  # the backoff the venue asked for is over
         self._check_position(now_ns)
         if self.trade_log is not None:
             closed = self.positions.take_closed()
@@ -665,12 +667,15 @@ def main(ctx) -> None:
         ctx.beat(**ex.counters())
         p = ex.positions
         log.info(
-            "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT",
+            "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT; "
+            "refusals %s; faults %s",
             ex.orders,
             p.fills,
             p.position,
             gw.position.lots,
             p.net_pnl(ex.mark_px()),
+            ex.risk.summary()["refusals"],
+            {k: f["count"] for k, f in ex.faults.summary().items()},
         )
     finally:
         gw.close(cancel_all=True)

@@ -212,9 +212,10 @@ def test_soak_with_every_venue_fault_at_once(tmp_path) -> None:
         run.wait(lambda: run.counters("execution").get("orders", 0) > 0, 10, "execution alive")
         run.sleep(3.0)
 
-    run = FaultRun(fault_config(tmp_path), script)
+    run = FaultRun(fault_config(tmp_path, HFTBOT_EXEC__STYLE="taker"), script)  # taker: many fills
     run.run()
     ex = ended_consistent(run)
+    assert ex["fills"] >= 10, ex
     faults = ex["faults"]
     for kind in ("unknown_outcome", "timestamp", "rate_limit", "user_stream", "listen_key", "duplicate_fill"):
         assert faults.get(kind, {}).get("count", 0) >= 1, (kind, faults)
