@@ -34,18 +34,26 @@ class RingWatch:
     """Copies of the book, signal and order records a run publishes (fields in *_FIELDS)."""
 
     def __init__(self, segments: dict[str, str]) -> None:
-        self.rings = {n: Ring.attach(segments[n]) for n in ("book", "signal", "order") if n in segments}
+        self.rings = {n: Ring.attach(segments[n]) for n in ("book", "signal", "order", "exec") if n in segments}
         self.readers = {n: RingReader(r, wait="spin_yield", start="oldest") for n, r in self.rings.items()}
         self.fields = {"book": BOOK_FIELDS, "signal": SIGNAL_FIELDS, "order": ORDER_FIELDS}
-        self.chunks: dict[str, list[np.ndarray]] = {n: [] for n in self.rings}
+        self.chunks: dict[str, list[np.ndarray]] = {n: [] for n in self.rings if n != "exec"}
+        self.status: dict | None = None  # the newest execution status record (the fault report)
         self.lost = 0
         self.lock = threading.Lock()
 
     def poll(self) -> None:
+        from hftbot.exec.status import faults_of
+
         with self.lock:
             for name, r in self.readers.items():
                 while len(recs := r.read_many(8192, timeout_s=0)):
-                    self.chunks[name].append(recs[list(self.fields[name])].copy())
+                    if name == "exec":
+                        last = recs[-1]
+                        st = {n: (last[n].tolist() if last[n].ndim else last[n].item()) for n in recs.dtype.names}
+                        self.status = {**st, "faults": faults_of(st)}
+                    else:
+                        self.chunks[name].append(recs[list(self.fields[name])].copy())
                 self.lost = sum(x.lost for x in self.readers.values())
 
     def records(self, name: str) -> np.ndarray:
@@ -201,6 +209,15 @@ class FaultRun:
             return 0
         ok = (s["publish_ns"] > t_ns) & (s["model_id"] != 0) & ((s["flags"] & (SIGNAL_NO_MODEL | SIGNAL_WARMUP)) == 0)
         return int(s["publish_ns"][ok].min()) if ok.any() else 0
+
+    def faults(self) -> dict[str, dict]:
+        """The execution's fault report as of its newest status record (the run goes on)."""
+        st = self.watch.status if self.watch is not None else None
+        return st["faults"] if st else {}
+
+    def settled(self) -> bool:
+        """No fault episode in progress (unsettled orders, streams reconciling, a backoff...)."""
+        return all(not f["open"] for f in self.faults().values())
 
     def placed_client_ids(self) -> list[str]:
         o = self.watch.records("order") if self.watch is not None else np.zeros(0)

@@ -215,14 +215,27 @@ class FaultLog:
         v = self._ms[kind]
         return float(np.median(np.fromiter(v, dtype=np.float64, count=len(v)))) if v else float("nan")
 
-    def seed(self, counts: dict[str, int], recovered: dict[str, int] | None = None) -> None:
-        """Carry an earlier run's counts (a restarted process continues the report)."""
+    def seed(self, counts: dict[str, int], recovered: dict[str, int] | None = None,
+             failed: dict[str, int] | None = None, p50_ms: dict[str, float] | None = None,
+             max_ms: dict[str, float] | None = None) -> None:
+        """Carry an earlier run's report (a restarted process continues it): counts as they were,
+        the longest recovery, and its median standing for each of its recoveries (the samples
+        themselves died with the process, so the combined median is an approximation)."""
         for k, n in counts.items():
             if k in self.counts:
                 self.counts[k] += int(n)
+        for k, n in (failed or {}).items():
+            if k in self.failed:
+                self.failed[k] += int(n)
         for k, n in (recovered or {}).items():
             if k in self.recovered:
                 self.recovered[k] += int(n)
+                p50 = (p50_ms or {}).get(k, float("nan"))
+                if n and p50 == p50:
+                    self._ms[k].extend([float(p50)] * min(int(n), self._ms[k].maxlen or 0))
+        for k, v in (max_ms or {}).items():
+            if k in self.max_ms and v > self.max_ms[k]:
+                self.max_ms[k] = float(v)
 
     def summary(self) -> dict[str, dict]:
         """Kinds seen so far: `{kind: {count, recovered, failed, open, action, recovery_ms: {p50, max}}}`."""

@@ -221,9 +221,18 @@ def last_status(status_ring: Ring | None) -> np.ndarray | None:
     return recs[-1].copy() if len(recs) else None
 
 
-def fault_counts(rec) -> tuple[dict[str, int], dict[str, int]]:
-    """(seen, recovered) per fault kind from a status record (a restart continues them)."""
+def fault_report(rec) -> dict[str, dict]:
+    """A status record's fault report as `FaultLog.seed` keyword arguments (a restart continues it):
+    {"counts", "recovered", "failed": {kind: n}, "p50_ms", "max_ms": {kind: ms}}."""
     n = len(KINDS)
-    seen = {k: int(v) for k, v in zip(KINDS, rec["fault_count"][:n], strict=True)}
-    recovered = {k: int(v) for k, v in zip(KINDS, rec["fault_recovered"][:n], strict=True)}
-    return seen, recovered
+
+    def col(name: str, cast) -> dict:
+        return {k: cast(v) for k, v in zip(KINDS, rec[name][:n], strict=True)}
+
+    return {
+        "counts": col("fault_count", int),
+        "recovered": col("fault_recovered", int),
+        "failed": col("fault_failed", int),
+        "p50_ms": col("fault_p50_ms", float),
+        "max_ms": col("fault_max_ms", float),
+    }

@@ -50,7 +50,7 @@ from pathlib import Path
 from hftbot.exec.faults import classify
 from hftbot.exec.gateway import Gateway, GatewayError, VenueSnapshot
 from hftbot.exec.ids import ClientIds, base36
-from hftbot.exec.journal import Journal, fault_counts
+from hftbot.exec.journal import Journal, fault_report
 from hftbot.exec.messages import (
     BUY,
     PENDING_NEW,
@@ -574,8 +574,7 @@ def assemble(
     )
     journal = Journal(*journal_rings, filters.tick, filters.lot)
     if journal.previous is not None:  # an earlier run of this supervisor left its status: a restart
-        seen, recovered = fault_counts(journal.previous)
-        gw.faults.seed(seen, recovered)
+        gw.faults.seed(**fault_report(journal.previous))
         gw.faults.observe("restart", started_ns)
         gw.faults.recover("restart", time.time_ns())  # reconciled (gateway start) before any order
         log.warning(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hftbot.exec.faults import ACTIONS, CODES, DEAD, INDEX, KINDS, FaultLog, classify
-from hftbot.exec.journal import Journal, fault_counts, last_status
+from hftbot.exec.journal import Journal, fault_report, last_status
 from hftbot.exec.positions import Positions
 from hftbot.exec.ratelimit import NS, Limit, RateLimiter, usage_from_headers
 from hftbot.exec.status import ExecMonitor
@@ -99,8 +99,15 @@ def test_fault_report_travels_through_the_status_ring_and_survives_a_restart() -
         assert any("timestamp" in line and "resync_retry" in line for line in mon.print_lines())
         mon.close()
         again = Journal(None, ring, 0.01, 0.01)  # the restarted process reads its predecessor's report
-        seen, recovered = fault_counts(again.previous)
-        assert seen["timestamp"] == 1 and recovered["timestamp"] == 1 and seen["unknown_outcome"] == 1
+        report = fault_report(again.previous)
+        assert report["counts"]["timestamp"] == 1 == report["recovered"]["timestamp"]
+        assert report["counts"]["unknown_outcome"] == 1 and report["max_ms"]["timestamp"] == 7.0
+        carried = FaultLog()
+        carried.seed(**report)
+        carried.observe("timestamp", 0, "z")
+        carried.recover("timestamp", 9 * MS, "z")
+        assert carried.counts["timestamp"] == 2 and carried.max_ms["timestamp"] == 9.0
+        assert carried.p50_ms("timestamp") == 8.0  # the earlier run's median stands for its one recovery
         assert last_status(ring)["fault_count"][INDEX["timestamp"]] == 1
     finally:
         ring.close()
