@@ -1180,7 +1180,7 @@ class Gateway:
                         self.counters["countdown_errors"] += 1
                         self._inbox.append(_Fault("dead_man", OBSERVE, "", self.clock_ns()))
                         self.log.error("gateway: countdownCancelAll refresh failed: %s", e)
-                if now >= next_keepalive:
+                if now >= next_keepalive and self._user_up.is_set():  # (a renewal in progress has a new key)
                     next_keepalive = now + s.listen_key_keepalive_s
                     try:
                         self.request("userDataStream.ping", {"apiKey": self.signer.api_key}, signed=False)

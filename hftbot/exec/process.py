@@ -549,7 +549,8 @@ def assemble(
     started_ns: int = 0,
 ) -> Executor:
     """The executor of a started gateway: ledger seeded from the venue's snapshot, strategy, risk.
-    `started_ns`: when the process started (a restart's recovery time runs from it)."""
+    `started_ns`: when the process started (a restart's recovery runs from its predecessor's last
+    status record, or from this when that has no time)."""
     from hftbot.exec.strategy import fee_model, make_strategy
 
     filters = gw.units.filters
@@ -575,8 +576,9 @@ def assemble(
     journal = Journal(*journal_rings, filters.tick, filters.lot)
     if journal.previous is not None:  # an earlier run of this supervisor left its status: a restart
         gw.faults.seed(**fault_report(journal.previous))
-        gw.faults.observe("restart", started_ns)
-        gw.faults.recover("restart", time.time_ns())  # reconciled (gateway start) before any order
+        # from the predecessor's last sign of life (its last status) to reconciled, before any order
+        gw.faults.observe("restart", int(journal.previous["publish_ns"]) or started_ns)
+        gw.faults.recover("restart", time.time_ns())
         log.warning(
             "execution: restarted: reconciled first (venue position %d lots, %d order(s) cancelled, "
             "%d adopted); client ids of run %s",
