@@ -350,12 +350,21 @@ class Gateway:
         self._frame_writer = frame_writer(ws)
         self._spawn(lambda: self._ws_reader(ws), "gateway-ws-api")
         if self.signer.kind == ED25519:
-            params = {"apiKey": self.signer.api_key, "timestamp": self.now_ms()}
-            try:
-                self.request("session.logon", self.signer.sign_ws(params), signed=False)
-            except GatewayError:
-                ws.close()  # a connection without its session is not one to trade on
-                raise
+            for attempt in (0, 1):
+                sent_ns = self.clock_ns()
+                params = {"apiKey": self.signer.api_key, "timestamp": self.now_ms()}
+                try:
+                    self.request("session.logon", self.signer.sign_ws(params), signed=False)
+                    break
+                except GatewayError as e:
+                    if not attempt and classify(e.status, e.code) == "timestamp":  # the clock moved
+                        self._inbox.append(_Fault("timestamp", OBSERVE, "session.logon", sent_ns))
+                        self._resync(sent_ns)
+                        continue
+                    ws.close()  # a connection without its session is not one to trade on
+                    raise
+            if attempt:
+                self._inbox.append(_Fault("timestamp", RECOVER, "session.logon", self.clock_ns()))
             self._logged_on = True
 
     def _ws_ready(self) -> bool:

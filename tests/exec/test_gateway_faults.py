@@ -407,15 +407,18 @@ def test_listen_key_expired_event_renews_and_reconciles(sim, make_gateway) -> No
     consistent(gw, sim)
 
 
-def test_ws_api_drop_logs_on_again_and_reconciles(sim, make_gateway) -> None:
+@pytest.mark.parametrize("skew_ms", [0, 8000])
+def test_ws_api_drop_logs_on_again_and_reconciles(sim, make_gateway, skew_ms) -> None:
     gw = make_gateway("ed25519")
     bid, _ = touch(sim)
     r = req(BUY, 10, bid - 40)
     gw.place(r)
     wait_for(gw, lambda ev: updates(ev, r.client_id, NEW))
+    set_faults(sim, clock_skew_ms=skew_ms)  # 8000: the new session's logon meets -1021 first
     requests.post(sim.urls["rest"] + "/sim/disconnect", data='{"route": "ws_api"}', timeout=5)
     wait_for(gw, lambda ev: gw.faults.recovered["ws_api"] == 1)
     assert gw._logged_on and gw.counters["ws_reconnects"] == 1
+    assert gw.faults.recovered["timestamp"] == (1 if skew_ms else 0) and gw.faults.failed["timestamp"] == 0
     gw.place(req(BUY, 4, type=MARKET))
     consistent(gw, sim)
 

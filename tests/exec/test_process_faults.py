@@ -106,6 +106,14 @@ def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
         run.wait(lambda: run.pid("feed") not in (0, pid) and run.first_book_after(t_feed), 60, "a valid book")
         run.wait(lambda: len(run.orders_between(run.first_book_after(t_feed), time.time_ns())) >= 1, 60,
                  "orders after the resync")
+        # -- a precision refusal: a bug on our side, so HALTED (cancel all, flatten), nothing after
+        run.set_faults(reject_code=-1111, reject_every=1)
+        run.wait(lambda: run.counters("execution").get("halted", 0) == 1, 60, "the halt")
+        run.set_faults()
+        run.notes["halted"] = time.time_ns()
+        run.wait(lambda: not run.admin("/sim/orders")["open"] and run.admin("/sim/orders")["position_lots"] == 0,
+                 30, "everything cancelled and flat")
+        run.sleep(1.0)
 
     run = FaultRun(fault_config(tmp_path), script)
     run.run()
@@ -131,8 +139,10 @@ def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
     valid = set(books["recv_ns"][(books["flags"] & BOOK_VALID) != 0].tolist())
     sent = run.orders_between(t_feed, time.time_ns())
     assert len(sent) and set(sent["book_recv_ns"].tolist()) <= valid  # every later order on a valid book
+    assert ex["state"] == "HALTED" and faults["precision"]["count"] >= 1
+    assert len(run.orders_between(run.notes["halted"], time.time_ns(), kinds=(ORDER_PLACE,))) == 0
     out = capfd.readouterr().out
-    assert "fault      restart" in out and "stale_book" in out
+    assert "fault      restart" in out and "stale_book" in out and "precision" in out
 
 
 def test_killed_inference_opens_nothing_until_fresh_signals_and_exits_go_on(tmp_path) -> None:
@@ -199,25 +209,32 @@ def test_soak_with_every_venue_fault_at_once(tmp_path) -> None:
         while time.monotonic() - t0 < soak_s:
             n += 1
             run.sleep(2.5)
-            step = n % 4
+            step = n % 6
             if step == 1:
                 run.admin("/sim/disconnect", {"route": "private"})
             elif step == 2:
                 run.admin("/sim/expireListenKey", {})
             elif step == 3:
-                run.set_faults(**faults, clock_skew_ms=7000 if n % 8 == 3 else -3000)
+                run.set_faults(**faults, clock_skew_ms=7000 if n % 12 == 3 else -3000)
+            elif step == 4:
+                run.admin("/sim/disconnect", {"route": "ws_api"})
+            elif step == 5:
+                run.admin("/sim/expireListenKey", {"silent": True})  # found by the keep-alive (-1125)
             else:
-                run.set_faults(**{**faults, "reject_code": -4164 if n % 8 else -2019})
+                run.set_faults(**{**faults, "reject_code": -4164 if n % 12 else -2019})
         run.set_faults()  # calm: everything settles
         run.wait(lambda: run.counters("execution").get("orders", 0) > 0, 10, "execution alive")
         run.sleep(3.0)
 
-    run = FaultRun(fault_config(tmp_path, HFTBOT_EXEC__STYLE="taker"), script)  # taker: many fills
+    cfg = fault_config(tmp_path, HFTBOT_EXEC__STYLE="taker", HFTBOT_GATEWAY__LISTEN_KEY_KEEPALIVE_S="2")
+    run = FaultRun(cfg, script)  # taker: many fills
     run.run()
     ex = ended_consistent(run)
     assert ex["fills"] >= 10, ex
     faults = ex["faults"]
-    for kind in ("unknown_outcome", "timestamp", "rate_limit", "user_stream", "listen_key", "duplicate_fill"):
+    for kind in ("unknown_outcome", "timestamp", "rate_limit", "user_stream", "listen_key", "ws_api",
+                 "duplicate_fill"):
         assert faults.get(kind, {}).get("count", 0) >= 1, (kind, faults)
+    assert faults.get("margin", {}).get("count", 0) + faults.get("min_notional", {}).get("count", 0) >= 1
     for kind, f in faults.items():
         assert f["open"] == 0, (kind, f)  # everything in progress at the end was settled
