@@ -9,7 +9,8 @@ from hftbot.bench.common import percentiles_us, print_json
 
 
 def test_only_benchmarks_are_offered(capsys):
-    assert available() == ["book", "inference", "ring", "sim", "strategy"]  # `common` is a helper
+    # `common` and `faultrun` are helpers
+    assert available() == ["book", "exec", "faults", "inference", "ring", "sim", "strategy"]
     assert main(["common"]) == 2
     assert "unknown benchmark 'common'" in capsys.readouterr().err
 
