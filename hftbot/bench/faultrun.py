@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hftbot.ipc.ring import Ring, RingReader
-from hftbot.records import BOOK_VALID, ORDER_MODIFY, ORDER_PLACE, SIGNAL_NO_MODEL, SIGNAL_WARMUP
+from hftbot.records import BOOK_VALID, ORDER_FILL, ORDER_MODIFY, ORDER_PLACE, SIGNAL_NO_MODEL, SIGNAL_WARMUP
 
 BOOK_FIELDS = ("recv_ns", "flags")
 SIGNAL_FIELDS = ("publish_ns", "flags", "model_id")
@@ -218,6 +218,15 @@ class FaultRun:
     def settled(self) -> bool:
         """No fault episode in progress (unsettled orders, streams reconciling, a backoff...)."""
         return all(not f["open"] for f in self.faults().values())
+
+    def fills_before(self, t_ns: int) -> tuple[int, int]:
+        """(position in lots, receive time of the last fill) from the fills journalled before `t_ns`
+        (a run that starts flat)."""
+        o = self.watch.records("order") if self.watch is not None else np.zeros(0)
+        if not len(o):
+            return 0, 0
+        f = o[(o["kind"] == ORDER_FILL) & (o["send_ns"] < t_ns)]
+        return int((f["side"] * f["qty"]).sum()), int(f["send_ns"].max()) if len(f) else 0
 
     def placed_client_ids(self) -> list[str]:
         o = self.watch.records("order") if self.watch is not None else np.zeros(0)

@@ -150,8 +150,14 @@ def test_killed_inference_opens_nothing_until_fresh_signals_and_exits_go_on(tmp_
 
     def script(run: FaultRun) -> None:
         run.wait(lambda: run.counters("execution").get("fills", 0) >= 2, 200, "the first fills")
-        run.wait(lambda: run.counters("execution").get("position", 0) != 0, 120, "a position open")
+
+        def just_opened() -> bool:  # a position opened in the last 0.3 s: its exit is ~2 s away
+            pos, last = run.fills_before(time.time_ns())
+            return pos != 0 and time.time_ns() - last < 300_000_000
+
+        run.wait(just_opened, 120, "a position just opened")
         pid, t = run.kill("inference")
+        run.notes["position_at_kill"] = run.fills_before(t)[0]
         run.notes["killed"] = t
         run.wait(lambda: run.pid("inference") not in (0, pid) and run.first_signal_after(t), 150, "fresh signals")
         run.wait(lambda: len(run.orders_between(run.first_signal_after(t), time.time_ns())) >= 1, 60,
@@ -166,7 +172,7 @@ def test_killed_inference_opens_nothing_until_fresh_signals_and_exits_go_on(tmp_
         HFTBOT_EXEC__STYLE="taker",
         HFTBOT_STRATEGY__DEEPLOB_QTY="0.1",
         HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS="2000",  # trades on most signals
-        HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES="40",
+        HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES="150",  # ~2 s at 80 book updates a second
         HFTBOT_RISK__STALE_SIGNAL_MS=str(stale_ms),
     )
     run = FaultRun(cfg, script)
@@ -176,7 +182,7 @@ def test_killed_inference_opens_nothing_until_fresh_signals_and_exits_go_on(tmp_
     t_fresh = run.first_signal_after(t_kill)
     window = run.orders_between(t_kill, t_fresh, kinds=(ORDER_PLACE,))
     reduce_only = (window["flags"] & ORDER_REDUCE_ONLY) != 0
-    assert reduce_only.any()  # the exit went on without the model
+    assert run.notes["position_at_kill"] != 0 and reduce_only.any()  # the exit went on without the model
     late = window[window["send_ns"] > t_kill + stale_ms * 1_000_000]
     assert np.all((late["flags"] & ORDER_REDUCE_ONLY) != 0)  # nothing opened once the signal went stale
     assert ex["faults"]["stale_signal"]["count"] >= 1 and ex["faults"]["stale_signal"]["recovered"] >= 1
