@@ -175,11 +175,13 @@ def write_checkpoint(
     self_test_input: np.ndarray | None = None,
     flip: bool = True,
     seed: int = 0,
+    extra: dict | None = None,
 ) -> Path:
     """Script `model`, write .pt + .json into `directory`, and (by default) point CURRENT at it.
 
     `self_test_input` is one (W, 4·levels) window; a trainer should pass a real validation window.
-    Returns the metadata path.
+    `extra` adds top-level metadata sections (the trainer's `training` and `gate`); it may not
+    replace one this module writes. Returns the metadata path.
     """
     import torch
 
@@ -227,6 +229,10 @@ def write_checkpoint(
         "self_test": {"input": _encode(x), "expected_logits": _encode(expected), "tolerance": DEFAULT_TOLERANCE},
         "runtime": {"torch": torch.__version__},
     }
+    for k, v in (extra or {}).items():
+        if k in meta:
+            raise CheckpointError(f"extra metadata may not replace {k!r}")
+        meta[k] = v
     write_bytes_atomic(d / (name + ".pt"), blob)
     meta_path = d / (name + ".json")
     write_bytes_atomic(meta_path, json.dumps(meta, indent=1).encode())

@@ -396,8 +396,8 @@ def open_recordings(paths: Iterable[str | os.PathLike], levels: int = 10, symbol
     books.sort(key=lambda b: (b.first_ns, b.last_ns))
     for a, b in itertools.pairwise(books):
         if b.first_ns < a.last_ns:
-            raise DatasetError(f"dataset: {a.origin} ({_iso(a.first_ns)} .. {_iso(a.last_ns)}) and {b.origin} "
-                               f"({_iso(b.first_ns)} .. {_iso(b.last_ns)}) overlap in time; give each "
+            raise DatasetError(f"dataset: {a.origin} ({iso_utc(a.first_ns)} .. {iso_utc(a.last_ns)}) and {b.origin} "
+                               f"({iso_utc(b.first_ns)} .. {iso_utc(b.last_ns)}) overlap in time; give each "
                                f"recording once")
     have = min(b.levels for b in books)
     if have < levels:
@@ -406,7 +406,8 @@ def open_recordings(paths: Iterable[str | os.PathLike], levels: int = 10, symbol
     return Recordings(books, str(found[0].symbol), found[0].source, paths)
 
 
-def _iso(ns: int) -> str:
+def iso_utc(ns: int) -> str:
+    """ISO-8601 UTC text of a nanosecond time (what the checkpoint metadata carries)."""
     return datetime.fromtimestamp(ns / NS, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -641,15 +642,15 @@ def data_range(rec: Recordings, split: Split) -> dict:
     return {
         "symbol": rec.symbol,
         "source": rec.source,
-        "start": _iso(rec.files[0].first_ns),
-        "end": _iso(rec.files[-1].last_ns),
+        "start": iso_utc(rec.files[0].first_ns),
+        "end": iso_utc(rec.files[-1].last_ns),
         "paths": rec.roots,
         "files": len(rec.files),
         "first_file": str(rec.files[0].origin),
         "last_file": str(rec.files[-1].origin),
         "records": rec.n_records,
         "split_gap_records": split.gap,
-        "splits": {k: {"windows": split.counts[k], "start": _iso(v[0]), "end": _iso(v[1])}
+        "splits": {k: {"windows": split.counts[k], "start": iso_utc(v[0]), "end": iso_utc(v[1])}
                    for k, v in split.bounds.items()},
     }
 
@@ -806,7 +807,7 @@ def eval_batches(rec: Recordings, parts: Sequence[Part], spec: FeatureSpec, rule
 
 def dataset_summary(rec: Recordings) -> str:
     return (f"{rec.symbol} ({rec.source}): {len(rec.files)} file(s), {rec.n_records:,} book records, "
-            f"{_iso(rec.files[0].first_ns)} .. {_iso(rec.files[-1].last_ns)}")
+            f"{iso_utc(rec.files[0].first_ns)} .. {iso_utc(rec.files[-1].last_ns)}")
 
 
 def to_json(obj: dict) -> str:
