@@ -64,7 +64,7 @@ def test_raw_recordings_are_rebuilt_by_the_feed_core_and_cached(sim_raw, tmp_pat
     middle.write_bytes(data)  # same bytes, new mtime: the key must change
     logs.clear()
     third = ds.open_recordings([root], log=logs.append)
-    assert [f.cache for f in third.files][0] == rec.files[0].cache
+    assert third.files[0].cache == rec.files[0].cache
     assert [m for m in logs if "rebuilt" in m] and not any(str(files[0]) in m for m in logs)
     assert len(list(middle.parent.joinpath(ds.CACHE_DIR).glob(f"{middle.name}.L10.*.npy"))) == 1  # stale gone
 
@@ -173,10 +173,9 @@ def test_memory_stays_within_the_cache_on_a_dataset_larger_than_it(sim_raw):
     cache = ds.PartCache(lambda p: ds.load_part(rec, p, SPEC, RULE), budget)
     batch = 32
     tracemalloc.start()
-    n, batches = 0, 0
+    n = 0
     for b in ds.train_batches(split.train, cache, SPEC, RULE, batch, seed=1, epoch=0):
         n += len(b.x)
-        batches += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert n == split.counts["train"]  # every training window once
