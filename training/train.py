@@ -66,6 +66,7 @@ gpu = False            # --gpu: CUDA with bf16 autocast, or a clear error; defau
 resume = ""            # --resume RUN_DIR | last: continue a run from its last saved epoch
 no_promote = False     # write the checkpoint, never move CURRENT
 force_promote = False  # move CURRENT even when the current model cannot be scored on this data
+note = ""              # --note: appended to the checkpoint's note (e.g. how the data was made)
 book_levels = 0        # levels to rebuild raw recordings with; 0 = max(levels, 10)
 
 MODEL_FLAGS = {f.name for f in fields(ModelConfig)}
@@ -84,6 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--resume", default=resume)
     ap.add_argument("--no-promote", action="store_true", default=no_promote)
     ap.add_argument("--force-promote", action="store_true", default=force_promote)
+    ap.add_argument("--note", default=note)
     ap.add_argument("--book-levels", type=int, default=book_levels)
     ap.add_argument("--config", default=None, help="hftbot config TOML (its [model] section applies)")
     ap.add_argument("--threshold", default=None, help="label threshold in bps, or 'cost' (fee + half-spread)")
@@ -371,14 +373,15 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
                    "test_at_cost_threshold": {k: v["cost"] for k, v in table.items()},
                    "majority_floor": floor, "margin_macro_f1_over_best_baseline": margin,
                    "val_best": best}
-        training = {"command": "python training/train.py " + shlex.join(a.argv), "seed": a.seed,
+        training = {"command": "python training/train.py " + shlex.join(a.argv), "seed": a.seed, "note": a.note,
                     "world_size": world, "device": str(device), "run_dir": str(run_dir),
                     "epochs_run": epoch + 1, "best_epoch": best["epoch"],
                     "settings": asdict(m), "torch_threads": torch.get_num_threads()}
         model.cpu().float()
         meta = write_checkpoint(model, spec, out_dir, trained=True, flip=False, seed=a.seed,
                                 note=f"trained by training/train.py on {rec.symbol} ({rec.source}) "
-                                     f"{ds.iso_utc(rec.files[0].first_ns)[:10]}..{ds.iso_utc(rec.files[-1].last_ns)[:10]}",
+                                     f"{ds.iso_utc(rec.files[0].first_ns)[:10]}..{ds.iso_utc(rec.files[-1].last_ns)[:10]}"
+                                     + (f"; {a.note}" if a.note else ""),
                                 labels=labels, data=ds.data_range(rec, split), metrics=metrics,
                                 self_test_input=first_val.x[0],
                                 extra={"training": training, "gate": decision.to_dict()})
