@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hftbot.feed.process import recordings_root
+from hftbot.feed.paths import recordings_root
 from hftbot.feed.recording import BookRecordingWriter
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels

@@ -173,3 +173,12 @@ def test_cli_writes_random_and_given_weights_and_flips_the_pointer(tmp_path, cap
     assert main(["write", "--random", "--no-flip", "--seed", "8", *args]) == 0
     assert read_pointer(tmp_path) == second
     assert "model_id=" in capsys.readouterr().out
+
+
+def test_cli_verify_of_the_model_file_names_the_metadata_it_wants(tmp_path, capsys):
+    assert main(["write", "--random", "--window", str(W), "--filters", "4", "8", "--dir", str(tmp_path)]) == 0
+    meta = read_pointer(tmp_path)
+    capsys.readouterr()
+    assert main(["verify", str(meta.with_suffix(".pt"))]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint's metadata file (the .json)" in err and str(meta) in err
