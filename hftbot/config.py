@@ -164,7 +164,6 @@ class ModelConfig:
     threshold_bps: float = _f(0.5, lo=0.0)
     threshold_mode: str = _f("fixed", choices=("fixed", "cost"))
     label_rule: str = _f("next_vs_prev", choices=("next_vs_prev", "next_vs_mid"))
-    cost_taker_fee: float = _f(0.0005, lo=0.0, hi=0.01)
     class_balance: str = _f("weights", choices=("weights", "sampling", "none"))
     epochs: int = _f(30, lo=1)
     patience: int = _f(5, lo=1)

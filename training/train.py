@@ -186,7 +186,7 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
     parts = ds.chunk_parts(rec, ds.max_chunk(spec, rule, budget, ds.DEFAULT_CHUNK_RECORDS))
     split = ds.split_by_time(rec, parts, spec, rule, m.val_frac, m.test_frac)
     spread = train_half_spread(rec, split.train)
-    cost_bps = cost_threshold_bps(m.cost_taker_fee, spread)
+    cost_bps = cost_threshold_bps(cfg.exec.taker_fee, spread)  # the fee execution decides with
     if m.threshold_mode == "cost":
         rule = LabelRule(m.horizon, cost_bps, m.label_rule)
     counts, cost_counts = {}, {}
@@ -201,7 +201,8 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
         f"{ds.iso_utc(split.bounds[k][1])[11:19]}"
         for k in ("train", "val", "test")))
     say(f"labels: {rule.rule}, horizon {rule.horizon} events, threshold {rule.threshold_bps:g} bp "
-        f"(cost threshold {cost_bps:.2f} bp = 2 x {m.cost_taker_fee * 1e4:g} bp fee + {spread:.2f} bp half-spread)")
+        f"(cost threshold {cost_bps:.2f} bp = 2 x {cfg.exec.taker_fee * 1e4:g} bp taker fee + {spread:.2f} bp "
+        f"half-spread)")
     for k in ("train", "val", "test"):
         say(f"  {k:5s} at {rule.threshold_bps:g} bp: {balance_text(counts[k])}   "
             f"at cost: {balance_text(cost_counts[k])}")
@@ -365,7 +366,7 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
         say(decision.text())
         first_val = next(ds.eval_batches(rec, split.val, spec, rule, 1))  # a real window: the self-test
         labels = {**rule.to_dict(), "cost_threshold_bps": cost_bps, "half_spread_bps": spread,
-                  "cost_taker_fee": m.cost_taker_fee, "threshold_mode": m.threshold_mode,
+                  "cost_taker_fee": cfg.exec.taker_fee, "threshold_mode": m.threshold_mode,
                   "class_balance": {k: counts[k].tolist() for k in counts},
                   "class_balance_at_cost": {k: cost_counts[k].tolist() for k in cost_counts},
                   "balance_handling": m.class_balance}

@@ -19,7 +19,8 @@ def test_the_shipped_checkpoint_is_trained_and_beats_every_baseline_on_its_test_
     ck = load_checkpoint(target, Compat(cfg.feed.levels, cfg.inference.max_window))  # what `hftbot.run` serves
     meta = ck.meta
     assert meta["trained"] is True
-    assert meta["training"]["command"].startswith("python training/train.py ") and "--seed" in meta["training"]["command"]
+    command = meta["training"]["command"]
+    assert command.startswith("python training/train.py ") and "--seed" in command
     test = meta["metrics"]["test"]
     model = test["deeplob"]["macro_f1"]
     for name in ("majority", "queue_imbalance_lr", "mlofi_lr"):
