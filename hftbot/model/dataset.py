@@ -15,7 +15,9 @@ Every source file becomes one cached ``.npy`` array of book records in ``.hftbot
 it (a read-only folder falls back to the temp dir), written atomically (`hftbot.atomic`) and
 named by a key: the file's name, size and mtime, for a raw file those of every file before it in
 its chain (the book state depends on them), the levels, and a hash of the feed's book code — so a
-changed source, or changed book code, invalidates exactly what it must. Caches are memory-mapped.
+changed source, or changed book code, invalidates exactly what it must. Caches are memory-mapped
+per part load; a replaced cache is deleted only once it is a day old (a trainer started before
+the change may still read it).
 
 A dataset never mixes sources (sim | replay | binance | testnet, from the layout) or symbols
 (from the layout, and checked against the stream names inside raw data): `DatasetError` says
@@ -44,6 +46,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -236,10 +239,20 @@ def _cache_path(origin: Path, levels: int, key: str) -> Path:
     return _cache_folder(origin) / f"{origin.name}.L{levels}.{key[:20]}.npy"
 
 
+STALE_CACHE_S = 86400.0  # a replaced cache is deleted once it is this old (see _drop_stale)
+
+
 def _drop_stale(origin: Path, levels: int, keep: Path) -> None:
+    """Delete this file's caches under other keys — only those untouched for a day: a trainer that
+    started before the source (or the feed code) changed may still be reading the old one."""
+    now = time.time()
     for p in keep.parent.glob(f"{origin.name}.L{levels}.*.npy"):
         if p != keep:
-            p.unlink(missing_ok=True)
+            try:
+                if now - p.stat().st_mtime >= STALE_CACHE_S:
+                    p.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def _describe(origin: Path, cache: Path) -> BookFile:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -66,7 +68,13 @@ def test_raw_recordings_are_rebuilt_by_the_feed_core_and_cached(sim_raw, tmp_pat
     third = ds.open_recordings([root], log=logs.append)
     assert third.files[0].cache == rec.files[0].cache
     assert [m for m in logs if "rebuilt" in m] and not any(str(files[0]) in m for m in logs)
-    assert len(list(middle.parent.joinpath(ds.CACHE_DIR).glob(f"{middle.name}.L10.*.npy"))) == 1  # stale gone
+    caches = sorted(middle.parent.joinpath(ds.CACHE_DIR).glob(f"{middle.name}.L10.*.npy"))
+    assert len(caches) == 2  # the replaced one stays a day: a trainer started before may still read it
+    old = next(c for c in caches if c != third.files[1].cache)
+    os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    middle.write_bytes(data)
+    ds.open_recordings([root], log=quiet)
+    assert not old.exists()  # a day old: deleted at the next rebuild
 
 
 def test_book_recordings_are_used_as_is_and_win_over_raw_in_their_folder(sim_raw, tmp_path):
