@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 
 from hftbot.config import Config, ConfigError, load_config
+from hftbot.exec.modes import preflight
+from hftbot.exec.status import STATUS_CAPACITY, ExecMonitor
 from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader
 from hftbot.process import HeartbeatTable, ProcessContext, ProcessSpec, child_main, configure_logging
 from hftbot.processes import processes_for
-from hftbot.records import SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
+from hftbot.records import EXEC_STATUS_DTYPE, ORDER_DTYPE, SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
 
 log = logging.getLogger("hftbot.supervisor")
 
@@ -70,8 +72,10 @@ class LatencyMonitor:
             "inference_us": [],
             "tick_to_signal_us": [],
         }
+        self.exec = ExecMonitor(rings)  # tick-to-order and the execution status
 
     def poll(self) -> None:
+        self.exec.poll()
         for name, reader in self.readers.items():
             while True:
                 recs = reader.read_many(4096, timeout_s=0)
@@ -101,7 +105,7 @@ class LatencyMonitor:
                 v = np.concatenate(chunks)
                 p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
                 out[key] = {"n": len(v), "p50": round(p50, 1), "p99": round(p99, 1), "p99.9": round(p999, 1)}
-        return out
+        return {**out, **self.exec.latency()}
 
     def lost(self) -> int:
         return sum(r.lost for r in self.readers.values())
@@ -126,11 +130,20 @@ def endpoints_for(cfg: Config) -> dict[str, Any]:
         }
     if mode in ("live", "paper"):
         e = cfg.endpoints
-        return {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        live = {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        return live if mode == "live" else {**live, **_mirror_endpoints(cfg)}
     if mode == "testnet":
         e = cfg.endpoints
         return {"rest": e.testnet_rest, "ws": e.testnet_ws, "ws_api": e.testnet_ws_api}
-    return {}
+    return _mirror_endpoints(cfg) if mode == "replay" else {}
+
+
+def _mirror_endpoints(cfg: Config) -> dict[str, Any]:
+    """Replay and paper: orders go to the mirror venue (hftbot.sim.mirror) on a port of its own."""
+    from hftbot.sim.mirror import endpoints
+
+    port = cfg.sim.port or free_port(cfg.sim.host)
+    return {"orders": endpoints(cfg, port), "orders_port": port}
 
 
 class Supervisor:
@@ -160,6 +173,7 @@ class Supervisor:
         # Last values seen, kept for the summary and panel once the segments are gone.
         self._last_rings: dict[str, int] = {}
         self._last_latency: dict[str, dict[str, float]] = {}
+        self._last_exec: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- segments
     def create_segments(self) -> None:
@@ -173,6 +187,8 @@ class Supervisor:
             ("book", book_dtype(levels), rc.book_capacity),
             ("trade", TRADE_DTYPE, rc.trade_capacity),
             ("signal", SIGNAL_DTYPE, rc.signal_capacity),
+            ("order", ORDER_DTYPE, rc.order_capacity),
+            ("exec", EXEC_STATUS_DTYPE, STATUS_CAPACITY),
         ):
             seg = shm.segment_name(name, self.pid)
             self.segments[name] = seg
@@ -185,6 +201,8 @@ class Supervisor:
     def remove_segments(self) -> None:
         self._ring_counts()
         self._latency()
+        if self.monitor is not None:
+            self.monitor.exec.close()
         self.monitor = None
         for ring in self.rings.values():
             ring.close()
@@ -405,6 +423,7 @@ class Supervisor:
     def _latency(self) -> dict[str, dict[str, float]]:
         if self.monitor is not None:
             self._last_latency = self.monitor.percentiles()
+            self._last_exec = self.monitor.exec.summary()
         return self._last_latency
 
     def _counters(self, c: Child) -> dict[str, int]:
@@ -428,7 +447,10 @@ class Supervisor:
         lat = self._latency()
         rings = "  ".join(f"{n}: {v}" for n, v in self._ring_counts().items())
         lats = "  ".join(f"{k} p50 {v['p50']} p99 {v['p99']}" for k, v in lat.items())
-        t.caption = f"rings {rings}\n{lats}\nuptime {time.monotonic() - self.started_at:.0f} s · Ctrl-C stops"
+        ex = "".join(line + "\n" for line in self.monitor.exec.panel_lines()) if self.monitor else ""
+        t.caption = (
+            f"{ex}rings {rings}\n{lats}\nuptime {time.monotonic() - self.started_at:.0f} s · Ctrl-C stops"
+        )
         return t
 
     def summary(self) -> dict[str, Any]:
@@ -453,6 +475,7 @@ class Supervisor:
                 for n, v in self._ring_counts().items()
             },
             "latency_us": self._latency(),
+            "execution": self._last_exec,
         }
 
     def print_summary(self) -> None:
@@ -463,6 +486,8 @@ class Supervisor:
             print(f"  {name:<10} {p['state']:<8} restarts={p['restarts']} {extra}")
         for name, r in s["rings"].items():
             print(f"  ring {name:<7} {r['records']} records ({r['per_s']}/s)")
+        for line in self.monitor.exec.print_lines() if self.monitor is not None else ():
+            print(line)
         for key, v in s["latency_us"].items():
             print(f"  {key:<18} p50 {v['p50']} µs  p99 {v['p99']} µs  p99.9 {v['p99.9']} µs  (n={v['n']})")
         print(json.dumps(s), flush=True)
@@ -502,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = build_config(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        preflight(cfg, args.config)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ def main(ctx) -> None:
                     errors=v.counters["errors"],
                     orders=v.counters["orders"],
                     clients=len(server.clients),
+                    position_lots=v.account.position.lots,  # the venue's own: execution must equal it
                 )
                 await asyncio.sleep(min(0.2, heartbeat_s / 4))
         finally:
