@@ -137,9 +137,16 @@ def discover(paths: Iterable[str | os.PathLike], symbol: str | None = None,
     for r in roots:
         if not r.exists():
             raise DatasetError(f"dataset: data path does not exist: {r}")
-    book = _list_files(roots, "book")
+    given = {r.resolve() for r in roots if r.is_file()}
+
+    def named(p: Path) -> bool:
+        """A recording by its name, or a file given by itself: other Parquet found in a folder
+        (trade logs, order records beside the recordings) is not training data."""
+        return p.resolve() in given or p.name.endswith(".gz") or p.name.startswith(("book-", "raw-"))
+
+    book = [p for p in _list_files(roots, "book") if named(p) and not p.name.endswith(".gz")]
     with_books = {p.parent for p in book}
-    raw = [p for p in _list_files(roots, "raw") if p.parent not in with_books]
+    raw = [p for p in _list_files(roots, "raw") if named(p) and p.parent not in with_books]
     found: list[SourceFile] = []
     for p in book:
         sym, src = _layout_of(p)

@@ -98,6 +98,17 @@ def test_a_gz_capture_is_rebuilt_with_its_symbol_from_the_data(tmp_path):
     assert np.array_equal(np.asarray(rec.files[0].open())["bid_px"], feed_core_books([gz])["bid_px"])
 
 
+def test_other_parquet_beside_the_recordings_is_not_training_data(sim_raw, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = copy_tree(sim_raw, tmp_path / "data")
+    (root / "trades" / "SOLUSDT").mkdir(parents=True)
+    pq.write_table(pa.table({"pnl": [1.0]}), root / "trades" / "SOLUSDT" / "trades-2026-01-01.parquet")
+    rec = ds.open_recordings([root], log=quiet)
+    assert all(f.origin.name.startswith("raw-") for f in rec.files)
+
+
 def test_one_dataset_is_one_symbol_and_one_source(sim_raw, tmp_path):
     sol = copy_tree(sim_raw, tmp_path / "a")
     btc = write_sim_raw(tmp_path / "b", 60.0, seed=2, symbol="BTCUSDT")
