@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
 from hftbot.model.deeplob import DeepLOB
@@ -42,9 +42,8 @@ class Harness:
 
     def __init__(self, ckdir: Path, capacity: int = 1 << 15, poll_s: float = 0.01,
                  verify_in_process: bool = False) -> None:
-        tag = f"{os.getpid()}-{id(self)}"
-        self.book = Ring.create(f"hft-test-ib-{tag}", book_dtype(10), capacity)
-        self.sig = Ring.create(f"hft-test-is-{tag}", SIGNAL_DTYPE, 1 << 17)
+        self.book = Ring.create(shm.segment_name(f"test-ib-{id(self)}"), book_dtype(10), capacity)
+        self.sig = Ring.create(shm.segment_name(f"test-is-{id(self)}"), SIGNAL_DTYPE, 1 << 17)
         self.writer = RingWriter(self.book)
         self.reader = RingReader(self.book, wait="spin_yield", start="next")
         self.sig_reader = RingReader(self.sig, wait="spin_yield", start="oldest")
