@@ -215,7 +215,7 @@ class Config:
         raw = to_dict(self)
         for k, v in values.items():
             _set(raw, section, k, v, "command line")
-        return _build(raw, {(section, k): "command line" for k in values})
+        return _build(raw, {**sources_of(self), **{(section, k): "command line" for k in values}})
 
 
 SECTIONS: dict[str, type] = {
@@ -316,7 +316,14 @@ def _build(raw: dict, sources: dict) -> Config:
         sections[section] = cls(**values)
     cfg = Config(**sections)
     _check_cross(cfg, sources)
+    object.__setattr__(cfg, "_sources", dict(sources))  # not a field: equality and asdict ignore it
     return cfg
+
+
+def sources_of(cfg: Config) -> dict[tuple[str, str], str]:
+    """Where each value of a loaded config came from ({(section, key): source}; empty for a
+    Config built by hand), so later overrides and errors still name the right source."""
+    return dict(getattr(cfg, "_sources", {}))
 
 
 def _check_cross(cfg: Config, sources: dict) -> None:
@@ -339,6 +346,11 @@ def _check_cross(cfg: Config, sources: dict) -> None:
     need(
         rt.mode != "replay" or bool(cfg.replay.path),
         "replay.path must name a recording or capture in mode 'replay'",
+        ("replay", "path"),
+    )
+    need(
+        rt.mode != "replay" or Path(cfg.replay.path).exists(),
+        "replay.path must exist in mode 'replay' (a recording folder or file, or a .gz capture)",
         ("replay", "path"),
     )
     need(

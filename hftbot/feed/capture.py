@@ -6,8 +6,9 @@ contiguous uint8 buffer plus (recv_ns, start, end) per frame, so the numba fast 
 without a Python object per message: gzip text is decompressed in large chunks and indexed in
 numba; a Parquet payload column is used in place (Arrow's string offsets and data buffers).
 
-It must never change a byte of a frame, and never skip a line silently: a line that does not
-start with `<ns> ` is reported with its file and line number (`CaptureError`).
+It must never change a byte of a frame, never skip a line silently (a line that does not start
+with `<ns> ` is reported with its file and line number, `CaptureError`), and never mix symbols
+(files of two symbols are refused, naming them: `RecordingError`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hftbot.feed.fastpath import index_capture
-from hftbot.feed.recording import RecordingError, _expand
+from hftbot.feed.recording import RecordingError, _expand, check_one_symbol
 
 CHUNK = 64 << 20  # decompressed bytes per block of a gzip capture
 
@@ -113,10 +114,13 @@ def _parquet_blocks(path: Path) -> Iterator[Block]:
 
 
 def iter_blocks(paths: Iterable[Path | str] | Path | str) -> Iterator[Block]:
-    """Blocks of frames from captures and raw recordings under paths, in time order."""
+    """Blocks of frames from captures and raw recordings under paths, in time order; a
+    RecordingError before the first block if the files mix symbols (a capture's symbol is read
+    from its first lines; the numba indexer does not look at stream names)."""
     files = _expand(paths, "raw")
     if not files:
         raise CaptureError(f"no captures or raw recordings under {paths}")
+    check_one_symbol(files)
     for p in files:
         if p.name.endswith(".gz"):
             yield from _gzip_blocks(p)

@@ -1,7 +1,8 @@
 """The recorder process: `main(ctx)` writes the published book records to Parquet.
 
 Reads the "book" ring (blocking reader, batches of up to 4096) and appends to a
-`BookRecordingWriter` under `<recorder.root>/<SYMBOL>/<date>/book-*.parquet`, flushing a whole
+`BookRecordingWriter` under `<recorder.root>/<source>/<SYMBOL>/<date>/book-*.parquet` (source from
+the mode: sim, replay, binance for paper and live, testnet), flushing a whole
 part file every `recorder.flush_s` and compacting at each `recorder.rotate_s`. Raw exchange frames
 are written by the feed process itself (`hftbot.feed.rawsink`, which explains why). A lapped reader
 (the recorder fell a full ring behind) is counted in `lost` - never a silent hole.
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hftbot.feed.process import recordings_root
-from hftbot.feed.recording import BookRecordingWriter
+from hftbot.feed.recording import BookRecordingWriter, recordings_dir, source_for_mode
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
 
@@ -46,16 +47,19 @@ def main(ctx) -> None:
     cfg = ctx.config
     ring = ctx.open_ring("book")
     reader = RingReader(ring, wait="block", start="oldest")
+    source = source_for_mode(cfg.runtime.mode)
     writer = BookRecordingWriter(
         recordings_root(cfg),
         cfg.runtime.symbol,
         levels=book_levels(ring.dtype),
         flush_s=cfg.recorder.flush_s,
         rotate_s=cfg.recorder.rotate_s,
+        source=source,
     )
     poll_s = min(cfg.runtime.heartbeat_s / 2, cfg.recorder.flush_s / 2)
     rows = 0
-    last_ns = newest_recorded_ns(recordings_root(cfg) / cfg.runtime.symbol.upper())
+    last_ns = newest_recorded_ns(recordings_dir(recordings_root(cfg), source, cfg.runtime.symbol))
+    ctx.serving()  # the ring is read from its oldest record: nothing published is missed from here
     try:
         while not ctx.stopping():
             batch = reader.read_many(4096, timeout_s=poll_s)
@@ -74,6 +78,7 @@ def main(ctx) -> None:
             rows += len(batch)
     finally:
         writer.close()
+        ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost)  # final counters
         ctx.log.info(
             "recorder stopped: %d book rows, %d files, %d lost", rows, writer.files_written, reader.lost
         )

@@ -66,19 +66,25 @@ def main(ctx) -> None:
         server = SimServer(params, venue, server_settings)
         await server.start()
         ctx.log.info("simulator listening on %s (%s)", server.urls["rest"], params.symbol)
+        ctx.serving()
+
+        def beat() -> None:
+            v = server.venue
+            ctx.beat(
+                events=v.counters["events"],
+                sent=server.sent,
+                requests=v.counters["requests"],
+                errors=v.counters["errors"],
+                orders=v.counters["orders"],
+                clients=len(server.clients),
+            )
+
         try:
             while not ctx.stopping():
-                v = server.venue
-                ctx.beat(
-                    events=v.counters["events"],
-                    sent=server.sent,
-                    requests=v.counters["requests"],
-                    errors=v.counters["errors"],
-                    orders=v.counters["orders"],
-                    clients=len(server.clients),
-                )
+                beat()
                 await asyncio.sleep(min(0.2, heartbeat_s / 4))
         finally:
             await server.stop()
+            beat()  # final counters, for the exit summary
 
     run_loop(run())

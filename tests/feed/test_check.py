@@ -85,7 +85,7 @@ def test_a_dropped_diff_is_a_gap_and_never_a_wrong_book(tmp_path):
 
 
 def test_check_reads_raw_parquet_recordings_the_same_way(tmp_path):
-    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60)
+    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60, source="binance")
     for ns, stream, payload in iter_raw(CAPTURE):
         w.append(ns, stream, payload)
     w.close()

@@ -31,7 +31,7 @@ def test_offline_recording_and_online_ring_give_identical_windows(real_books, tm
     books = _with_breaks(real_books)
     spec = FeatureSpec(levels=10, window=50, mean=tuple(np.linspace(-1, 1, 40)), std=tuple(np.linspace(1, 3, 40)))
     # offline: the recorder's Parquet files, read back as the trainer will
-    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=10, flush_s=1e9)
+    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=10, flush_s=1e9, source="binance")
     w.append(books)
     w.close()
     recorded = read_book(tmp_path)
