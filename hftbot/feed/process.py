@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from hftbot.feed.binance import BinanceFeed, FeedSettings
 from hftbot.feed.core import FeedCore
 from hftbot.feed.rawsink import RawSink
+from hftbot.feed.recorder import recordings_root
 from hftbot.feed.recording import source_for_mode
 from hftbot.ipc.ring import RingWriter
 from hftbot.records import book_dtype
@@ -48,11 +48,6 @@ def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
         subscribe=f.subscribe,
         subscribe_per_s=f.subscribe_per_s,
     )
-
-
-def recordings_root(cfg) -> Path:
-    """The recordings root; files go under `<root>/<source>/<SYMBOL>/<date>/` (recording.py)."""
-    return Path(cfg.recorder.root or Path(cfg.runtime.data_dir) / "recordings")
 
 
 def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:

@@ -35,7 +35,9 @@ from hftbot.model.checkpoint import (
     Compat,
     LoadedCheckpoint,
     load_checkpoint,
+    load_verified,
     read_pointer,
+    save_verified,
 )
 from hftbot.model.features import OnlineWindow
 from hftbot.model.streaming import RECEPTIVE, softmax
@@ -169,12 +171,19 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
     return rt, mark
 
 
-def load_for_serving(target: Path, compat: Compat) -> LoadedCheckpoint:
-    """Load and verify; keep only what serving needs (picklable: runs in the verify helper too)."""
+def load_for_serving(target: Path, compat: Compat, threads: int = 1) -> LoadedCheckpoint:
+    """Load and verify; keep only what serving needs (picklable: runs in the verify helper too).
+
+    A checkpoint verified before comes from the verified-weights cache without torch
+    (`load_verified`); any other is verified in full and its weights cached for next time."""
+    ckpt = load_verified(target, compat)
+    if ckpt is not None:
+        return ckpt
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     ckpt = load_checkpoint(target, compat)
+    save_verified(ckpt)
     # free the TorchScript module here, off the update path: destroying one takes milliseconds
     ckpt.script = None
     return ckpt
@@ -224,8 +233,9 @@ class ModelWatcher:
 
     def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
                  poll_interval_s: float = 0.5, log: logging.Logger | None = None,
-                 background: bool = True, verify_in_process: bool = False) -> None:
+                 background: bool = True, verify_in_process: bool = False, threads: int = 1) -> None:
         self.dir = Path(directory)
+        self.threads = threads  # torch threads of a full verification (inference.threads)
         # verify_in_process: hot swaps run load_checkpoint (TorchScript, self-tests) in a helper
         # process (`hftbot.model.verifier`), so torch never holds this process's GIL while a
         # model is being served. The first load of a process's life (nothing served yet) runs
@@ -324,8 +334,8 @@ class ModelWatcher:
 
     def _verify(self, target: Path, helper) -> LoadedCheckpoint:
         if helper is not None:
-            return helper.verify(target, self.compat)
-        return load_for_serving(target, self.compat)
+            return helper.verify(target, self.compat, threads=self.threads)
+        return load_for_serving(target, self.compat, self.threads)
 
     def _candidates(self, exclude: Path | None) -> list[Path]:
         """Checkpoint metadata files of the folder, newest first (mtime, then name)."""

@@ -130,11 +130,12 @@ def backfill(reader: RingReader, engine: InferenceEngine, n: int) -> int:
 
 
 def main(ctx) -> None:
-    """Process entry (`hftbot.model.inference:main`), spawned by the supervisor."""
-    import torch
+    """Process entry (`hftbot.model.inference:main`), spawned by the supervisor.
 
+    torch is not imported here: serving is numba, and a checkpoint verified before loads from the
+    verified-weights cache; only a new checkpoint's first verification imports it (in the verify
+    helper for hot swaps, here for the first model of a cold start)."""
     cfg = ctx.config
-    torch.set_num_threads(cfg.inference.threads)
     # The checkpoint loader is a thread: let the update loop take the GIL back within 0.2 ms, not 5
     sys.setswitchinterval(GIL_SWITCH_S)
     log: logging.Logger = ctx.log
@@ -149,7 +150,7 @@ def main(ctx) -> None:
         engine = InferenceEngine(cfg.feed.levels, cfg.inference.max_window, cfg.inference.every, log)
         watcher = ModelWatcher(cfg.runtime.checkpoints_dir, Compat(cfg.feed.levels, cfg.inference.max_window),
                                engine.history, cfg.inference.poll_interval_s, log,
-                               verify_in_process=cfg.inference.verify_in_process)
+                               verify_in_process=cfg.inference.verify_in_process, threads=cfg.inference.threads)
         try:
             target = read_pointer(cfg.runtime.checkpoints_dir)
         except Exception as e:  # a broken pointer: the watcher falls back to the newest that verifies

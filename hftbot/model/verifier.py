@@ -26,7 +26,8 @@ from hftbot.model.checkpoint import CheckpointError, Compat, LoadedCheckpoint
 
 
 def _serve(conn: Connection, parent_pid: int) -> None:
-    """The helper's loop: (target, compat) in, ("ok", ckpt) / ("error", text) out; None stops."""
+    """The helper's loop: (target, compat, threads) in, ("ok", ckpt) / ("error", text) out; None
+    stops."""
     from hftbot.linux import set_parent_death_signal, set_process_name
 
     set_parent_death_signal(signal.SIGKILL)
@@ -44,9 +45,9 @@ def _serve(conn: Connection, parent_pid: int) -> None:
             return
         if req is None:
             return
-        target, compat = req
+        target, compat, threads = req
         try:
-            conn.send(("ok", load_for_serving(target, compat)))
+            conn.send(("ok", load_for_serving(target, compat, threads)))
         except CheckpointError as e:
             conn.send(("error", str(e)))
         except Exception as e:  # the caller reports it; the helper keeps serving
@@ -70,11 +71,11 @@ class VerifyWorker:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def verify(self, target: Path, compat: Compat, timeout_s: float = 600.0) -> LoadedCheckpoint:
+    def verify(self, target: Path, compat: Compat, timeout_s: float = 600.0, threads: int = 1) -> LoadedCheckpoint:
         """Load and verify `target` in the helper; CheckpointError on refusal, RuntimeError when the
         helper is gone or silent (the caller starts a new one)."""
         try:
-            self._conn.send((target, compat))
+            self._conn.send((target, compat, threads))
             if not self._conn.poll(timeout_s):
                 raise RuntimeError(f"verify helper (pid {self.pid}) gave no answer within {timeout_s:g} s")
             kind, value = self._conn.recv()
