@@ -233,13 +233,16 @@ class ModelWatcher:
 
     def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
                  poll_interval_s: float = 0.5, log: logging.Logger | None = None,
-                 background: bool = True, verify_in_process: bool = False, threads: int = 1) -> None:
+                 background: bool = True, verify_in_process: bool = False, threads: int = 1,
+                 cold_start_in_process: bool = True) -> None:
         self.dir = Path(directory)
+        self.cold_start_in_process = cold_start_in_process
         self.threads = threads  # torch threads of a full verification (inference.threads)
         # verify_in_process: hot swaps run load_checkpoint (TorchScript, self-tests) in a helper
         # process (`hftbot.model.verifier`), so torch never holds this process's GIL while a
         # model is being served. The first load of a process's life (nothing served yet) runs
-        # here: nothing to protect, and a restart serves again seconds sooner.
+        # here (cold_start_in_process): nothing to protect, and a restart serves again sooner.
+        # The helper starts at the first hot swap (a spawn: a few ms of this thread, once).
         self.verify_in_process = verify_in_process
         self._helper = None
         self.compat = compat
@@ -315,7 +318,8 @@ class ModelWatcher:
         self._start_load(target, fallback=self._serving is None, reason=reason)
 
     def _start_load(self, target: Path | None, fallback: bool, reason: str | None) -> None:
-        use_helper = self.verify_in_process and (self._serving is not None or self.loaded > 0)
+        use_helper = self.verify_in_process and (
+            self._serving is not None or self.loaded > 0 or not self.cold_start_in_process)
         if use_helper and (self._helper is None or not self._helper.alive()):
             from hftbot.model.verifier import VerifyWorker
 

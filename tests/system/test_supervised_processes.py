@@ -261,6 +261,12 @@ def test_kill_9_of_each_process_restarts_it_serving_again_with_helpers_reaped(li
               f"{name} serving again")
     assert all(gone(h) for h in helpers), [h for h in helpers if not gone(h)]  # reaped, not zombies
     assert gone(old)
+    new = live.pid_of(name)
+    stat = Path(f"/proc/{new}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    wall_s = (int(live.rows()[name]["serving_ns"]) - kill_ns) / 1e9
+    print(f"{name}: kill -9 to serving again {wall_s:.2f} s wall, {cpu_s:.2f} s of its own CPU "
+          f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     # the data flows again: synced books after the kill (a resync marker and BOOK_RESYNC if the
     # feed or its venue was the one killed)
     live.wait(lambda: live.book.write_seq > book_before + 20, "books flowing again")
