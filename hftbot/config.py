@@ -198,6 +198,77 @@ class InferenceConfig:
     verify_in_process: bool = _f(True)
 
 
+STRATEGIES = ("deeplob", "imbalance", "mm", "none")
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    strategy: str = _f("deeplob", choices=STRATEGIES)
+    style: str = _f("taker", choices=("taker", "maker"))
+    maker_fee: float = _f(0.0002, lo=-0.001, hi=0.01)
+    taker_fee: float = _f(0.0005, lo=0.0, hi=0.01)
+    flatten_on_stop: bool = _f(True)
+    taker_slippage_ticks: int = _f(2, lo=0)
+    maker_timeout_ms: float = _f(2000.0, lo=0.0)
+    exit_timeout_ms: float = _f(3000.0, lo=0.0)
+    trades_flush_s: float = _f(5.0, lo=0.05)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    deeplob_qty: float = _f(1.0, lo=0.0)
+    deeplob_move_bps: float = _f(5.0, lo=0.0)
+    deeplob_margin_bps: float = _f(0.5, lo=0.0)
+    deeplob_horizon_updates: int = _f(100, lo=1)
+    deeplob_reversal_bps: float = _f(1.0, lo=0.0)
+    deeplob_stop_bps: float = _f(15.0, lo=0.0)
+    imbalance_qty: float = _f(1.0, lo=0.0)
+    imbalance_levels: int = _f(5, lo=1, hi=1000)
+    imbalance_decay: float = _f(0.7, lo=0.0, hi=1.0)
+    imbalance_threshold: float = _f(0.5, lo=0.0, hi=1.0)
+    imbalance_move_bps: float = _f(5.0, lo=0.0)
+    imbalance_margin_bps: float = _f(0.5, lo=0.0)
+    imbalance_horizon_updates: int = _f(50, lo=1)
+    imbalance_reversal_bps: float = _f(1.0, lo=0.0)
+    imbalance_stop_bps: float = _f(15.0, lo=0.0)
+    mm_qty: float = _f(1.0, lo=0.0)
+    mm_max_inventory: float = _f(5.0, lo=0.0)
+    mm_gamma: float = _f(0.01, lo=0.0)
+    mm_kappa: float = _f(1.5, lo=0.0)
+    mm_tau_s: float = _f(1.0, lo=0.0)
+    mm_vol_halflife_updates: int = _f(200, lo=1)
+    mm_margin_bps: float = _f(0.5, lo=0.0)
+    mm_signal_skew_bps: float = _f(2.0, lo=0.0)
+    mm_requote_ticks: int = _f(1, lo=1)
+    mm_min_quote_life_ms: float = _f(250.0, lo=0.0)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_position: float = _f(10.0, lo=0.0)
+    max_position_notional_usdt: float = _f(5000.0, lo=0.0)
+    max_order_qty: float = _f(5.0, lo=0.0)
+    max_order_notional_usdt: float = _f(2000.0, lo=0.0)
+    max_open_orders: int = _f(10, lo=0)
+    daily_loss_reduce_usdt: float = _f(50.0, lo=0.0)
+    daily_loss_halt_usdt: float = _f(100.0, lo=0.0)
+    drawdown_reduce_usdt: float = _f(75.0, lo=0.0)
+    drawdown_halt_usdt: float = _f(150.0, lo=0.0)
+    flatten_on_halt: bool = _f(True)
+    halt_retry_ms: float = _f(1000.0, lo=1.0)
+    stale_book_ms: float = _f(2000.0, lo=1.0)
+    cancel_on_stale_book: bool = _f(True)
+    stale_signal_ms: float = _f(1000.0, lo=1.0)
+    price_band_bps: float = _f(50.0, lo=0.0)
+    orders_per_10s: int = _f(300, lo=1)
+    orders_per_min: int = _f(1200, lo=1)
+    weight_per_min: int = _f(2400, lo=1)
+    rate_limit_fraction: float = _f(0.8, lo=0.01, hi=1.0)
+    rate_burst_fraction: float = _f(0.5, lo=0.01, hi=0.95)
+    rate_cancel_reserve: float = _f(0.1, lo=0.0, hi=0.9)
+    kill_file: str = _f("")
+
+
 @dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -209,6 +280,9 @@ class Config:
     sim: SimConfig = field(default_factory=SimConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    exec: ExecConfig = field(default_factory=ExecConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
     def override(self, section: str, **values: Any) -> Config:
         """A copy with some fields of one section replaced (validated; source 'command line')."""

@@ -18,7 +18,8 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90,
                 panel=("events", "clients", "orders", "errors")),
     ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
-                panel=("depth_applied", "resyncs", "gaps", "trades", "malformed", "raw_rows", "raw_dropped")),
+                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "trades", "malformed", "raw_rows",
+                       "raw_dropped")),
     ProcessSpec(
         "recorder",
         "hftbot.feed.recorder:main",

@@ -22,15 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hftbot.feed.paths import recordings_root
 from hftbot.feed.recording import BookRecordingWriter, recordings_dir, source_for_mode
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
-
-
-def recordings_root(cfg) -> Path:
-    """The recordings root; files go under `<root>/<source>/<SYMBOL>/<date>/` (recording.py).
-    Here, not in the feed's module: the recorder must not pay for importing the feed's kernels."""
-    return Path(cfg.recorder.root or Path(cfg.runtime.data_dir) / "recordings")
 
 
 def newest_recorded_ns(folder: Path) -> int | None:

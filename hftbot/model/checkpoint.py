@@ -463,6 +463,12 @@ def _cmd_write(a: argparse.Namespace) -> int:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
+    path = Path(a.path)
+    if path.suffix != ".json":  # the model file, or anything else: say what verify reads
+        meta = path.with_suffix(".json")
+        hint = f"; its metadata would be {meta}" if meta.exists() else ""
+        print(f"checkpoint verify: {path} is not a checkpoint's metadata file (the .json){hint}", file=sys.stderr)
+        return 2
     try:
         c = load_checkpoint(a.path, Compat(levels=a.levels, max_window=a.max_window))
     except CheckpointError as e:
@@ -500,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--no-flip", action="store_true", help="write the files but leave CURRENT alone")
     w.set_defaults(fn=_cmd_write)
     v = sub.add_parser("verify", help="load and verify a checkpoint's metadata file")
-    v.add_argument("path")
+    v.add_argument("path", help="the checkpoint's metadata .json (it names the .pt and its sha256)")
     v.add_argument("--levels", type=int, default=10)
     v.add_argument("--max-window", type=int, default=Compat.max_window)
     v.set_defaults(fn=_cmd_verify)

@@ -8,52 +8,23 @@ and stops it when asked. It must never block past a heartbeat period.
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+import dataclasses
 
+from hftbot.config import SimConfig
 from hftbot.sim.market import ModelParams
-from hftbot.sim.matching import QUEUE_MODELS, ConstantLatency, LatencyModel
 from hftbot.sim.server import ServerSettings, SimServer, run_loop
-from hftbot.sim.venue import Faults, VenueSettings
+from hftbot.sim.venue import VenueSettings
 
 
-def from_config(sim, port: int | None = None) -> tuple[ModelParams, VenueSettings, ServerSettings]:
-    """Build the simulator's settings from the `[sim]` config section."""
-    params = ModelParams(
-        symbol=sim.symbol.upper(),
-        seed=sim.seed,
-        start_price=sim.start_price,
-        rate_hz=sim.rate_hz,
-        predictability=sim.predictability,
-        signal_timescale_s=sim.signal_timescale_s,
-    )
-    faults = Faults(
-        drop_diff_every=sim.fault_drop_diff_every,
-        duplicate_diff_every=sim.fault_duplicate_diff_every,
-        disconnect_after_s=sim.fault_disconnect_after_s,
-        delay_ms=sim.fault_delay_ms,
-        unknown_status_every=sim.fault_unknown_status_every,
-        expire_listen_key_after_s=sim.fault_expire_listen_key_after_s,
-        reject_code=sim.fault_reject_code,
-        reject_every=sim.fault_reject_every,
-    )
-    venue = VenueSettings(
-        leverage=sim.leverage,
-        wallet_usdt=str(Decimal(repr(sim.wallet_usdt))),
-        maker_fee=str(Decimal(repr(sim.maker_fee))),
-        taker_fee=str(Decimal(repr(sim.taker_fee))),
-        queue_model=QUEUE_MODELS[sim.queue_model](),
-        faults=faults,
-        update_id_gap=sim.update_id_gap,
-    )
-    server = ServerSettings(
-        host=sim.host,
-        port=sim.port if port is None else port,
-        latency=LatencyModel(
-            market_data=ConstantLatency(int(sim.market_data_latency_ms * 1e6)),
-            order_entry=ConstantLatency(int(sim.order_latency_ms * 1e6)),
-        ),
-    )
-    return params, venue, server
+def from_config(sim: SimConfig, port: int | None = None) -> tuple[ModelParams, VenueSettings, ServerSettings]:
+    """The simulator's settings from the `[sim]` config section (`port` overrides `sim.port`).
+
+    Nothing is copied field by field: the model takes the section's fields it shares a name with
+    (`ModelParams.from_config`), the venue and the server keep the section itself.
+    """
+    if port is not None:
+        sim = dataclasses.replace(sim, port=port)
+    return ModelParams.from_config(sim), VenueSettings(sim=sim), ServerSettings(sim=sim)
 
 
 def main(ctx) -> None:

@@ -220,3 +220,12 @@ def test_the_cache_never_vouches_for_an_altered_model_or_bad_weights(copy):
     assert load_verified(copy, Compat(levels=10)) is None  # the serving runtime's self-test fails
     cache.write_bytes(b"not an npz")
     assert load_verified(copy, Compat(levels=10)) is None
+
+
+def test_cli_verify_of_the_model_file_names_the_metadata_it_wants(tmp_path, capsys):
+    assert main(["write", "--random", "--window", str(W), "--filters", "4", "8", "--dir", str(tmp_path)]) == 0
+    meta = read_pointer(tmp_path)
+    capsys.readouterr()
+    assert main(["verify", str(meta.with_suffix(".pt"))]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint's metadata file (the .json)" in err and str(meta) in err
