@@ -576,13 +576,14 @@ class Supervisor:
         if self._interrupts == 2:
             self._hurry_at = time.monotonic()
 
-    def run(self, duration_s: float | None = None, *, keep_handlers: bool = False) -> int:
+    def run(self, duration_s: float | None = None, *, ignore_late_signals: bool = False) -> int:
         """Run until a signal, the duration, a finished replay or a fatal failure. Returns the exit
         code (0: nothing failed, 1: see the summary's failures).
 
-        keep_handlers: leave the counting signal handlers installed afterwards (the CLI: a late
-        Ctrl-C of a burst must not turn into a KeyboardInterrupt on the way out); a library
-        caller gets its own handlers back."""
+        ignore_late_signals: afterwards SIGINT/SIGTERM are ignored instead of given back to the
+        caller's handlers (the CLI, about to exit: a late signal of a burst must not become a
+        KeyboardInterrupt, nor kill the interpreter, whose finalisation puts back the default
+        action of every signal with a Python handler, but leaves an ignored one ignored)."""
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._adopt_orphans(True)
         try:
@@ -606,9 +607,8 @@ class Supervisor:
         finally:
             self.remove_segments()
             self._adopt_orphans(False)
-            if not keep_handlers:
-                for s, h in old.items():
-                    signal.signal(s, h)
+            for s, h in old.items():
+                signal.signal(s, signal.SIG_IGN if ignore_late_signals else h)
         return 1 if self.failed else 0
 
     def _final_checks(self) -> None:
@@ -897,17 +897,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing was started
         return 130
-    configure_logging(cfg.runtime.log_level, "supervisor")
-    sup = Supervisor(cfg, panel=False if args.plain else None)
-    missing = [c.spec.entry for c in sup.children if find_spec(c.spec.entry.partition(":")[0]) is None]
-    if missing:
-        print(f"hftbot: process modules not found: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    linux.set_process_name("hftbot: supervisor")
-    log.info(
-        "mode %s, %d processes: %s", cfg.runtime.mode, len(sup.children), ", ".join(s.name for s in sup.specs)
-    )
-    return sup.run(duration, keep_handlers=True)
+    try:
+        configure_logging(cfg.runtime.log_level, "supervisor")
+        sup = Supervisor(cfg, panel=False if args.plain else None)
+        missing = [c.spec.entry for c in sup.children if find_spec(c.spec.entry.partition(":")[0]) is None]
+        if missing:
+            print(f"hftbot: process modules not found: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        linux.set_process_name("hftbot: supervisor")
+        log.info(
+            "mode %s, %d processes: %s", cfg.runtime.mode, len(sup.children), ", ".join(s.name for s in sup.specs)
+        )
+    except KeyboardInterrupt:  # before run() takes the signals over: nothing was started
+        return 130
+    return sup.run(duration, ignore_late_signals=True)
 
 
 if __name__ == "__main__":

@@ -306,7 +306,7 @@ SPEC_SCRIPT = textwrap.dedent(
         specs, runtime = json.loads(sys.argv[1])
         cfg = load_config(env={{}}).override("runtime", **runtime)
         specs = [ProcessSpec(n, e, stop_rank=r) for n, e, r in specs]
-        sys.exit(Supervisor(cfg, specs, panel=False, endpoints={{}}).run(keep_handlers=True))  # as main()
+        sys.exit(Supervisor(cfg, specs, panel=False, endpoints={{}}).run(ignore_late_signals=True))  # as main()
     """
 )
 
