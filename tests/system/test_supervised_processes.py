@@ -296,65 +296,74 @@ def check_raw_loss(live: System, kill_ns: int) -> None:
     assert lost_s <= 1.5, f"lost {lost_s:.2f} s of raw frames"
 
 
-def test_double_ctrl_c_stops_in_order_with_the_summary(live):
-    os.killpg(live.pid, signal.SIGINT)  # what a terminal does: the foreground group
-    time.sleep(0.3)
-    os.killpg(live.pid, signal.SIGINT)
+def test_soak_of_random_kills_then_group_sigterm_leaves_nothing_and_misses_no_row(live):
+    """~12 s of kill -9 at random moments (starting processes included), then the systemd stop:
+    SIGTERM to the supervisor's whole process group. Every book record the ring ever held is on
+    disk exactly once, in order; no process and no segment is left."""
+    rng = random.Random(10)
+    kills: list[str] = []
+    end = time.monotonic() + 12
+    while time.monotonic() < end:
+        name = rng.choice(SIM_PROCESSES)
+        pid = live.pid_of(name)
+        if pid:
+            live.seen_pids |= {pid, *linux.children(pid)}
+            os.kill(pid, signal.SIGKILL)
+            kills.append(name)
+        time.sleep(rng.uniform(0.2, 1.5))
+    assert len(kills) >= 6
+    time.sleep(0.2)  # the supervisor has seen the last kill
+
+    def all_back() -> bool:  # each row: a live pid whose incarnation serves (serving_ns is reset at spawn)
+        rows = live.rows()
+        return live.serving(SIM_PROCESSES) and all(not gone(int(rows[n]["pid"])) for n in SIM_PROCESSES)
+
+    live.wait(all_back, "every process serving again")
+    time.sleep(1.0)
+    os.killpg(live.pid, signal.SIGTERM)
     summary = live.finish()
     err = live.stderr()
+    assert summary["stop_reason"] == "SIGTERM" and summary["signals"] == 1
+    assert live.proc.returncode == 0 and summary["failures"] == [], summary["failures"]
+    order = [line.split("supervisor: ")[1].split()[0] for line in err.splitlines() if "stopped (exit code" in line]
+    ranks = {s.name: s.stop_rank for s in processes_for(load_config(env={}))}
+    assert order == sorted(SIM_PROCESSES, key=lambda n: ranks[n])  # the recorder after the feed
+    total = sum(p["restarts"] for p in summary["processes"].values())
+    assert total == len(kills) + len(SIM_PROCESSES)  # the soak's kills and the kill-each test's
+    for name in SIM_PROCESSES:
+        back = summary["serving"][name]
+        assert back["start_s"] is not None and back["restart_s"], (name, back)
+        print(f"{name}: start to serving {back['start_s']} s; down to serving again (s): {back['restart_s']}")
+    assert "restart(s): max" in live.out_path.read_text()
+    books = read_book(live.tmp / "data" / "recordings" / "sim" / "SOLUSDT")
+    n = summary["rings"]["book"]["records"]
+    assert n > 100 and np.array_equal(books["seq"], np.arange(1, n + 1))  # every row once, in order
+    assert_nothing_left(live, summary)
+
+
+def test_double_ctrl_c_stops_the_real_processes_in_order_with_the_summary(tmp_path):
+    write_models(tmp_path / "checkpoints")
+    cfg = write_config(tmp_path / "settings.toml", tmp_path / "data", tmp_path / "checkpoints")
+    system = System(tmp_path, [], cfg)
+    try:
+        system.attach()
+        system.wait(lambda: system.serving(SIM_PROCESSES), "every process serving")
+        os.killpg(system.pid, signal.SIGINT)  # what a terminal does: the foreground group
+        time.sleep(0.3)
+        os.killpg(system.pid, signal.SIGINT)
+        summary = system.finish()
+    finally:
+        if system.proc.poll() is None:
+            system.kill_all()
+    err = system.stderr()
     assert "Traceback" not in err.split("stopping:")[-1]
     assert summary["stop_reason"] == "SIGINT" and summary["signals"] == 2
     order = [line.split("supervisor: ")[1].split()[0] for line in err.splitlines() if "stopped (exit code" in line]
     ranks = {s.name: s.stop_rank for s in processes_for(load_config(env={}))}
     assert order == sorted(SIM_PROCESSES, key=lambda n: ranks[n])
-    assert all(p["restarts"] == 1 for p in summary["processes"].values())
-    for name in SIM_PROCESSES:
-        back = summary["serving"][name]
-        assert back["start_s"] is not None and len(back["restart_s"]) == 1, (name, back)
-        print(f"{name}: start to serving {back['start_s']} s, restart to serving {back['restart_s'][0]} s")
-    assert "restart(s): max" in live.out_path.read_text()
-    assert live.proc.returncode == (1 if summary["failures"] else 0)
+    # a hurried stop gives each group 1 s: one that needs more is terminated and the run says so
+    assert system.proc.returncode == (1 if summary["failures"] else 0)
     assert all("terminated" in f or "killed" in f for f in summary["failures"]), summary["failures"]
-    assert_nothing_left(live, summary)
-
-
-# ------------------------------------------------------------------------------ soak
-def test_soak_of_random_kills_then_group_sigterm_leaves_nothing_and_misses_no_row(tmp_path):
-    """~20 s of kill -9 at random moments (starting processes included), then the systemd stop:
-    SIGTERM to the supervisor's whole process group. Every book record the ring ever held is on
-    disk exactly once, in order; no process and no segment is left."""
-    write_models(tmp_path / "checkpoints")
-    cfg = write_config(tmp_path / "settings.toml", tmp_path / "data", tmp_path / "checkpoints")
-    system = System(tmp_path, [], cfg)
-    rng = random.Random(10)
-    kills: list[str] = []
-    try:
-        system.attach()
-        system.wait(lambda: system.serving(SIM_PROCESSES), "every process serving")
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            name = rng.choice(SIM_PROCESSES)
-            pid = system.pid_of(name)
-            if pid:
-                system.seen_pids |= {pid, *linux.children(pid)}
-                os.kill(pid, signal.SIGKILL)
-                kills.append(name)
-            time.sleep(rng.uniform(0.2, 2.0))
-        system.wait(lambda: system.serving(SIM_PROCESSES, since_ns=0), "every process serving after the soak")
-        time.sleep(1.0)
-        os.killpg(system.pid, signal.SIGTERM)
-        summary = system.finish()
-    finally:
-        if system.proc.poll() is None:
-            system.kill_all()
-    assert summary["stop_reason"] == "SIGTERM", system.stderr()[-3000:]
-    assert system.proc.returncode == 0 and summary["failures"] == [], summary["failures"]
-    assert sum(p["restarts"] for p in summary["processes"].values()) == len(kills) >= 8
-    restarts = {n: v["restart_s"] for n, v in summary["serving"].items() if v["restart_s"]}
-    print(f"{len(kills)} kills; restart to serving (s): {restarts}")
-    books = read_book(tmp_path / "data" / "recordings" / "sim" / "SOLUSDT")
-    n = summary["rings"]["book"]["records"]
-    assert n > 100 and np.array_equal(books["seq"], np.arange(1, n + 1))  # every row once, in order
     assert_nothing_left(system, summary)
 
 
