@@ -96,6 +96,7 @@ class RingConfig:
     book_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
     trade_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
     signal_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
+    order_capacity: int = _f(16384, lo=2, hi=1 << 24, pow2=True)
     wait: str = _f("block", choices=WAITS)
     spin_count: int = _f(2000, lo=0, hi=10**9)
 
@@ -270,6 +271,22 @@ class RiskConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    auth: str = _f("auto", choices=("auto", "ed25519", "hmac"))
+    recv_window_ms: int = _f(5000, lo=1, hi=60000)
+    request_timeout_s: float = _f(10.0, lo=0.1)
+    connect_timeout_s: float = _f(10.0, lo=0.1)
+    time_sync_s: float = _f(300.0, lo=1.0)
+    listen_key_keepalive_s: float = _f(1800.0, lo=1.0, hi=3300.0)
+    countdown_ms: int = _f(30000, lo=0)
+    countdown_refresh_s: float = _f(10.0, lo=0.05)
+    cancel_on_start: bool = _f(True)
+    user_stream_path: str = _f("/private/ws/{listen_key}")
+    reconnect_backoff_s: float = _f(0.5, lo=0.01)
+    flatten_wait_s: float = _f(3.0, lo=0.0)
+
+
+@dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ring: RingConfig = field(default_factory=RingConfig)
@@ -283,6 +300,7 @@ class Config:
     exec: ExecConfig = field(default_factory=ExecConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     def override(self, section: str, **values: Any) -> Config:
         """A copy with some fields of one section replaced (validated; source 'command line')."""
@@ -468,6 +486,13 @@ def _check_cross(cfg: Config, sources: dict) -> None:
         cfg.model.window <= cfg.inference.max_window,
         "model.window must be <= inference.max_window (inference refuses longer windows)",
         ("model", "window"), ("inference", "max_window"),
+    )
+    g = cfg.gateway
+    need(
+        not g.countdown_ms or g.countdown_refresh_s * 1000 < g.countdown_ms,
+        "gateway.countdown_refresh_s must be shorter than gateway.countdown_ms (the venue would cancel "
+        "between two refreshes)",
+        ("gateway", "countdown_refresh_s"), ("gateway", "countdown_ms"),
     )
 
 

@@ -32,6 +32,17 @@ PROCESSES: list[ProcessSpec] = [
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled,
         panel=("signals", "model_id", "swaps", "refused", "nonfinite", "lost"),
     ),
+    # replay and paper: orders go to the mirror venue, whose book follows the book and trade rings
+    ProcessSpec(
+        "venue",
+        "hftbot.sim.mirror:main",
+        modes=("replay", "paper"),
+        stop_rank=90,
+        enabled=lambda c: c.exec.strategy != "none",
+    ),
+    ProcessSpec(
+        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none"
+    ),
     # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
     # them from the first record (live data, by contrast, must not wait for the readers).
     ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30,

@@ -52,11 +52,13 @@ import numpy as np
 
 from hftbot import linux
 from hftbot.config import Config, ConfigError, load_config
+from hftbot.exec.modes import preflight as exec_preflight
+from hftbot.exec.status import STATUS_CAPACITY, ExecMonitor
 from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader
 from hftbot.process import HeartbeatTable, ProcessContext, ProcessSpec, child_main, configure_logging
 from hftbot.processes import processes_for
-from hftbot.records import BOOK_VALID, SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
+from hftbot.records import BOOK_VALID, EXEC_STATUS_DTYPE, ORDER_DTYPE, SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
 
 log = logging.getLogger("hftbot.supervisor")
 
@@ -105,8 +107,10 @@ class LatencyMonitor:
             "inference_us": [],
             "tick_to_signal_us": [],
         }
+        self.exec = ExecMonitor(rings)  # tick-to-order and the execution status
 
     def poll(self) -> None:
+        self.exec.poll()
         for name, reader in self.readers.items():
             while True:
                 recs = reader.read_many(4096, timeout_s=0)
@@ -137,7 +141,7 @@ class LatencyMonitor:
                 v = np.concatenate(chunks)
                 p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
                 out[key] = {"n": len(v), "p50": round(p50, 1), "p99": round(p99, 1), "p99.9": round(p999, 1)}
-        return out
+        return {**out, **self.exec.latency()}
 
     def lost(self) -> int:
         return sum(r.lost for r in self.readers.values())
@@ -162,11 +166,20 @@ def endpoints_for(cfg: Config) -> dict[str, Any]:
         }
     if mode in ("live", "paper"):
         e = cfg.endpoints
-        return {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        live = {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        return live if mode == "live" else {**live, **_mirror_endpoints(cfg)}
     if mode == "testnet":
         e = cfg.endpoints
         return {"rest": e.testnet_rest, "ws": e.testnet_ws, "ws_api": e.testnet_ws_api}
-    return {}
+    return _mirror_endpoints(cfg) if mode == "replay" else {}
+
+
+def _mirror_endpoints(cfg: Config) -> dict[str, Any]:
+    """Replay and paper: orders go to the mirror venue (hftbot.sim.mirror) on a port of its own."""
+    from hftbot.sim.mirror import endpoints
+
+    port = cfg.sim.port or free_port(cfg.sim.host)
+    return {"orders": endpoints(cfg, port), "orders_port": port}
 
 # -------------------------------------------------------------------------------------- helpers
 def preflight(cfg: Config) -> Config:
@@ -204,7 +217,7 @@ def _fmt_count(v: int) -> str:
 class Supervisor:
     # Summary topics, in print order: each is `_section_<name>()` (its JSON) and `_lines_<name>()`
     # (its printed lines). A topic (positions and PnL, say) is one name here and two methods.
-    SUMMARY_SECTIONS: tuple[str, ...] = ("processes", "serving", "rings", "latency_us", "failures")
+    SUMMARY_SECTIONS: tuple[str, ...] = ("processes", "serving", "rings", "execution", "latency_us", "failures")
 
     def __init__(
         self,
@@ -238,6 +251,7 @@ class Supervisor:
         self._last_rings: dict[str, int] = {}
         self._last_latency: dict[str, dict[str, float]] = {}
         self._last_valid = 0
+        self._last_exec: dict[str, Any] = {}
 
     @property
     def failed(self) -> bool:
@@ -260,6 +274,8 @@ class Supervisor:
             ("book", book_dtype(levels), rc.book_capacity),
             ("trade", TRADE_DTYPE, rc.trade_capacity),
             ("signal", SIGNAL_DTYPE, rc.signal_capacity),
+            ("order", ORDER_DTYPE, rc.order_capacity),
+            ("exec", EXEC_STATUS_DTYPE, STATUS_CAPACITY),
         ):
             seg = shm.segment_name(name, self.pid)
             self.segments[name] = seg
@@ -272,6 +288,8 @@ class Supervisor:
     def remove_segments(self) -> None:
         self._ring_counts()
         self._latency()
+        if self.monitor is not None:
+            self.monitor.exec.close()
         self.monitor = None
         for ring in self.rings.values():
             ring.close()
@@ -694,6 +712,7 @@ class Supervisor:
         if self.monitor is not None:
             self._last_latency = self.monitor.percentiles()
             self._last_valid = self.monitor.valid_books
+            self._last_exec = self.monitor.exec.summary()
         return self._last_latency
 
     def _counters(self, c: Child) -> dict[str, int]:
@@ -740,7 +759,8 @@ class Supervisor:
         lat = self._latency()
         rings = "  ".join(f"{n} {_fmt_count(v)}" for n, v in self._ring_counts().items())
         lats = "  ".join(f"{k[:-3]} p50 {v['p50']:g} p99 {v['p99']:g} µs" for k, v in lat.items())
-        notes = [f"rings: {rings}"] + ([lats] if lats else [])
+        notes = list(self.monitor.exec.panel_lines()) if self.monitor is not None else []
+        notes += [f"rings: {rings}"] + ([lats] if lats else [])
         if self.failures:
             notes.append("FAILED: " + "; ".join(self.failures))
         notes.append("Ctrl-C stops (a second one hurries)")
@@ -801,6 +821,14 @@ class Supervisor:
 
     def _lines_rings(self, data: dict[str, Any]) -> list[str]:
         return [f"  ring {name:<7} {r['records']} records ({r['per_s']}/s)" for name, r in data.items()]
+
+    def _section_execution(self) -> dict[str, Any]:
+        """Position, PnL, orders and tick-to-order of the execution process (hftbot.exec.status)."""
+        self._latency()
+        return self._last_exec
+
+    def _lines_execution(self, data: dict[str, Any]) -> list[str]:
+        return list(self.monitor.exec.print_lines()) if self.monitor is not None else []
 
     def _section_latency_us(self) -> dict[str, Any]:
         return self._latency()
@@ -897,6 +925,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C while loading: nothing was started
         return 130
+    try:
+        exec_preflight(cfg, args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
     try:
         configure_logging(cfg.runtime.log_level, "supervisor")
         sup = Supervisor(cfg, panel=False if args.plain else None)

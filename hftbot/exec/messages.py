@@ -7,7 +7,7 @@ alone and the backtester can put its matching engine where the gateway is:
     risk.check(intent)  -> Request | Refused   the only door: nothing reaches a gateway unapproved
     gateway.send(Request)                      OrderRequest (with its client order id), CancelRequest,
                                                ModifyRequest, CancelAllRequest
-    gateway events      -> OrderUpdate, Fill, Rejected   what the venue says happened
+    gateway events      -> OrderUpdate, Fill, Rejected, VenuePosition   what the venue says happened
 
 Units, as everywhere inside hftbot: prices in integer ticks, quantities in integer lots (the
 exchange's decimal strings exist only at the gateway's edge), clocks with their unit in the name.
@@ -193,3 +193,14 @@ class Rejected:
     code: int  # Binance error code, e.g. -5022 post-only would take, -2019 margin
     msg: str
     time_ms: int
+    request: str = "place"  # what was refused: "place", "cancel" or "modify"
+
+
+@dataclass(frozen=True, slots=True)
+class VenuePosition:
+    """The venue's own position for the symbol (ACCOUNT_UPDATE, account.position): the reference
+    local positions must equal. Entry price is an average, so a float price, not ticks."""
+
+    lots: int  # signed: > 0 long, < 0 short
+    entry_px: float  # quote currency per unit, 0.0 when flat
+    time_ms: int  # venue time of the update (0: never traded)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hftbot.feed.paths import recordings_root
-from hftbot.feed.recording import BookRecordingWriter, recordings_dir, source_for_mode
+from hftbot.feed.recording import BookRecordingWriter, OrderRecordingWriter, recordings_dir, source_for_mode
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
 
@@ -60,8 +60,19 @@ def main(ctx) -> None:
     rows = 0
     last_ns = newest_recorded_ns(recordings_dir(recordings_root(cfg), source, cfg.runtime.symbol))
     ctx.serving()  # the ring is read from its oldest record: nothing published is missed from here
+    orders = order_writer = None
+    order_rows = 0
+    if "order" in ctx.segments:  # execution's orders and fills (it starts after us: we see them all)
+        orders = RingReader(ctx.open_ring("order"), wait="spin_yield", start="next")
+        root, rc = recordings_root(cfg), cfg.recorder
+        order_writer = OrderRecordingWriter(root, cfg.runtime.symbol, rc.flush_s, rc.rotate_s, source=source)
     try:
         while not ctx.stopping():
+            if orders is not None:
+                while len(recs := orders.read_many(4096, timeout_s=0)):
+                    order_writer.append(recs)
+                    order_rows += len(recs)
+                order_writer.maybe_flush()
             batch = reader.read_many(4096, timeout_s=poll_s)
             if len(batch) and last_ns is not None:
                 batch = batch[batch["publish_ns"] > last_ns]
@@ -71,14 +82,20 @@ def main(ctx) -> None:
                 writer.append(batch)
                 rows += len(batch)
             writer.maybe_flush()
-            ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost)
+            ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost, order_rows=order_rows)
         # drain what the feed published before it stopped (the feed stops first)
         while len(batch := reader.read_many(4096, timeout_s=0)):
             writer.append(batch)
             rows += len(batch)
+        while orders is not None and len(recs := orders.read_many(4096, timeout_s=0)):
+            order_writer.append(recs)
+            order_rows += len(recs)
     finally:
         writer.close()
-        ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost)  # final counters
+        if order_writer is not None:
+            order_writer.close()
+        ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost,  # final counters
+                 order_rows=order_rows)
         ctx.log.info(
             "recorder stopped: %d book rows, %d files, %d lost", rows, writer.files_written, reader.lost
         )

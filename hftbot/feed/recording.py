@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hftbot.atomic import atomic_path
-from hftbot.records import book_dtype, book_levels
+from hftbot.records import ORDER_DTYPE, book_dtype, book_levels
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -57,7 +57,7 @@ MAX_BUFFER_ROWS = 250_000  # flush early past this many rows so memory stays bou
 _COMPACTED_KEY = b"hftbot.compacted_through"
 SYMBOL_KEY = b"hftbot.symbol"
 SOURCE_KEY = b"hftbot.source"
-_NAME_RE = re.compile(r"^(raw|book)-(\d{8}T\d{6})-(\d+)\.parquet$")
+_NAME_RE = re.compile(r"^(raw|book|orders)-(\d{8}T\d{6})-(\d+)\.parquet$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 
@@ -392,6 +392,43 @@ class BookRecordingWriter(_SegmentWriter):
 
     def _table(self) -> pa.Table:
         return book_to_table(np.concatenate(self._chunks))
+
+
+class OrderRecordingWriter(_SegmentWriter):
+    """Execution's order and fill records (`ORDER_DTYPE`, the "order" ring), routed by `publish_ns`.
+
+    Columns: every field of the record (client id and tag as strings), plus `price` and
+    `quantity` as floats (`px × tick`, `qty × lot`)."""
+
+    kind = "orders"
+
+    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0, *,
+                 source: str):
+        super().__init__(root, symbol, flush_s, rotate_s, source)
+
+    def append(self, records: np.ndarray) -> None:
+        if self._closed:
+            raise RuntimeError("OrderRecordingWriter is closed")
+        recs = np.atleast_1d(np.asarray(records))
+        if recs.dtype != ORDER_DTYPE:
+            raise ValueError("order records must have hftbot.records.ORDER_DTYPE")
+        while len(recs):
+            self._route(int(recs["publish_ns"][0]), int(recs["publish_ns"][-1]))
+            assert self._key is not None
+            start = self._key[1]
+            end = min(start - start % self.rotate_ns + self.rotate_ns, start - start % DAY_NS + DAY_NS)
+            cut = max(1, int(np.searchsorted(recs["publish_ns"], end, side="left")))
+            self._add(recs[:cut].copy(), cut)
+            recs = recs[cut:]
+
+    def _table(self) -> pa.Table:
+        recs = np.concatenate(self._chunks)
+        cols = {n: recs[n] for n in recs.dtype.names if recs.dtype[n].kind != "S"}
+        for n in ("client_id", "tag"):
+            cols[n] = pa.array([b.decode() for b in recs[n].tolist()], pa.string())
+        cols["price"] = recs["px"] * recs["tick"]
+        cols["quantity"] = recs["qty"] * recs["lot"]
+        return pa.table(cols)
 
 
 # -- readers --------------------------------------------------------------------------------------

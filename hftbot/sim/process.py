@@ -48,6 +48,7 @@ def main(ctx) -> None:
                 errors=v.counters["errors"],
                 orders=v.counters["orders"],
                 clients=len(server.clients),
+                position_lots=v.account.position.lots,  # the venue's own: execution must equal it
             )
 
         try:

@@ -60,6 +60,7 @@ class VenueSettings:
     limits: Limits = field(default_factory=Limits)
     faults: Faults | None = None  # None: the section's fault_* values; replaced at run time
     queue_model: QueueModel | None = None  # a queue model object instead of `sim.queue_model`
+    market: Callable | None = None  # builds the market in place of MarketModel(params, engine, start_ns=)
     listen_key_validity_s: float = 3600.0
     max_recv_window_ms: int = 60000
 
@@ -89,7 +90,7 @@ class Venue:
             queue=s.queue_model or QUEUE_MODELS[sim.queue_model](),
         )
         self.engine.update_gap = sim.update_id_gap
-        self.model = MarketModel(p, self.engine, start_ns=clock_ns())
+        self.model = (s.market or MarketModel)(p, self.engine, start_ns=clock_ns())
         self.pub = MarketPublisher(self.engine, p.symbol, speeds_ms=())  # speeds start on subscription
         self.fmt = self.pub.fmt
         self.account = Account(
@@ -173,6 +174,10 @@ class Venue:
             self.event_ns = ms * MS  # a window's messages are due when it ends
             for m in msgs:
                 self.on_market(m)
+
+    def commit(self, event_ns: int) -> None:
+        """Publish a book change made from outside the market model (the mirror venue's records)."""
+        self._publish(event_ns)
 
     def _publish(self, event_ns: int) -> None:
         """Hand what the last engine transaction changed to the market streams and the user stream."""

@@ -122,7 +122,7 @@ def test_sigkill_of_a_child_restarts_it_and_segments_survive_until_exit():
     assert sup.children[0].restarts == 1
     assert sup.children[0].exit_codes[0] == -signal.SIGKILL
     assert sup.children[0].proc.pid != killed[0]
-    assert len(seen_segments) == 4  # the rings and the heartbeat table stayed while it restarted
+    assert len(seen_segments) == 6  # the five rings and the heartbeat table stayed while it restarted
     assert shm.list_segments(os.getpid()) == []
     back = sup.summary()["serving"]["reporter"]
     assert back["start_s"] is not None and len(back["restart_s"]) == 1
@@ -188,7 +188,7 @@ def wait_ready(proc: subprocess.Popen, n: int = 2, timeout: float = 60) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(shm.list_segments(proc.pid)) == 4:
+        if len(shm.list_segments(proc.pid)) == 6:  # five rings and the heartbeat table
             try:
                 table = HeartbeatTable.attach(shm.segment_name("heartbeats", proc.pid))
                 ring = Ring.attach(shm.segment_name("book", proc.pid))
@@ -283,12 +283,16 @@ def test_registry_start_order_per_mode():
     from hftbot.processes import processes_for
 
     sim = [s.name for s in processes_for(load_config(env={}))]
-    assert sim == ["sim", "feed", "recorder", "inference"]  # the venue listens before the feed connects
+    # the venue listens before the feed connects; execution trades on the feed's books
+    assert sim == ["sim", "feed", "recorder", "inference", "execution"]
     replay_cfg = load_config(env={"HFTBOT_RUNTIME__MODE": "replay", "HFTBOT_REPLAY__PATH": str(CAPTURE)})
     replay = processes_for(replay_cfg)
-    assert [s.name for s in replay] == ["recorder", "inference", "feed"]  # readers wait for the replay
+    # readers wait for the replay; orders go to the mirror venue, which follows the replayed book
+    assert [s.name for s in replay] == ["recorder", "inference", "venue", "execution", "feed"]
     assert replay[-1].entry == "hftbot.feed.replay:main"
-    off = load_config(env={"HFTBOT_RECORDER__ENABLED": "false", "HFTBOT_INFERENCE__ENABLED": "false"})
+    off = load_config(
+        env={"HFTBOT_RECORDER__ENABLED": "false", "HFTBOT_INFERENCE__ENABLED": "false", "HFTBOT_EXEC__STRATEGY": "none"}
+    )
     assert [s.name for s in processes_for(off)] == ["sim", "feed"]
 
 
