@@ -51,7 +51,7 @@ def make_days(base: np.ndarray, root: Path, days: int, day_hours: float, symbol:
     t0 = int(base["recv_ns"][0]) - int(base["recv_ns"][0]) % (86400 * NS)
     n = 0
     with BookRecordingWriter(root, symbol, levels=int(base.dtype["bid_px"].shape[0]), flush_s=1e9,
-                             rotate_s=3600.0) as w:
+                             rotate_s=3600.0, source="sim") as w:
         for d in range(days):
             start = t0 + d * 86400 * NS
             k = 0

@@ -148,15 +148,10 @@ def discover(paths: Iterable[str | os.PathLike], symbol: str | None = None,
     with_books = {p.parent for p in book}
     raw = [p for p in _list_files(roots, "raw") if named(p) and p.parent not in with_books]
     found: list[SourceFile] = []
-    for p in book:
-        sym, src = _layout_of(p)
-        found.append(SourceFile(p, "book", sym, src))
-    for p in raw:
-        sym, src = _layout_of(p)
-        kind = "capture" if p.name.endswith(".gz") else "raw"
-        if sym is None:
-            sym = _peek_symbol(p)
-        found.append(SourceFile(p, kind, sym, src))
+    book_set = set(book)
+    for p in book + raw:
+        kind = "book" if p in book_set else ("capture" if p.name.endswith(".gz") else "raw")
+        found.append(SourceFile(p, kind, *_symbol_and_source(p)))
     if not found:
         raise DatasetError(f"dataset: no book-*.parquet, raw-*.parquet or .gz recording under "
                            f"{', '.join(map(str, roots))}")
@@ -182,14 +177,25 @@ def discover(paths: Iterable[str | os.PathLike], symbol: str | None = None,
     return found
 
 
-def _peek_symbol(path: Path) -> str | None:
-    from hftbot.feed.capture import iter_blocks
+def _symbol_and_source(path: Path) -> tuple[str | None, str]:
+    """The symbol from the layout and from the file itself (its Parquet metadata, else its stream
+    names: `recording.file_symbols`), which must agree; the source from the layout."""
+    from hftbot.feed.recording import RecordingError, file_symbols
 
-    for block in iter_blocks([path]):
-        s = _block_symbol(block)
-        if s:
-            return s
-    return None
+    sym, src = _layout_of(path)
+    try:
+        inside = file_symbols(path)
+    except RecordingError as e:
+        raise DatasetError(f"dataset: {e}") from None
+    if len(inside) > 1:
+        raise DatasetError(f"dataset: {path} mixes symbols {', '.join(sorted(inside))}; one dataset is one symbol")
+    if inside:
+        (own,) = inside
+        if sym is not None and own != sym:
+            raise DatasetError(f"dataset: {path} holds {own} messages, its layout says {sym}; "
+                               f"one dataset is one symbol")
+        sym = own
+    return sym, src
 
 
 # ------------------------------------------------------------------------------ book cache

@@ -81,7 +81,7 @@ def test_book_recordings_are_used_as_is_and_win_over_raw_in_their_folder(sim_raw
     rec = ds.open_recordings([sim_raw], log=quiet)
     books = np.concatenate([np.asarray(f.open()) for f in rec.files])
     root = copy_tree(sim_raw, tmp_path / "rec")  # raw files stay beside the book files
-    with BookRecordingWriter(root, "SOLUSDT", levels=10, rotate_s=240.0) as w:
+    with BookRecordingWriter(root, "SOLUSDT", levels=10, rotate_s=240.0, source="sim") as w:
         w.append(books)
     got = ds.open_recordings([root], log=quiet)
     assert all(f.origin.name.startswith("book-") for f in got.files)
@@ -115,10 +115,10 @@ def test_one_dataset_is_one_symbol_and_one_source(sim_raw, tmp_path):
     with pytest.raises(ds.DatasetError, match="one source and one symbol.*BTCUSDT.*SOLUSDT"):
         ds.open_recordings([sol, btc], log=quiet)
     assert ds.open_recordings([sol, btc], symbol="btcusdt", log=quiet).symbol == "BTCUSDT"
-    # the new layout names the source; two sources never mix
+    # the layout names the source; two sources never mix
     new = tmp_path / "data" / "recordings"
-    shutil.copytree(sim_raw / "SOLUSDT", new / "sim" / "SOLUSDT")
-    shutil.copytree(sim_raw / "SOLUSDT", new / "binance" / "SOLUSDT")
+    shutil.copytree(sim_raw / "sim" / "SOLUSDT", new / "sim" / "SOLUSDT")
+    shutil.copytree(sim_raw / "sim" / "SOLUSDT", new / "binance" / "SOLUSDT")
     with pytest.raises(ds.DatasetError, match="source binance.*source sim"):
         ds.open_recordings([new], log=quiet)
     assert ds.open_recordings([new], source="sim", log=quiet).source == "sim"
@@ -126,7 +126,7 @@ def test_one_dataset_is_one_symbol_and_one_source(sim_raw, tmp_path):
 
 def test_data_whose_symbol_contradicts_its_folder_is_refused(sim_raw, tmp_path):
     src = next(sim_raw.rglob("raw-*.parquet"))
-    dst = tmp_path / "BTCUSDT" / "2026-01-01" / src.name
+    dst = tmp_path / "sim" / "BTCUSDT" / "2026-01-01" / src.name
     dst.parent.mkdir(parents=True)
     shutil.copy(src, dst)
     with pytest.raises(ds.DatasetError, match="holds SOLUSDT messages, its layout says BTCUSDT"):
@@ -134,8 +134,8 @@ def test_data_whose_symbol_contradicts_its_folder_is_refused(sim_raw, tmp_path):
 
 
 def test_recordings_given_twice_overlap_and_are_refused(sim_raw, tmp_path):
-    a = copy_tree(sim_raw / "SOLUSDT", tmp_path / "x" / "SOLUSDT")
-    b = copy_tree(sim_raw / "SOLUSDT", tmp_path / "y" / "SOLUSDT")
+    a = copy_tree(sim_raw / "sim" / "SOLUSDT", tmp_path / "x" / "SOLUSDT")
+    b = copy_tree(sim_raw / "sim" / "SOLUSDT", tmp_path / "y" / "SOLUSDT")
     with pytest.raises(ds.DatasetError, match="overlap in time"):
         ds.open_recordings([a.parent, b.parent], log=quiet)
 
