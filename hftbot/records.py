@@ -23,6 +23,7 @@ BOOK_REPLAY = 4  # produced by replaying a recording, not from a live socket
 # Signal record flags.
 SIGNAL_NO_MODEL = 1  # no usable checkpoint: probabilities are NaN, execution must not act
 SIGNAL_WARMUP = 2  # the window is not full yet (after start or a resync): do not act
+SIGNAL_NONFINITE = 4  # the model's output was NaN/inf (probabilities NaN): do not act
 
 # Order record kinds (the "order" ring): what execution sent, and what the venue did with it.
 ORDER_PLACE = 1  # order.place written on the socket

@@ -6,6 +6,9 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,3 +72,19 @@ def _finite(v: object) -> object:
 def print_json(figures: dict) -> None:
     """The last line of every benchmark: one JSON object (`machine` first)."""
     print(json.dumps(_finite({"machine": machine(), **figures}), allow_nan=False), flush=True)
+
+
+def start_sim_server(*args: str, timeout_s: float = 60.0) -> tuple[subprocess.Popen, int]:
+    """`python -m hftbot.sim serve ARGS` as a child process; returns it and the port it listens on."""
+    cmd = [sys.executable, "-m", "hftbot.sim", "serve", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout_s
+    assert proc.stdout is not None
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "listening on" in line:
+            return proc, int(line.rsplit(":", 1)[1].split()[0])
+    proc.kill()
+    raise RuntimeError(f"simulator server did not start: {' '.join(cmd)}")

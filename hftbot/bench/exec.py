@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hftbot.bench.common import percentiles_us, print_json, print_table
+from hftbot.bench.common import percentiles_us, print_json, print_table, start_sim_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,21 +76,6 @@ def bench_risk(n: int) -> dict:
     return percentiles_us(samples[n // 10 :])
 
 
-def _start_sim() -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "hftbot.sim", "serve", "--rate", "40"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    assert proc.stdout is not None
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "listening on" in line:
-            return proc, int(line.rsplit(":", 1)[1].split()[0])
-    proc.kill()
-    raise RuntimeError("simulator server did not start")
-
-
 def bench_send(n: int, gap_s: float) -> dict:
     """Gateway.place → frame written, Ed25519 session and HMAC per request (ORDERS 300/10 s: paced)."""
     from hftbot.exec.gateway import Gateway, VenueUrls
@@ -98,7 +83,7 @@ def bench_send(n: int, gap_s: float) -> dict:
     from hftbot.exec.signing import Signer
     from hftbot.sim import auth
 
-    proc, port = _start_sim()
+    proc, port = start_sim_server("--rate", "40")
     out = {}
     try:
         venue = VenueUrls(

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             set_current(d, metas[0].name)
             eng = InferenceEngine(levels, max_window=max(w, 200))
             watcher = ModelWatcher(d, Compat(levels), eng.history, poll_interval_s=0.001,
-                                   verify_in_process=True)
+                                   verify_in_process=True, cold_start_in_process=False)  # a warm helper
             watcher.poll(0.0)
             watcher.wait_idle(60)
             eng.install(watcher.take())

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-from hftbot.bench.common import print_json
+from hftbot.bench.common import print_json, start_sim_server
 from hftbot.sim.generate import generate_messages, generate_recording
 from hftbot.sim.market import ModelParams
 
@@ -52,22 +52,6 @@ def bench_generate(hours: float, seed: int) -> dict:
         "generate_messages": res.messages,
         "generate_load_avg_1m": os.getloadavg()[0],
     }
-
-
-def _start_server(rate: float, seed: int) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "hftbot.sim", "serve", "--rate", str(rate), "--seed", str(seed)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 30
-    assert proc.stdout is not None
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "listening on" in line:
-            port = int(line.rsplit(":", 1)[1].split()[0])
-            return proc, port
-    proc.kill()
-    raise RuntimeError("simulator server did not start")
 
 
 def _get(url: str, method: str = "GET") -> dict:
@@ -105,7 +89,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def bench_serve(rate: float, seconds: float, seed: int) -> dict:
-    proc, port = _start_server(rate, seed)
+    proc, port = start_sim_server("--rate", str(rate), "--seed", str(seed), timeout_s=30)
     try:
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if len(cpus) >= 2:

@@ -661,6 +661,7 @@ def main(ctx) -> None:
         gc.collect()
         gc.freeze()  # everything built so far lives for the run: later collections skip it
         ctx.beat(**ex.counters())
+        ctx.serving()  # connected and assembled: trading from here (the restart-to-serving figure)
         run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
         log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
         ex.shutdown(cfg.exec.flatten_on_stop, cfg.gateway.flatten_wait_s)

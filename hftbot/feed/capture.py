@@ -6,10 +6,11 @@ contiguous uint8 buffer plus (recv_ns, start, end) per frame, so the numba fast 
 without a Python object per message: gzip text is decompressed in large chunks and indexed in
 numba; a Parquet payload column is used in place (Arrow's string offsets and data buffers).
 
-It must never change a byte of a frame, and never skip a line silently: a line that does not
-start with `<ns> ` is reported with its file and line number (`CaptureError`). A file that cannot
-be read whole says so with its name: an empty file, a gzip stream that ends before its end marker
-(a truncated copy, or a capture still being written), a damaged Parquet file. A readable file with
+It must never change a byte of a frame, never skip a line silently (a line that does not start
+with `<ns> ` is reported with its file and line number, `CaptureError`), and never mix symbols
+(files of two symbols are refused, naming them: `RecordingError`). A file that cannot be read
+whole says so with its name: an empty file, a gzip stream that ends before its end marker (a
+truncated copy, or a capture still being written), a damaged Parquet file. A readable file with
 no frames yields one empty block, so callers still see that the file was there.
 """
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hftbot.feed.fastpath import index_capture
-from hftbot.feed.recording import RecordingError, _expand
+from hftbot.feed.recording import RecordingError, _expand, check_one_symbol
 
 CHUNK = 64 << 20  # decompressed bytes per block of a gzip capture
 
@@ -142,10 +143,13 @@ def _parquet_blocks(path: Path) -> Iterator[Block]:
 
 
 def iter_blocks(paths: Iterable[Path | str] | Path | str) -> Iterator[Block]:
-    """Blocks of frames from captures and raw recordings under paths, in time order."""
+    """Blocks of frames from captures and raw recordings under paths, in time order; a
+    RecordingError before the first block if the files mix symbols (a capture's symbol is read
+    from its first lines; the numba indexer does not look at stream names)."""
     files = _expand(paths, "raw")
     if not files:
         raise CaptureError(f"no captures or raw recordings under {paths}")
+    check_one_symbol(files)
     for p in files:
         if p.name.endswith(".gz"):
             yield from _gzip_blocks(p)

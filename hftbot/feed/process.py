@@ -18,6 +18,7 @@ from hftbot.feed.binance import BinanceFeed, FeedSettings
 from hftbot.feed.core import FeedCore
 from hftbot.feed.paths import recordings_root
 from hftbot.feed.rawsink import RawSink
+from hftbot.feed.recording import source_for_mode
 from hftbot.ipc.ring import RingWriter
 from hftbot.records import book_dtype
 
@@ -44,7 +45,8 @@ def main(ctx) -> None:
     sink = None
     if cfg.feed.record_raw and cfg.recorder.enabled:
         sink = RawSink(
-            recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s, log=ctx.log
+            recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s, log=ctx.log,
+            source=source_for_mode(cfg.runtime.mode),
         )
     feed = BinanceFeed(
         settings_from_config(cfg, ctx.endpoints),
@@ -55,17 +57,25 @@ def main(ctx) -> None:
         log=ctx.log,
     )
 
+    def beat() -> None:
+        c = feed.counters()
+        if sink is not None:
+            c["raw_rows"] = sink.rows_written
+            c["raw_dropped"] = sink.dropped
+        ctx.beat(**{k: v for k, v in c.items() if k in _BEAT})
+
     async def run() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(feed.run(stop))
+        served = False
         try:
             while not ctx.stopping() and not task.done():
-                c = feed.counters()
-                if sink is not None:
-                    c["raw_rows"] = sink.rows_written
-                    c["raw_dropped"] = sink.dropped
-                ctx.beat(**{k: v for k, v in c.items() if k in _BEAT})
-                await asyncio.sleep(cfg.runtime.heartbeat_s / 2)
+                beat()
+                if not served and core.depth_applied > 0:  # a synced book is out: serving
+                    ctx.serving()
+                    served = True
+                # look often until serving (the restart-to-serving figure), then every half beat
+                await asyncio.sleep(cfg.runtime.heartbeat_s / 2 if served else min(0.05, cfg.runtime.heartbeat_s / 2))
         finally:
             stop.set()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -78,6 +88,7 @@ def main(ctx) -> None:
     finally:
         if sink is not None:
             sink.close()
+        beat()  # final counters (raw rows written at the close included), for the exit summary
         ctx.log.info("feed stopped: %s", feed.counters())
 
 

@@ -27,13 +27,14 @@ def _params(args: argparse.Namespace) -> ModelParams:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from hftbot.feed.recording import recordings_dir
     from hftbot.sim.generate import generate_recording
 
     res = generate_recording(args.out, _params(args), args.hours, speed_ms=args.speed_ms)
     print(
         f"wrote {res.messages} messages ({res.depth_messages} depth diffs, {res.events} model events) "
         f"covering {res.sim_seconds:.0f} s in {res.wall_seconds:.2f} s = {res.speedup:.0f}x real time "
-        f"under {Path(args.out) / args.symbol.upper()}"
+        f"under {recordings_dir(args.out, 'sim', args.symbol)}"
     )
     return 0
 

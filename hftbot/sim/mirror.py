@@ -204,6 +204,7 @@ def main(ctx) -> None:
         )
         thread = threading.Thread(target=follow, name="mirror-follow", daemon=True)
         thread.start()
+        ctx.serving()  # listening, and following the book (the restart-to-serving figure)
         try:
             while not ctx.stopping():
                 ctx.beat(

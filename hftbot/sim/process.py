@@ -37,23 +37,29 @@ def main(ctx) -> None:
         server = SimServer(params, venue, server_settings)
         await server.start()
         ctx.log.info("simulator listening on %s (%s)", server.urls["rest"], params.symbol)
+        ctx.serving()
+
+        def beat() -> None:
+            v = server.venue
+            ctx.beat(
+                events=v.counters["events"],
+                sent=server.sent,
+                requests=v.counters["requests"],
+                errors=v.counters["errors"],
+                orders=v.counters["orders"],
+                clients=len(server.clients),
+                position_lots=v.account.position.lots,  # the venue's own: execution must equal it
+                open_orders=len(v.engine.open_orders()),
+                duplicate_ids=v.orders.duplicate_ids,  # client order ids used twice: must stay 0
+                countdown_cancels=v.counters["countdown_cancels"],
+            )
+
         try:
             while not ctx.stopping():
-                v = server.venue
-                ctx.beat(
-                    events=v.counters["events"],
-                    sent=server.sent,
-                    requests=v.counters["requests"],
-                    errors=v.counters["errors"],
-                    orders=v.counters["orders"],
-                    clients=len(server.clients),
-                    position_lots=v.account.position.lots,  # the venue's own: execution must equal it
-                    open_orders=len(v.engine.open_orders()),
-                    duplicate_ids=v.orders.duplicate_ids,  # client order ids used twice: must stay 0
-                    countdown_cancels=v.counters["countdown_cancels"],
-                )
+                beat()
                 await asyncio.sleep(min(0.2, heartbeat_s / 4))
         finally:
             await server.stop()
+            beat()  # final counters, for the exit summary
 
     run_loop(run())

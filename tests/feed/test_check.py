@@ -85,7 +85,7 @@ def test_a_dropped_diff_is_a_gap_and_never_a_wrong_book(tmp_path):
 
 
 def test_check_reads_raw_parquet_recordings_the_same_way(tmp_path, capture_counts):
-    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60)
+    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60, source="binance")
     for ns, stream, payload in iter_raw(CAPTURE):
         w.append(ns, stream, payload)
     w.close()
@@ -153,7 +153,7 @@ def test_a_truncated_gzip_is_reported_as_truncated(tmp_path, capsys):
 
 
 def test_a_damaged_parquet_file_is_named(tmp_path, capsys):
-    w = RawRecordingWriter(tmp_path / "rec", "BTCUSDT", flush_s=1000, rotate_s=3600)
+    w = RawRecordingWriter(tmp_path / "rec", "BTCUSDT", flush_s=1000, rotate_s=3600, source="binance")
     for ns, stream, payload in itertools.islice(iter_raw(CAPTURE), 100):
         w.append(ns, stream, payload)
     w.close()

@@ -23,7 +23,11 @@ CAPTURE = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
 
 
 def test_replay_into_rings_is_recorded_whole(tmp_path, capture_counts):
-    cfg = load_config(env={})
+    from hftbot.run import preflight
+
+    cfg = load_config(env={}).override("replay", path=str(CAPTURE)).override("runtime", mode="replay")
+    cfg = preflight(cfg)  # the symbol comes from the data, as the supervisor does it
+    assert cfg.runtime.symbol == "BTCUSDT"
     cfg = dataclasses.replace(
         cfg,
         replay=dataclasses.replace(cfg.replay, path=str(CAPTURE), speed=0.0),
@@ -64,6 +68,8 @@ def test_replay_into_rings_is_recorded_whole(tmp_path, capture_counts):
         assert not published["flags"][0] & BOOK_VALID or published["flags"][0] & BOOK_RESYNC
         recorded = read_book(tmp_path)
         assert np.array_equal(recorded, published)  # every published record, exact, in order
+        folders = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("book-*.parquet")}
+        assert folders == {("replay", "BTCUSDT")}  # under its own source and the data's symbol
     finally:
         for c in ctxs:
             c.request_stop()
@@ -143,13 +149,13 @@ def test_recorder_resumes_after_what_is_already_on_disk(tmp_path):
     from hftbot.feed.recorder import newest_recorded_ns
     from hftbot.feed.recording import BookRecordingWriter
 
-    assert newest_recorded_ns(tmp_path / "SOLUSDT") is None
+    assert newest_recorded_ns(tmp_path / "sim" / "SOLUSDT") is None
     recs = np.zeros(5, dtype=book_dtype(10))
     recs["recv_ns"] = 1_723_161_255_000_000_000 + np.arange(5)
     recs["publish_ns"] = recs["recv_ns"] + 7
-    with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10) as w:
+    with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10, source="sim") as w:
         w.append(recs)
-    assert newest_recorded_ns(tmp_path / "SOLUSDT") == int(recs["publish_ns"][-1])
+    assert newest_recorded_ns(tmp_path / "sim" / "SOLUSDT") == int(recs["publish_ns"][-1])
 
 
 def test_the_recorder_imports_neither_the_feed_process_nor_websockets():

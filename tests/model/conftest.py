@@ -37,3 +37,12 @@ def capture_books(n: int, levels: int = 10) -> np.ndarray:
 @pytest.fixture(scope="session")
 def real_books() -> np.ndarray:
     return capture_books(1200)
+
+
+@pytest.fixture(scope="session")
+def sim_raw(tmp_path_factory) -> Path:
+    """12 minutes of the default market model as raw Parquet, one file per 4 minutes (a diff chain
+    across files, as `sim generate` writes for longer runs)."""
+    from tests.model.simdata import write_sim_raw
+
+    return write_sim_raw(tmp_path_factory.mktemp("simraw"), 720.0, seed=5, rotate_s=240.0)
