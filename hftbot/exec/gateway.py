@@ -723,6 +723,7 @@ class Gateway:
                     p.error = (0, -1001, "WS API connection closed")
                     p.event.set()
                 else:  # sent, unanswered: settled by the reconciliation after the reconnect
+                    self._end_retry(p, self.clock_ns())
                     if p.kind != "settle":
                         self.counters["unknown"] += 1
                         self._unknown_ids.append(p.client_id)
@@ -761,8 +762,7 @@ class Gateway:
             if p.kind == "place":
                 self.counters["acks"] += 1
             self._inbox.append(self._update_from_order(obj["result"], _EXEC_OF_KIND.get(p.kind, NEW)))
-            if p.retried:
-                self._inbox.append(_Fault("timestamp", RECOVER, p.client_id, now_ns))
+            self._end_retry(p, now_ns)
             return
         if kind == "timestamp" and not p.retried and p.params is not None:
             self._inbox.append(_Fault("timestamp", OBSERVE, p.client_id, now_ns))
@@ -772,17 +772,23 @@ class Gateway:
             self.log.warning(
                 "gateway: %s %s: outcome unknown (%s %s): querying it", p.kind, p.client_id, status, code
             )
+            self._end_retry(p, now_ns)
             self._unknown(p.client_id)
             return
         self.counters["rejects"] += 1
-        if p.retried:  # the resend was answered: the clock was the problem, or is still
-            self._inbox.append(_Fault("timestamp", FAIL if kind == "timestamp" else RECOVER, p.client_id, now_ns))
+        self._end_retry(p, now_ns, failed=kind == "timestamp")  # still -1021 after the resync: gave up
         if kind in DEAD and kind not in ("rate_limit", "timestamp"):
             self._inbox.append(_Fault(kind, EVENT, p.client_id, now_ns))
         self._inbox.append(Rejected(p.client_id, code, msg, now_ns // 1_000_000 + self.time_offset_ms, p.kind))
         if kind == "unknown_order" and p.client_id in self.orders:
             self._inbox.append(_Fault("unknown_order", OBSERVE, p.client_id, now_ns))
             self._settle_later(p.client_id, fault="unknown_order")  # filled or gone meanwhile: learn its state
+
+    def _end_retry(self, p: _Pending, now_ns: int, failed: bool = False) -> None:
+        """The resend after a -1021 was answered (or its fate became an unknown outcome of its own):
+        the `timestamp` episode ends."""
+        if p.retried:
+            self._inbox.append(_Fault("timestamp", FAIL if failed else RECOVER, p.client_id, now_ns))
 
     def _on_settle(
         self, p: _Pending, result: dict | None, status: int, code: int, msg: str, kind: str, now_ns: int
@@ -1233,6 +1239,7 @@ class Gateway:
                     self._settle_later(p.client_id, p.attempt, p.fault)
                     continue
                 self.log.warning("gateway: %s %s unanswered: querying it", p.kind, p.client_id)
+                self._end_retry(p, self.clock_ns())
                 self._unknown(p.client_id)
 
 
