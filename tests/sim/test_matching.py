@@ -268,7 +268,7 @@ def o_id(e: MatchingEngine) -> int:
 @given(st.integers(1, 10_000_000), st.integers(1, 100_000), st.booleans())
 def test_fees_are_exact(px, lots, maker) -> None:
     e = MatchingEngine(tick=0.01, lot=0.001)
-    notional = e._notional(px, lots)
+    notional = e.notional(px, lots)
     assert notional == Decimal(px) * Decimal(lots) * Decimal("0.01") * Decimal("0.001")
     fee = e.fees.fee(notional, maker)
     assert fee == notional * (Decimal("0.0002") if maker else Decimal("0.0005"))
