@@ -654,7 +654,7 @@ class MatchingEngine:
         if o.client_id in self._by_client:
             raise RejectError(-4116, REJECT_MESSAGES[-4116])
         typ = _TYPES.get(o.type)
-        tif = _TIFS.get(o.tif)
+        tif = _TIFS.get(o.tif, k.TIF_GTC if typ == k.T_MARKET else None)  # a MARKET order has none
         if typ is None or tif is None:
             raise ValueError(f"place: unknown order type {o.type!r} / time in force {o.tif!r}")
         top = o.px if typ == k.T_LIMIT else self._mv[k.S_BASE] + self._mv[k.S_WIDTH]
