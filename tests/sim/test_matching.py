@@ -147,7 +147,7 @@ def test_replay_trade_through_our_price_fills_us() -> None:
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["add", "cancel", "market", "mine", "mine_cancel"]),
+        st.sampled_from(["add", "cancel", "market", "mine", "mine_cancel", "replay_level", "replay_trade"]),
         st.sampled_from([BUY, SELL]),
         st.integers(0, 6),  # distance from the touch
         st.integers(1, 120),  # lots
@@ -185,6 +185,15 @@ def _run(e: MatchingEngine, seq, on_step=None) -> dict:
             opens = e.open_orders()
             if opens:
                 e.cancel_order(opens[d % len(opens)], 6)
+        elif kind == "replay_level":
+            best = e.best_bid if side == BUY else e.best_ask
+            if best:
+                px = best - d if side == BUY else best + d
+                e.replay_level(side, px, max(0, e.others(side, px) + 60 - lots), 7)
+        elif kind == "replay_trade":
+            best = e.best_bid if side == BUY else e.best_ask
+            if best:
+                e.replay_trade(side == SELL, best - d if side == BUY else best + d, lots, 8)
         ch = e.drain()
         if ch:
             taken_by_prints += sum(p.qty for p in ch.prints)
@@ -194,9 +203,9 @@ def _run(e: MatchingEngine, seq, on_step=None) -> dict:
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops, st.sampled_from(["risk_averse", "proportional"]))
+@given(ops, st.sampled_from(sorted(QUEUES)))
 def test_queue_position_only_advances(seq, qname) -> None:
-    e = book(RiskAverseQueue() if qname == "risk_averse" else ProportionalQueue())
+    e = book(QUEUES[qname]())
     seen: dict[int, int] = {}
 
     def check(ch) -> None:
@@ -573,9 +582,11 @@ def test_engine_capacity_is_the_open_order_limit() -> None:
 def test_prices_outside_the_window_are_refused_or_counted() -> None:
     e = book()  # width 4096 around the first price (100)
     with pytest.raises(ValueError, match="outside the engine's window"):
-        e.add(BUY, 100 - 5000, 1)
-    e.replay_level(BUY, 100 - 5000, 3, 1)
-    assert e.far_levels == 1 and 100 - 5000 not in e.bids and len(e.bids) == 5
+        e.add(SELL, 100 + 5000, 1)
+    e.replay_level(SELL, 100 + 5000, 3, 1)
+    assert e.far_levels == 1 and 100 + 5000 not in e.asks and len(e.asks) == 5
+    with pytest.raises(ValueError, match="price must be > 0"):
+        e.add(BUY, -3, 1)
     with pytest.raises(ValueError, match="would cross"):
         e.add(BUY, 101, 1)
 
