@@ -9,8 +9,10 @@ ten (each array argument costs ~180 ns on this box; see docs/matching.md):
   head of our own orders' time-priority list at that price (slot+1, 0 none), and the drain
   generation in which the level was last logged as changed (so the change log lists each price
   once without clearing anything). An update is one store; deleting the best scans to the next
-  occupied slot. Untouched pages of ``np.zeros`` cost no memory. A level update outside the
-  window is dropped and counted (``S_FAR``): it is more than width/2 ticks from the first price.
+  occupied slot. Untouched pages of ``np.zeros`` cost no memory. A price outside the window is
+  an ``E_RANGE`` answer: the facade re-grids the ladder (re-centres it, or doubles its width) and
+  calls again, so the book stays exact; real books do hold such levels (the BTCUSDT capture has
+  bids at 1,000 USD and asks at 621,000 USD beside a 61,800 USD market).
 - ``mem``, int64[...]: the scalar state (``S_*``) followed by fixed-capacity tables, each a
   2-D int64 view whose columns are named by the structured dtypes below (Python sees them as
   structured arrays over the same memory): our orders (``ORDER_DTYPE``), the order events written
@@ -67,7 +69,7 @@ S_NB = 7  # occupied bid levels
 S_NA = 8
 S_LO = 9  # lowest slot ever written
 S_HI = 10
-S_FAR = 11  # level updates dropped: outside the window
+S_FAR = 11  # level updates dropped: outside even the widest window the facade allows
 S_UPDATE_ID = 12  # last update id used (one per transaction that changes the book)
 S_GAP = 13  # extra ids skipped per transaction
 S_TXN_NEW = 14  # begin() was called: the next change takes a new id
@@ -113,7 +115,7 @@ S_RCAP = 53
 S_OFF_FREE = 54
 S_OFF_LAT_E = 55
 S_OFF_LAT_R = 56
-S_BAD_ROW = 57  # run_rows: the row with an unknown kind
+S_BAD_ROW = 57  # run_rows: the row it stopped at with an error
 S_REQ_LOST = 58
 F_QUEUE_POWER = 60  # float64 slot (mem.view(float64)): PowerProbQueue's n
 S_SIZE = 64
@@ -1084,7 +1086,7 @@ def _replay_level(lad, mem, ob, s, i, lots, t):
             ob[k, O_TRADED] = 0
     if lad[s, i] != lots + own:
         _set(lad, mem, s, i, lots + own)
-    if lots > 0 and mem[S_OWN_BID + 1 - s] > 0:
+    if lots > 0 and mem[S_OWN_BID + 1 - s] > 0 and (i >= mem[S_BA] if s == 0 else i <= mem[S_BB]):
         _fill_crossed(lad, mem, ob, s, i, t)
 
 
@@ -1230,15 +1232,14 @@ def market(lad, mem, taker_side, lots, time_ns):
 
 @nb.njit(cache=True)
 def replay_level(lad, mem, side, px, lots, time_ns):
-    """A recorded diff says a level now shows `lots` of everyone else's. OK or E_RANGE (counted)."""
+    """A recorded diff says a level now shows `lots` of everyone else's. OK, or E_RANGE when a
+    non-zero level lies outside the window (nothing changed; a zero there is a no-op)."""
     ob = _orders(mem)
     _clock(lad, mem, ob, time_ns)
     _ensure_base(mem, px)
     i = _slot(mem, px)
     if i < 0:
-        if lots > 0:
-            mem[S_FAR] += 1
-        return E_RANGE
+        return E_RANGE if lots > 0 else OK
     _replay_level(lad, mem, ob, 0 if side == BUY else 1, i, lots, time_ns)
     return OK
 
@@ -1384,9 +1385,10 @@ def run_rows(lad, mem, rows, i0, i1, stop_on_event):
 
     Returns the index of the next row to apply: i1 when all were applied; earlier after a row that
     wrote an order event when `stop_on_event` (a strategy wants to react), or when half the event
-    table is used (the caller drains it); with S_BAD_ROW set and E_KIND when a row's kind is
-    unknown. The common level update (no order of ours at that price or across the book) is
-    `_set` written inline: see the module docstring."""
+    table is used (the caller drains it). Negative, with S_BAD_ROW the row: E_KIND for an unknown
+    kind, E_RANGE for a level outside the window (re-grid and resume at that row). The common
+    level update (no order of ours at that price or across the book) is `_set` written inline:
+    see the module docstring."""
     ob = _orders(mem)
     width = mem[S_WIDTH]
     half = mem[S_ECAP] // 2
@@ -1409,9 +1411,14 @@ def run_rows(lad, mem, rows, i0, i1, stop_on_event):
             i = px - mem[S_BASE]
             if i < 0 or i >= width:
                 if q > 0:
-                    mem[S_FAR] += 1
+                    mem[S_BAD_ROW] = r
+                    return E_RANGE
                 continue
-            if lad[R_HEAD + s, i] == 0 and mem[S_OWN_BID + 1 - s] == 0:
+            # no order of ours here, and none across the book it could reach (ours on the other
+            # side are inside its displayed levels, so a level short of its best reaches none)
+            if lad[R_HEAD + s, i] == 0 and (
+                mem[S_OWN_BID + 1 - s] == 0 or (i < mem[S_BA] if s == 0 else i > mem[S_BB])
+            ):
                 old = lad[s, i]
                 if old != q:
                     # == _set(lad, mem, s, i, q), inline

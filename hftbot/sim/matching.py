@@ -212,11 +212,15 @@ class _Side(Mapping):
     __slots__ = ("_lad", "_mv", "_n_slot", "_row", "_s")
 
     def __init__(self, lad: np.ndarray, mv: memoryview, s: int) -> None:
-        self._lad = lad
-        self._row = memoryview(lad[s])
         self._mv = mv
         self._s = s
         self._n_slot = k.S_NB + s
+        self._bind(lad)
+
+    def _bind(self, lad: np.ndarray) -> None:
+        """Follow the engine's ladder (it is replaced when the window is re-gridded)."""
+        self._lad = lad
+        self._row = memoryview(lad[self._s])
 
     def __getitem__(self, px: int) -> int:
         i = px - self._mv[k.S_BASE]
@@ -281,6 +285,7 @@ class MatchingEngine:
         prints: int = 1 << 16,
         log_levels: bool = True,
         seed: int = 0,
+        max_width: int = 1 << 25,
     ) -> None:
         if width < 16 or capacity < 1 or prints < 1:
             raise ValueError(
@@ -366,6 +371,8 @@ class MatchingEngine:
         self._fee_unit = self._notional_unit / RATE_SCALE
         self._max_notional_e8 = max(abs(self.fees.maker_e8), abs(self.fees.taker_e8), 1)
         self._depth_out = np.zeros((64, 2), dtype=np.int64)
+        self.max_width = max(width, max_width)
+        self.regrids = 0  # times the ladder window was re-centred or widened
 
     # -- state --------------------------------------------------------------------------------
 
@@ -543,6 +550,8 @@ class MatchingEngine:
     def add(self, side: int, px: int, lots: int) -> None:
         """Someone else's limit order joins the back of a level (must not cross)."""
         r = k.call(self.lad, self.mem, k.OP_ADD, side, px, lots, 0, 0, 0, 0, 0)
+        if r == k.E_RANGE and self.regrid(px):
+            r = k.call(self.lad, self.mem, k.OP_ADD, side, px, lots, 0, 0, 0, 0, 0)
         if r:
             self._raise_book(r, side, px, "add")
         self.best_bid = self._mv[k.S_BID_PX]
@@ -566,11 +575,16 @@ class MatchingEngine:
 
         A decrease net of the trades `replay_trade` already applied at the level is an anonymous
         cancel (the queue model splits it); an increase joins behind us; a level that reaches our
-        orders on the other side fills them. A price outside the ladder window is counted in
-        `far_levels` and dropped.
+        orders on the other side fills them. A price outside the ladder window re-grids it; past
+        the widest window it is counted in `far_levels` and dropped.
         """
         t = self.now_ns if time_ns is None else time_ns
-        k.call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
+        r = k.call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
+        if r == k.E_RANGE:
+            if self.regrid(px):
+                k.call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
+            else:
+                self._mv[k.S_FAR] += 1
         self._after()
 
     def replay_trade(self, taker_buy: bool, px: int, lots: int, time_ns: int) -> None:
@@ -606,14 +620,86 @@ class MatchingEngine:
         stop = len(rows) if stop is None else stop
         i = start
         while i < stop:
-            i = k.run_rows(self.lad, self.mem, words, i, stop, int(stop_on_event))
-            if i < 0:
+            r = k.run_rows(self.lad, self.mem, words, i, stop, int(stop_on_event))
+            if r == k.E_RANGE:  # a level outside the window: widen it and resume at that row
+                i = self._mv[k.S_BAD_ROW]
+                if not self.regrid(int(words[i, k.M_PX])):
+                    self._mv[k.S_FAR] += 1
+                    i += 1
+                self._after()
+                continue
+            if r < 0:
                 bad = self._mv[k.S_BAD_ROW]
                 raise ValueError(f"matching engine: row {bad} has unknown kind {int(rows['kind'][bad])}")
+            i = r
             self._after()
             if stop_on_event:
                 break
         return i
+
+    def _fits(self, px: int) -> bool:
+        mv = self._mv
+        return not mv[k.S_INIT] or 0 <= px - mv[k.S_BASE] < mv[k.S_WIDTH]
+
+    def fit(self, lo_px: int, hi_px: int) -> bool:
+        """Size the ladder window for prices lo_px..hi_px up front (a replay knows its range), so
+        that the replay never stops to re-grid. False when the range exceeds `max_width`."""
+        if lo_px > hi_px:
+            raise ValueError(f"fit: lo_px {lo_px} > hi_px {hi_px}")
+        mv = self._mv
+        if not mv[k.S_INIT]:
+            mv[k.S_BASE] = lo_px
+            mv[k.S_INIT] = 1
+        return self.regrid(lo_px, hi_px, margin=1.125)
+
+    def regrid(self, px: int, px2: int | None = None, margin: float = 2.0) -> bool:
+        """Re-centre (or widen, doubling) the ladder so that `px` (and `px2`) and every occupied
+        level fit, with `margin` times the span when it must widen.
+
+        False when that needs more than `max_width` slots (the caller then refuses or drops the
+        level). Copies only the occupied slots, so untouched pages stay unallocated.
+        """
+        mv = self._mv
+        if not mv[k.S_INIT]:
+            return True
+        base, width = mv[k.S_BASE], mv[k.S_WIDTH]
+        lo, hi = mv[k.S_LO], mv[k.S_HI]
+        lo_px, hi_px = min(px, px if px2 is None else px2), max(px, px if px2 is None else px2)
+        if hi >= lo:
+            lo_px, hi_px = min(lo_px, base + lo), max(hi_px, base + hi)
+        for o in self._open.values():  # orders still on their way must fit too
+            if o.px > 0:
+                lo_px, hi_px = min(lo_px, o.px), max(hi_px, o.px)
+        need = hi_px - lo_px + 1
+        if base <= lo_px and hi_px < base + width:
+            return True
+        new_width = width
+        while new_width < margin * need:
+            new_width *= 2
+        if new_width > self.max_width:
+            if need > self.max_width:
+                return False
+            new_width = self.max_width
+        new_base = (lo_px + hi_px) // 2 - new_width // 2
+        new = np.zeros((k.LAD_ROWS, new_width), dtype=np.int64)
+        shift = base - new_base
+        if hi >= lo:
+            for row in range(k.LAD_ROWS):
+                seg = self.lad[row, lo : hi + 1]
+                nz = np.flatnonzero(seg)
+                new[row, nz + lo + shift] = seg[nz]
+            mv[k.S_LO], mv[k.S_HI] = lo + shift, hi + shift
+        else:
+            mv[k.S_LO], mv[k.S_HI] = new_width, -1
+        bb, ba = mv[k.S_BB], mv[k.S_BA]
+        mv[k.S_BB] = bb + shift if bb >= 0 else -1
+        mv[k.S_BA] = ba + shift if ba < width else new_width
+        mv[k.S_BASE], mv[k.S_WIDTH] = new_base, new_width
+        self.lad = new
+        self.bids._bind(new)
+        self.asks._bind(new)
+        self.regrids += 1
+        return True
 
     def _raise_book(self, r: int, side: int, px: int, what: str) -> None:
         if r == k.E_CROSS:
@@ -657,6 +743,8 @@ class MatchingEngine:
         tif = _TIFS.get(o.tif, k.TIF_GTC if typ == k.T_MARKET else None)  # a MARKET order has none
         if typ is None or tif is None:
             raise ValueError(f"place: unknown order type {o.type!r} / time in force {o.tif!r}")
+        if typ == k.T_LIMIT and o.px > 0 and not self._fits(o.px):
+            self.regrid(o.px)  # when it cannot, the kernel's E_RANGE names the window
         top = o.px if typ == k.T_LIMIT else self._mv[k.S_BASE] + self._mv[k.S_WIDTH]
         if o.qty * max(top, 1) > k.INT63 // self._max_notional_e8:
             raise ValueError(f"place: {o.qty} lots at {top} ticks overflows the exact fee arithmetic")
@@ -711,6 +799,8 @@ class MatchingEngine:
             raise RejectError(-2013, REJECT_MESSAGES[-2013])
         if o.type != "LIMIT":
             raise RejectError(-4127, REJECT_MESSAGES[-4127])
+        if px > 0 and not self._fits(px):
+            self.regrid(px)
         r = k.call(self.lad, self.mem, k.OP_MODIFY, slot, o.order_id, px, qty, time_ns, 0, 0, 0)
         if r < 0:
             self._after()

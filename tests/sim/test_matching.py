@@ -579,12 +579,8 @@ def test_engine_capacity_is_the_open_order_limit() -> None:
     assert err.value.code == -2025 and len(e.open_orders()) == 2
 
 
-def test_prices_outside_the_window_are_refused_or_counted() -> None:
-    e = book()  # width 4096 around the first price (100)
-    with pytest.raises(ValueError, match="outside the engine's window"):
-        e.add(SELL, 100 + 5000, 1)
-    e.replay_level(SELL, 100 + 5000, 3, 1)
-    assert e.far_levels == 1 and 100 + 5000 not in e.asks and len(e.asks) == 5
+def test_bad_prices_are_refused() -> None:
+    e = book()
     with pytest.raises(ValueError, match="price must be > 0"):
         e.add(BUY, -3, 1)
     with pytest.raises(ValueError, match="would cross"):
@@ -699,3 +695,25 @@ def test_book_matches_a_plain_dict_model(seq) -> None:
         assert (e.best_bid, e.best_ask) == (m.best(BUY), m.best(SELL))
         if ch is not None:
             assert ch.first_update_id <= ch.last_update_id == e.update_id
+
+
+def test_far_levels_regrid_the_ladder_and_keep_the_book_exact() -> None:
+    e = book()  # width 4096 around 100
+    o = order(e, SELL, 103, 4)
+    e.begin()
+    e.add(SELL, 100 + 5000, 7)  # outside: re-centred
+    e.replay_level(BUY, 3, 11, 1)  # far below
+    e.replay_level(SELL, 100 + 60_000, 2, 2)  # needs a wider ladder
+    assert e.regrids >= 2 and e.far_levels == 0
+    assert e.asks[5100] == 7 and e.bids[3] == 11 and e.asks[60_100] == 2
+    assert (e.best_bid, e.best_ask) == (100, 101) and o.others_ahead == 50 and e.level(SELL, 103) == 54
+    assert e.depth(BUY, 7)[-2:] == [(96, 50), (3, 11)]
+    e.begin()
+    e.market(BUY, 160, 3)  # 101, 102, then 50 ahead of us at 103 and our 4
+    assert o.status == FILLED
+    tight = MatchingEngine(width=1 << 12, max_width=1 << 13)
+    tight.add(BUY, 5000, 1)
+    tight.replay_level(SELL, 5000 + 20_000, 1, 1)  # more than the widest window allows: dropped, counted
+    assert tight.far_levels == 1 and len(tight.asks) == 0
+    with pytest.raises(ValueError, match="outside the engine's window"):
+        tight.add(SELL, 5000 + 20_000, 1)
