@@ -4,8 +4,8 @@ Layout. Two arrays hold everything, so a call from Python pays the dispatcher fo
 ten (each array argument costs ~180 ns on this box; see docs/matching.md):
 
 - ``lad``, int64[LAD_ROWS, width]: a tick-indexed ladder per side, as in `hftbot.feed.book`. Slot
-  ``i`` is the price ``base + i`` (``base`` set from the first price seen, the window centred on
-  it; default width 2**20: ±524k ticks). Rows: displayed lots (everyone's, ours included), the
+  ``i`` is the price ``base + i``; the window (default width 2**20: ±524k ticks around
+  ``center_px``) is the facade's to set and to move. Rows: displayed lots (everyone's, ours included), the
   head of our own orders' time-priority list at that price (slot+1, 0 none), and the drain
   generation in which the level was last logged as changed (so the change log lists each price
   once without clearing anything). An update is one store; deleting the best scans to the next
@@ -60,7 +60,7 @@ DEFAULT_WIDTH = 1 << 20
 # -- state slots (mem[0:S_SIZE]) ---------------------------------------------------------------
 S_WIDTH = 0
 S_BASE = 1  # price (ticks) of ladder slot 0
-S_INIT = 2  # 1 once the base is set
+S_SPARE = 2  # (unused)
 S_BB = 3  # best bid slot, -1 none
 S_BA = 4  # best ask slot, width none
 S_BID_PX = 5  # best bid ticks, 0 none (what Python reads)
@@ -117,6 +117,8 @@ S_OFF_LAT_E = 55
 S_OFF_LAT_R = 56
 S_BAD_ROW = 57  # run_rows: the row it stopped at with an error
 S_REQ_LOST = 58
+S_DRAINED = 59  # the facade drained the logs: the next change empties them first
+S_LOST = 61  # S_LOG_LOST + S_PRINT_LOST (one slot for the facade to check per drain)
 F_QUEUE_POWER = 60  # float64 slot (mem.view(float64)): PowerProbQueue's n
 S_SIZE = 64
 
@@ -388,18 +390,17 @@ def _resp_delay(mem):
 
 @nb.njit(cache=True)
 def _touch(mem):
+    """Before any change: empty the logs a drain has taken; take a new update id per transaction."""
+    if mem[S_DRAINED]:
+        mem[S_DRAINED] = 0
+        mem[S_NLOG] = 0
+        mem[S_NPRINT] = 0
+        mem[S_GEN] += 1
     if mem[S_TXN_NEW]:
         mem[S_TXN_NEW] = 0
         mem[S_UPDATE_ID] += 1 + mem[S_GAP]
         if mem[S_FIRST_PENDING] == 0:
             mem[S_FIRST_PENDING] = mem[S_UPDATE_ID]
-
-
-@nb.njit(cache=True)
-def _ensure_base(mem, px):
-    if mem[S_INIT] == 0:
-        mem[S_BASE] = px - mem[S_WIDTH] // 2
-        mem[S_INIT] = 1
 
 
 @nb.njit(cache=True)
@@ -450,6 +451,7 @@ def _log_level(lad, mem, s, i):
     n = mem[S_NLOG]
     if n >= mem[S_LCAP]:
         mem[S_LOG_LOST] += 1
+        mem[S_LOST] += 1
         return
     o = mem[S_OFF_LOG] + n * LF
     mem[o + L_SIDE] = BUY if s == 0 else SELL
@@ -658,6 +660,7 @@ def _print(mem, px, qty, taker_buy, first_id, last_id, t):
     n = mem[S_NPRINT]
     if n >= mem[S_PCAP]:
         mem[S_PRINT_LOST] += 1
+        mem[S_LOST] += 1
         return
     p = mem[S_OFF_PR] + n * PF
     mem[p + P_PX] = px
@@ -853,7 +856,6 @@ def _do_place(lad, mem, ob, k, t):
     px = ob[k, O_PX]
     crosses = False
     if typ == T_LIMIT:
-        _ensure_base(mem, px)
         if _slot(mem, px) < 0:
             return E_RANGE
         crosses = _crosses(mem, side, px)
@@ -1185,7 +1187,6 @@ def add(lad, mem, side, px, lots):
         return E_PRICE
     if _crosses(mem, side, px):
         return E_CROSS
-    _ensure_base(mem, px)
     i = _slot(mem, px)
     if i < 0:
         return E_RANGE
@@ -1197,7 +1198,7 @@ def add(lad, mem, side, px, lots):
 @nb.njit(cache=True)
 def cancel(lad, mem, side, px, lots):
     """Someone else cancels up to `lots` at a level; returns the lots actually removed."""
-    i = _slot(mem, px) if mem[S_INIT] else np.int64(-1)
+    i = _slot(mem, px)
     if i < 0:
         return np.int64(0)
     s = 0 if side == BUY else 1
@@ -1236,7 +1237,6 @@ def replay_level(lad, mem, side, px, lots, time_ns):
     non-zero level lies outside the window (nothing changed; a zero there is a no-op)."""
     ob = _orders(mem)
     _clock(lad, mem, ob, time_ns)
-    _ensure_base(mem, px)
     i = _slot(mem, px)
     if i < 0:
         return E_RANGE if lots > 0 else OK
@@ -1339,7 +1339,7 @@ def modify_order(lad, mem, slot, order_id, px, qty, time_ns):
 
 @nb.njit(cache=True)
 def own_lots(lad, mem, side, px):
-    i = _slot(mem, px) if mem[S_INIT] else np.int64(-1)
+    i = _slot(mem, px)
     if i < 0:
         return np.int64(0)
     return _own_lots(lad, _orders(mem), 0 if side == BUY else 1, i)
@@ -1405,9 +1405,6 @@ def run_rows(lad, mem, rows, i0, i1, stop_on_event):
             s = 0 if rows[r, M_SIDE] == BUY else 1
             px = rows[r, M_PX]
             q = rows[r, M_QTY]
-            if mem[S_INIT] == 0:
-                mem[S_BASE] = px - width // 2
-                mem[S_INIT] = 1
             i = px - mem[S_BASE]
             if i < 0 or i >= width:
                 if q > 0:
@@ -1422,7 +1419,7 @@ def run_rows(lad, mem, rows, i0, i1, stop_on_event):
                 old = lad[s, i]
                 if old != q:
                     # == _set(lad, mem, s, i, q), inline
-                    if mem[S_TXN_NEW]:
+                    if mem[S_TXN_NEW] or mem[S_DRAINED]:
                         _touch(mem)
                     lad[s, i] = q
                     if q > 0 and old == 0:

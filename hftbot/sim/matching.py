@@ -24,11 +24,13 @@ Pure logic: no I/O, no clocks (times are passed in), no global random state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 
 import numpy as np
+from numba import types as nbt
 
 from hftbot.sim import kernels as k
 from hftbot.sim.models import (  # noqa: F401  (re-exported: the venue, server and process import them here)
@@ -94,6 +96,43 @@ _TABLE_SLOTS = {
 }
 _TYPES = {"LIMIT": k.T_LIMIT, "MARKET": k.T_MARKET}
 _TIFS = {"GTC": k.TIF_GTC, "IOC": k.TIF_IOC, "FOK": k.TIF_FOK, "GTX": k.TIF_GTX}
+
+# the simulator calls the methods below a few times per market event: module-level names (one
+# lookup, not two) and the kernels the market model needs as direct entries (~150 ns less than
+# `kernels.call`); see docs/matching.md for what each costs
+_S_BASE = k.S_BASE
+_S_BID_PX = k.S_BID_PX
+_S_ASK_PX = k.S_ASK_PX
+_S_TXN_NEW = k.S_TXN_NEW
+_S_FIRST_PENDING = k.S_FIRST_PENDING
+_S_UPDATE_ID = k.S_UPDATE_ID
+_S_NLOG = k.S_NLOG
+_S_NPRINT = k.S_NPRINT
+_S_LOST = k.S_LOST
+_S_DRAINED = k.S_DRAINED
+_S_NEV = k.S_NEV
+
+
+@cache
+def _entries() -> dict[str, Callable[..., int]]:
+    """The compiled functions behind the kernels' dispatchers, for the facade to call directly.
+
+    A call through a numba dispatcher first resolves the type of every argument (~450 ns here for
+    two arrays and a few ints); the compiled overload's entry point skips that (~250 ns). The
+    facade always passes its own C-contiguous int64 arrays and Python ints, which is exactly the
+    signature compiled here. Compiled, or loaded from numba's cache, on the first engine built.
+    """
+    lad, mem, i = nbt.Array(nbt.int64, 2, "C"), nbt.Array(nbt.int64, 1, "C"), nbt.int64
+    sigs = {
+        "add": (k.add, (lad, mem, i, i, i)),
+        "cancel": (k.cancel, (lad, mem, i, i, i)),
+        "market": (k.market, (lad, mem, i, i, i)),
+        "call": (k.call, (lad, mem) + (i,) * 9),
+        "depth": (k.depth, (lad, mem, i, i, lad)),
+        "run_rows": (k.run_rows, (lad, mem, lad, i, i, i)),
+    }
+    return {name: disp.compile(sig) for name, (disp, sig) in sigs.items()}
+
 
 # Binance's wording of the refusals the engine itself makes
 REJECT_MESSAGES = {
@@ -163,7 +202,7 @@ class Order:
         return eng.queue_ahead(self) if eng is not None and self.is_open else 0
 
 
-@dataclass
+@dataclass(slots=True)
 class OrderEvent:
     """Something that happened to one of our orders (becomes ORDER_TRADE_UPDATE)."""
 
@@ -181,7 +220,7 @@ class OrderEvent:
     resp_ns: int = 0  # when the response reaches us (time_ns + response latency)
 
 
-@dataclass
+@dataclass(slots=True)
 class Print:
     """One aggregated trade: one taker order against one price level."""
 
@@ -193,7 +232,7 @@ class Print:
     time_ns: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Changes:
     """What one drain of the change log holds."""
 
@@ -209,7 +248,7 @@ class _Side(Mapping):
     """One side of the book as a read-only mapping px -> displayed lots (the market model and the
     publishers read it like the dict it used to be)."""
 
-    __slots__ = ("_lad", "_mv", "_n_slot", "_row", "_s")
+    __slots__ = ("_base", "_lad", "_mv", "_n_slot", "_row", "_s")
 
     def __init__(self, lad: np.ndarray, mv: memoryview, s: int) -> None:
         self._mv = mv
@@ -218,29 +257,43 @@ class _Side(Mapping):
         self._bind(lad)
 
     def _bind(self, lad: np.ndarray) -> None:
-        """Follow the engine's ladder (it is replaced when the window is re-gridded)."""
+        """Follow the engine's ladder and window (both change when it is re-gridded)."""
         self._lad = lad
         self._row = memoryview(lad[self._s])
+        self._base = self._mv[_S_BASE]
 
+    # the row's memoryview bounds the index (IndexError past the window); a negative index would
+    # wrap around, so it is checked first
     def __getitem__(self, px: int) -> int:
-        i = px - self._mv[k.S_BASE]
-        if 0 <= i < self._mv[k.S_WIDTH]:
-            q = self._row[i]
+        i = px - self._base
+        if i >= 0:
+            try:
+                q = self._row[i]
+            except IndexError:
+                raise KeyError(px) from None
             if q:
                 return q
         raise KeyError(px)
 
     def get(self, px: int, default: int | None = None) -> int | None:  # type: ignore[override]
-        i = px - self._mv[k.S_BASE]
-        if 0 <= i < self._mv[k.S_WIDTH]:
-            q = self._row[i]
+        i = px - self._base
+        if i >= 0:
+            try:
+                q = self._row[i]
+            except IndexError:
+                return default
             if q:
                 return q
         return default
 
     def __contains__(self, px: object) -> bool:
-        i = px - self._mv[k.S_BASE]  # type: ignore[operator]
-        return 0 <= i < self._mv[k.S_WIDTH] and self._row[i] != 0
+        i = px - self._base  # type: ignore[operator]
+        if i < 0:
+            return False
+        try:
+            return self._row[i] != 0
+        except IndexError:
+            return False
 
     def __len__(self) -> int:
         return self._mv[self._n_slot]
@@ -252,11 +305,11 @@ class _Side(Mapping):
         return np.flatnonzero(self._lad[self._s, lo : hi + 1]) + lo
 
     def __iter__(self) -> Iterator[int]:
-        return iter((self._occupied() + self._mv[k.S_BASE]).tolist())
+        return iter((self._occupied() + self._base).tolist())
 
     def items(self) -> list[tuple[int, int]]:  # type: ignore[override]
         idx = self._occupied()
-        return list(zip((idx + self._mv[k.S_BASE]).tolist(), self._lad[self._s, idx].tolist(), strict=True))
+        return list(zip((idx + self._base).tolist(), self._lad[self._s, idx].tolist(), strict=True))
 
     def values(self) -> list[int]:  # type: ignore[override]
         return self._lad[self._s, self._occupied()].tolist()
@@ -265,8 +318,9 @@ class _Side(Mapping):
 class MatchingEngine:
     """One symbol's book with our orders queued inside it (numba kernels over arrays inside).
 
-    tick, lot: the instrument's steps (floats; exact decimals via repr). width: ladder slots
-    (prices within ±width/2 ticks of the first one). capacity: our orders held at once (open or
+    tick, lot: the instrument's steps (floats; exact decimals via repr). width, center_px: the
+    ladder window, prices center_px ± width/2 ticks; a price outside it re-grids the ladder
+    (`regrid`: re-centred, or doubled up to max_width slots). capacity: our orders held at once (open or
     waiting under entry latency). log_levels: keep the changed-price log for publishers (a
     backtest can switch it off). seed: the engine's random stream (latency draws).
     """
@@ -286,6 +340,7 @@ class MatchingEngine:
         log_levels: bool = True,
         seed: int = 0,
         max_width: int = 1 << 25,
+        center_px: int = 0,
     ) -> None:
         if width < 16 or capacity < 1 or prints < 1:
             raise ValueError(
@@ -321,6 +376,7 @@ class MatchingEngine:
         self.lad = np.zeros((k.LAD_ROWS, width), dtype=np.int64)  # untouched pages cost no memory
         self.mem = mem
         mem[k.S_WIDTH] = width
+        mem[k.S_BASE] = center_px - width // 2
         mem[k.S_BB] = -1
         mem[k.S_BA] = width
         mem[k.S_LO] = width
@@ -353,8 +409,9 @@ class MatchingEngine:
         self.order_table = mem[offs["ord"] : offs["ord"] + capacity * k.OF].view(k.ORDER_DTYPE)
         self.event_table = mem[offs["ev"] : offs["ev"] + ecap * k.EF].view(k.EVENT_DTYPE)
         self._ev2d = mem[offs["ev"] : offs["ev"] + ecap * k.EF].reshape(ecap, k.EF)
-        self._pr2d = mem[offs["pr"] : offs["pr"] + prints * k.PF].reshape(prints, k.PF)
-        self._log2d = mem[offs["log"] : offs["log"] + lcap * k.LF].reshape(lcap, k.LF)
+        self._log_mv = memoryview(mem[offs["log"] : offs["log"] + lcap * k.LF])
+        self._log_off = offs["log"]
+        self._pr_mv = memoryview(mem[offs["pr"] : offs["pr"] + prints * k.PF])
         self._mv = memoryview(mem)
         self._ord_mv = memoryview(mem[offs["ord"] : offs["ord"] + capacity * k.OF])
         self.bids = _Side(self.lad, self._mv, 0)
@@ -371,6 +428,9 @@ class MatchingEngine:
         self._fee_unit = self._notional_unit / RATE_SCALE
         self._max_notional_e8 = max(abs(self.fees.maker_e8), abs(self.fees.taker_e8), 1)
         self._depth_out = np.zeros((64, 2), dtype=np.int64)
+        entries = _entries()
+        self._add, self._cancel, self._market = entries["add"], entries["cancel"], entries["market"]
+        self._call, self._depth, self._run_rows = entries["call"], entries["depth"], entries["run_rows"]
         self.max_width = max(width, max_width)
         self.regrids = 0  # times the ladder window was re-centred or widened
 
@@ -411,9 +471,9 @@ class MatchingEngine:
     def _after(self) -> None:
         """After every kernel call: the cached best prices, then our orders from the new events."""
         mv = self._mv
-        self.best_bid = mv[k.S_BID_PX]
-        self.best_ask = mv[k.S_ASK_PX]
-        if mv[k.S_NEV]:
+        self.best_bid = mv[_S_BID_PX]
+        self.best_ask = mv[_S_ASK_PX]
+        if mv[_S_NEV]:
             self._sync()
 
     def _sync(self) -> None:
@@ -471,35 +531,46 @@ class MatchingEngine:
         The id is taken at the first change, so a transaction that changes nothing (a rejected
         order, a cancel of an empty level) uses none: every id a snapshot can report is in a diff.
         """
-        self._mv[k.S_TXN_NEW] = 1
+        self._mv[_S_TXN_NEW] = 1
 
     def drain(self) -> Changes | None:
         """Take the changes since the last drain (None when nothing happened)."""
         mv = self._mv
-        if not mv[k.S_FIRST_PENDING]:
+        first = mv[_S_FIRST_PENDING]
+        if not first:
             if self._events:  # order events with no book change
                 ev, self._events = self._events, []
                 return Changes(0, 0, [], [], [], ev)
             return None
-        if mv[k.S_LOG_LOST] or mv[k.S_PRINT_LOST]:
+        if mv[_S_LOST]:
             raise RuntimeError(
                 f"matching engine: change log overflow ({mv[k.S_LOG_LOST]} levels, "
                 f"{mv[k.S_PRINT_LOST]} prints lost): drain more often"
             )
-        bids: list[int] = []
-        asks: list[int] = []
-        nlog = mv[k.S_NLOG]
-        if nlog:
-            for side, px in self._log2d[:nlog].tolist():
-                (bids if side == BUY else asks).append(px)
-        prints = [
-            Print(p[0], p[1], bool(p[2]), p[3], p[4], p[5]) for p in self._pr2d[: mv[k.S_NPRINT]].tolist()
-        ]
-        ch = Changes(mv[k.S_FIRST_PENDING], mv[k.S_UPDATE_ID], bids, asks, prints, self._events)
-        mv[k.S_FIRST_PENDING] = 0
-        mv[k.S_NLOG] = 0
-        mv[k.S_NPRINT] = 0
-        mv[k.S_GEN] += 1
+        nlog = mv[_S_NLOG]
+        if nlog == 1:  # the usual transaction: one level (read in place, no slice)
+            o = self._log_off
+            if mv[o] == BUY:
+                bids, asks = [mv[o + 1]], []
+            else:
+                bids, asks = [], [mv[o + 1]]
+        else:
+            bids, asks = [], []
+            if nlog:
+                flat = self._log_mv[: 2 * nlog].tolist()  # (side, px) pairs
+                for j in range(0, 2 * nlog, 2):
+                    (bids if flat[j] == BUY else asks).append(flat[j + 1])
+        prints: list[Print] = []
+        npr = mv[_S_NPRINT]
+        if npr:
+            flat = self._pr_mv[: k.PF * npr].tolist()
+            for j in range(0, k.PF * npr, k.PF):
+                prints.append(
+                    Print(flat[j], flat[j + 1], bool(flat[j + 2]), flat[j + 3], flat[j + 4], flat[j + 5])
+                )
+        ch = Changes(first, mv[_S_UPDATE_ID], bids, asks, prints, self._events)
+        mv[_S_FIRST_PENDING] = 0
+        mv[_S_DRAINED] = 1  # the kernels empty the logs at the next change
         self._events = []
         return ch
 
@@ -510,7 +581,7 @@ class MatchingEngine:
         return (self.bids if side == BUY else self.asks).get(px, 0)
 
     def own_lots(self, side: int, px: int) -> int:
-        return k.call(self.lad, self.mem, k.OP_OWN_LOTS, side, px, 0, 0, 0, 0, 0, 0)
+        return self._call(self.lad, self.mem, k.OP_OWN_LOTS, side, px, 0, 0, 0, 0, 0, 0)
 
     def others(self, side: int, px: int) -> int:
         """Everyone else's lots at a level."""
@@ -523,7 +594,7 @@ class MatchingEngine:
             return []
         if n > len(self._depth_out):
             self._depth_out = np.zeros((max(n, 2 * len(self._depth_out)), 2), dtype=np.int64)
-        m = k.depth(self.lad, self.mem, side, n, self._depth_out)
+        m = self._depth(self.lad, self.mem, side, n, self._depth_out)
         return [(p, q) for p, q in self._depth_out[:m].tolist()]
 
     def crosses(self, side: int, px: int) -> bool:
@@ -533,7 +604,7 @@ class MatchingEngine:
 
     def available(self, taker_side: int, limit_px: int) -> int:
         """Lots a taker could fill up to `limit_px` (0: no limit), our own resting orders excluded."""
-        return k.call(self.lad, self.mem, k.OP_AVAILABLE, taker_side, limit_px, 0, 0, 0, 0, 0, 0)
+        return self._call(self.lad, self.mem, k.OP_AVAILABLE, taker_side, limit_px, 0, 0, 0, 0, 0, 0)
 
     def notional(self, px: int, lots: int) -> Decimal:
         """Exact quote notional of `lots` at `px`."""
@@ -549,24 +620,27 @@ class MatchingEngine:
 
     def add(self, side: int, px: int, lots: int) -> None:
         """Someone else's limit order joins the back of a level (must not cross)."""
-        r = k.call(self.lad, self.mem, k.OP_ADD, side, px, lots, 0, 0, 0, 0, 0)
-        if r == k.E_RANGE and self.regrid(px):
-            r = k.call(self.lad, self.mem, k.OP_ADD, side, px, lots, 0, 0, 0, 0, 0)
+        r = self._add(self.lad, self.mem, side, px, lots)
         if r:
-            self._raise_book(r, side, px, "add")
-        self.best_bid = self._mv[k.S_BID_PX]
-        self.best_ask = self._mv[k.S_ASK_PX]
+            if r == k.E_RANGE and self.regrid(px):
+                r = self._add(self.lad, self.mem, side, px, lots)
+            if r:
+                self._raise_book(r, side, px, "add")
+        mv = self._mv
+        self.best_bid = mv[_S_BID_PX]
+        self.best_ask = mv[_S_ASK_PX]
 
     def cancel(self, side: int, px: int, lots: int) -> int:
         """Someone else cancels up to `lots` at a level; returns the lots actually removed."""
-        c = k.call(self.lad, self.mem, k.OP_CANCEL, side, px, lots, 0, 0, 0, 0, 0)
-        self.best_bid = self._mv[k.S_BID_PX]
-        self.best_ask = self._mv[k.S_ASK_PX]
+        c = self._cancel(self.lad, self.mem, side, px, lots)
+        mv = self._mv
+        self.best_bid = mv[_S_BID_PX]
+        self.best_ask = mv[_S_ASK_PX]
         return c
 
     def market(self, taker_side: int, lots: int, time_ns: int) -> int:
         """Someone else's market order sweeps the book; returns the lots filled."""
-        done = k.call(self.lad, self.mem, k.OP_MARKET, taker_side, lots, time_ns, 0, 0, 0, 0, 0)
+        done = self._market(self.lad, self.mem, taker_side, lots, time_ns)
         self._after()
         return done
 
@@ -579,10 +653,10 @@ class MatchingEngine:
         the widest window it is counted in `far_levels` and dropped.
         """
         t = self.now_ns if time_ns is None else time_ns
-        r = k.call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
+        r = self._call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
         if r == k.E_RANGE:
             if self.regrid(px):
-                k.call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
+                self._call(self.lad, self.mem, k.OP_REPLAY_LEVEL, side, px, lots, t, 0, 0, 0, 0)
             else:
                 self._mv[k.S_FAR] += 1
         self._after()
@@ -592,7 +666,7 @@ class MatchingEngine:
 
         A trade through our price fills us fully; a trade at our price first eats what is ahead.
         """
-        k.call(
+        self._call(
             self.lad, self.mem, k.OP_REPLAY_TRADE, BUY if taker_buy else SELL, px, lots, time_ns, 0, 0, 0, 0
         )
         self._after()
@@ -601,12 +675,12 @@ class MatchingEngine:
         """Replay: everyone else's levels are cleared (a snapshot follows); our orders stay and go
         to the back of their level at its next update (their queue place is unknown)."""
         t = self.now_ns if time_ns is None else time_ns
-        k.call(self.lad, self.mem, k.OP_CLEAR, t, 0, 0, 0, 0, 0, 0, 0)
+        self._call(self.lad, self.mem, k.OP_CLEAR, t, 0, 0, 0, 0, 0, 0, 0)
         self._after()
 
     def advance(self, now_ns: int) -> None:
         """The engine's clock reaches `now_ns`: requests due by then take effect."""
-        k.call(self.lad, self.mem, k.OP_ADVANCE, now_ns, 0, 0, 0, 0, 0, 0, 0)
+        self._call(self.lad, self.mem, k.OP_ADVANCE, now_ns, 0, 0, 0, 0, 0, 0, 0)
         self._after()
 
     def run(
@@ -616,11 +690,11 @@ class MatchingEngine:
         `kernels.run_rows`: it stops early after an order event when asked, or to drain events)."""
         if rows.dtype != k.MARKET_EVENT_DTYPE:
             raise ValueError(f"matching engine: rows must be kernels.MARKET_EVENT_DTYPE, got {rows.dtype}")
-        words = rows.view(np.int64).reshape(len(rows), k.MEF)
+        words = np.ascontiguousarray(rows).view(np.int64).reshape(len(rows), k.MEF)
         stop = len(rows) if stop is None else stop
         i = start
         while i < stop:
-            r = k.run_rows(self.lad, self.mem, words, i, stop, int(stop_on_event))
+            r = self._run_rows(self.lad, self.mem, words, i, stop, int(stop_on_event))
             if r == k.E_RANGE:  # a level outside the window: widen it and resume at that row
                 i = self._mv[k.S_BAD_ROW]
                 if not self.regrid(int(words[i, k.M_PX])):
@@ -639,29 +713,24 @@ class MatchingEngine:
 
     def _fits(self, px: int) -> bool:
         mv = self._mv
-        return not mv[k.S_INIT] or 0 <= px - mv[k.S_BASE] < mv[k.S_WIDTH]
+        return 0 <= px - mv[k.S_BASE] < mv[k.S_WIDTH]
 
     def fit(self, lo_px: int, hi_px: int) -> bool:
         """Size the ladder window for prices lo_px..hi_px up front (a replay knows its range), so
         that the replay never stops to re-grid. False when the range exceeds `max_width`."""
         if lo_px > hi_px:
             raise ValueError(f"fit: lo_px {lo_px} > hi_px {hi_px}")
-        mv = self._mv
-        if not mv[k.S_INIT]:
-            mv[k.S_BASE] = lo_px
-            mv[k.S_INIT] = 1
-        return self.regrid(lo_px, hi_px, margin=1.125)
+        return self.regrid(lo_px, hi_px, margin=1.125, recentre=self._mv[k.S_HI] < self._mv[k.S_LO])
 
-    def regrid(self, px: int, px2: int | None = None, margin: float = 2.0) -> bool:
+    def regrid(self, px: int, px2: int | None = None, margin: float = 2.0, recentre: bool = False) -> bool:
         """Re-centre (or widen, doubling) the ladder so that `px` (and `px2`) and every occupied
-        level fit, with `margin` times the span when it must widen.
+        level fit, with `margin` times the span when it must widen (`recentre`: even when they
+        fit already).
 
         False when that needs more than `max_width` slots (the caller then refuses or drops the
         level). Copies only the occupied slots, so untouched pages stay unallocated.
         """
         mv = self._mv
-        if not mv[k.S_INIT]:
-            return True
         base, width = mv[k.S_BASE], mv[k.S_WIDTH]
         lo, hi = mv[k.S_LO], mv[k.S_HI]
         lo_px, hi_px = min(px, px if px2 is None else px2), max(px, px if px2 is None else px2)
@@ -671,7 +740,7 @@ class MatchingEngine:
             if o.px > 0:
                 lo_px, hi_px = min(lo_px, o.px), max(hi_px, o.px)
         need = hi_px - lo_px + 1
-        if base <= lo_px and hi_px < base + width:
+        if base <= lo_px and hi_px < base + width and not recentre:
             return True
         new_width = width
         while new_width < margin * need:
@@ -748,7 +817,7 @@ class MatchingEngine:
         top = o.px if typ == k.T_LIMIT else self._mv[k.S_BASE] + self._mv[k.S_WIDTH]
         if o.qty * max(top, 1) > k.INT63 // self._max_notional_e8:
             raise ValueError(f"place: {o.qty} lots at {top} ticks overflows the exact fee arithmetic")
-        r = k.call(
+        r = self._call(
             self.lad,
             self.mem,
             k.OP_PLACE,
@@ -779,7 +848,7 @@ class MatchingEngine:
         slot = self._slots.get(o.order_id)
         if slot is None or not (o.is_open or o.status == PENDING_NEW):
             raise RejectError(-2011, REJECT_MESSAGES[-2011])
-        r = k.call(
+        r = self._call(
             self.lad, self.mem, k.OP_CANCEL_ORDER, slot, o.order_id, time_ns, _STATUS_CODE[status], 0, 0, 0, 0
         )
         if r < 0:
@@ -801,7 +870,7 @@ class MatchingEngine:
             raise RejectError(-4127, REJECT_MESSAGES[-4127])
         if px > 0 and not self._fits(px):
             self.regrid(px)
-        r = k.call(self.lad, self.mem, k.OP_MODIFY, slot, o.order_id, px, qty, time_ns, 0, 0, 0)
+        r = self._call(self.lad, self.mem, k.OP_MODIFY, slot, o.order_id, px, qty, time_ns, 0, 0, 0)
         if r < 0:
             self._after()
             self._raise_book(r, o.side, px, "modify")
