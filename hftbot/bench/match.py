@@ -1,7 +1,7 @@
 """`python -m hftbot.bench match`: how fast the matching engine replays a real capture, and drives the simulator.
 
 1. replay: the shared BTCUSDT capture (`tests/data/btcusdt_20240808.gz`, 345 s) decoded once into
-   market event rows (`hftbot.sim.marketdata`, not timed), then replayed through a fresh engine:
+   market event rows (`hftbot.sim.replayrows`, not timed), then replayed through a fresh engine:
    every diff level and every trade, with a power-probability queue model, constant entry and
    response latency, and one resting order of ours per side, re-quoted at the touch whenever one
    closes. The headline drives it from a numba loop (`quote_loop`: `run_rows` hands control back
@@ -32,7 +32,6 @@ import numpy as np
 
 from hftbot.bench.common import print_json, print_table
 from hftbot.sim import kernels as k
-from hftbot.sim.marketdata import MarketRows, load_rows
 from hftbot.sim.matching import (
     BUY,
     PENDING_NEW,
@@ -44,6 +43,7 @@ from hftbot.sim.matching import (
     Order,
     PowerProbQueue,
 )
+from hftbot.sim.replayrows import MarketRows, load_rows
 
 CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "btcusdt_20240808.gz"
 

@@ -8,10 +8,11 @@ and stops it when asked. It must never block past a heartbeat period.
 from __future__ import annotations
 
 import asyncio
+import threading
 from decimal import Decimal
 
 from hftbot.sim.market import ModelParams
-from hftbot.sim.matching import QUEUE_MODELS, ConstantLatency, LatencyModel
+from hftbot.sim.matching import QUEUE_MODELS, ConstantLatency, LatencyModel, warm_up
 from hftbot.sim.server import ServerSettings, SimServer, run_loop
 from hftbot.sim.venue import Faults, VenueSettings
 
@@ -61,6 +62,15 @@ def main(ctx) -> None:
     port = int(ctx.endpoints.get("sim_port") or ctx.config.sim.port)
     params, venue, server_settings = from_config(ctx.config.sim, port)
     heartbeat_s = float(getattr(ctx.config.runtime, "heartbeat_s", 1.0))
+    # the matching kernels compile (cold numba cache: about a minute) or load (~1-2 s) in a thread
+    # while this loop keeps beating, so the supervisor never sees a silent start
+    warm = threading.Thread(target=warm_up, name="sim-warm-up", daemon=True)
+    warm.start()
+    while warm.is_alive():
+        if ctx.stopping():
+            return
+        ctx.beat()
+        warm.join(min(0.2, heartbeat_s / 4))
 
     async def run() -> None:
         server = SimServer(params, venue, server_settings)

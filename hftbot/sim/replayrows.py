@@ -29,7 +29,15 @@ from hftbot.sim.kernels import (
     EV_CLEAR,
     EV_LEVEL,
     EV_TRADE,
+    M_EXCH_NS,
+    M_FLAGS,
+    M_KIND,
+    M_PX,
+    M_QTY,
+    M_RECV_NS,
+    M_SIDE,
     MARKET_EVENT_DTYPE,
+    MEF,
     MF_LAST,
 )
 
@@ -67,30 +75,13 @@ class MarketRows:
         return int(px.min()), int(px.max())
 
 
-def _level_rows(
-    lv: np.ndarray, side: int, inst: Instrument, exch_ns: int, recv_ns: int, where: str
-) -> np.ndarray:
-    px, qty = lv[:, 0], lv[:, 1]
-    if np.any(px % inst.tick_u) or np.any(qty % inst.lot_u) or np.any(px <= 0) or np.any(qty < 0):
-        raise CaptureError(
-            f"{where}: a level is not a whole number of ticks ({inst.tick_u}) and lots ({inst.lot_u})"
-        )
-    out = np.zeros(len(lv), dtype=MARKET_EVENT_DTYPE)
-    out["exch_ns"] = exch_ns
-    out["recv_ns"] = recv_ns
-    out["kind"] = EV_LEVEL
-    out["side"] = side
-    out["px"] = px // inst.tick_u
-    out["qty"] = qty // inst.lot_u
-    return out
-
-
 class _Builder:
     def __init__(self, inst: Instrument | None) -> None:
         self.inst = inst
         self.sync = DepthSync()
         self.dec = d.FrameDecoder()
-        self.parts: list[np.ndarray] = []
+        self.buf = np.zeros((1 << 16, MEF), dtype=np.int64)  # rows as int64 words, grown by doubling
+        self.n = 0
         self.counts = {
             "snapshots": 0,
             "diffs": 0,
@@ -100,29 +91,53 @@ class _Builder:
             "dropped": 0,
         }
 
-    def _message(self, exch_ns: int, recv_ns: int, where: str, clear: bool) -> None:
-        h = self.dec.hdr
+    def _room(self, m: int) -> None:
+        if self.n + m > len(self.buf):
+            grown = np.zeros((max(2 * len(self.buf), self.n + m), MEF), dtype=np.int64)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+
+    def _levels(self, lv: np.ndarray, side: int, exch_ns: int, recv_ns: int, where: str) -> None:
         inst = self.inst
         assert inst is not None
-        parts = [
-            _level_rows(self.dec.bids[: h[d.H_NB]], BUY, inst, exch_ns, recv_ns, where),
-            _level_rows(self.dec.asks[: h[d.H_NA]], SELL, inst, exch_ns, recv_ns, where),
-        ]
-        if clear:
-            c = np.zeros(1, dtype=MARKET_EVENT_DTYPE)
-            c[0] = (exch_ns, recv_ns, EV_CLEAR, 0, 0, 0, 0)
-            parts.insert(0, c)
-        rows = np.concatenate(parts)
-        if len(rows):
-            rows["flags"][-1] = MF_LAST
-            self.parts.append(rows)
+        m = len(lv)
+        if not m:
+            return
+        px, qty = lv[:, 0], lv[:, 1]
+        if (px % inst.tick_u).any() or (qty % inst.lot_u).any() or (px <= 0).any() or (qty < 0).any():
+            raise CaptureError(
+                f"{where}: a level is not a whole number of ticks ({inst.tick_u}) and lots ({inst.lot_u})"
+            )
+        self._room(m)
+        out = self.buf[self.n : self.n + m]
+        out[:, M_EXCH_NS] = exch_ns
+        out[:, M_RECV_NS] = recv_ns
+        out[:, M_KIND] = EV_LEVEL
+        out[:, M_SIDE] = side
+        out[:, M_PX] = px // inst.tick_u
+        out[:, M_QTY] = qty // inst.lot_u
+        out[:, M_FLAGS] = 0
+        self.n += m
+
+    def _row(self, exch_ns: int, recv_ns: int, kind: int, side: int, px: int, qty: int, flags: int) -> None:
+        self._room(1)
+        self.buf[self.n] = (exch_ns, recv_ns, kind, side, px, qty, flags)
+        self.n += 1
+
+    def _message(self, exch_ns: int, recv_ns: int, where: str) -> None:
+        h = self.dec.hdr
+        n0 = self.n
+        self._levels(self.dec.bids[: h[d.H_NB]], BUY, exch_ns, recv_ns, where)
+        self._levels(self.dec.asks[: h[d.H_NA]], SELL, exch_ns, recv_ns, where)
+        if self.n > n0:
+            self.buf[self.n - 1, M_FLAGS] = MF_LAST
 
     def _diff(self, recv_ns: int, frame: bytes, where: str) -> None:
         h = self.dec.hdr
         act = self.sync.on_diff(int(h[d.H_FIRST]), int(h[d.H_LAST]), int(h[d.H_PREV]), (recv_ns, frame))
         if act in (Action.APPLY, Action.APPLY_FIRST):
             self.counts["diffs"] += 1
-            self._message(int(h[d.H_E]) * MS, recv_ns, where, clear=False)
+            self._message(int(h[d.H_E]) * MS, recv_ns, where)
         elif act == Action.RESYNC:
             self.counts["gaps"] += 1
         elif act == Action.DROP:
@@ -141,15 +156,19 @@ class _Builder:
                     qty += [self.dec.bids[: h[d.H_NB], 1].copy(), self.dec.asks[: h[d.H_NA], 1].copy()]
             self.inst = Instrument.infer(np.concatenate(px), np.concatenate(qty))
         self.counts["snapshots"] += 1
-        self.dec.hdr[d.H_NB], self.dec.hdr[d.H_NA] = len(bids), len(asks)
-        self.dec.lv[0, : len(bids)] = bids
-        self.dec.lv[1, : len(asks)] = asks
-        self._message(recv_ns, recv_ns, where, clear=True)  # a REST snapshot has no event time
+        n0 = self.n
+        self._row(recv_ns, recv_ns, EV_CLEAR, 0, 0, 0, 0)  # a REST snapshot has no event time
+        self._levels(bids, BUY, recv_ns, recv_ns, where)
+        self._levels(asks, SELL, recv_ns, recv_ns, where)
+        if self.n > n0:
+            self.buf[self.n - 1, M_FLAGS] = MF_LAST
         for _, _, _, (ns, fr) in pending:
             if self.dec.decode(fr) == d.K_DEPTH:
                 self._diff(ns, fr, f"{where} (buffered)")
 
     def frame(self, recv_ns: int, frame: bytes, where: str) -> None:
+        if b"bookTicker" in frame[:64]:  # the stream name (or event type) comes first: skip undecoded
+            return
         kind = self.dec.decode(frame)
         if kind < 0:
             raise CaptureError(f"{where}: {d.error_text(kind)}")
@@ -157,8 +176,6 @@ class _Builder:
         if kind == d.K_DEPTH:
             self._diff(recv_ns, frame, where)
         elif kind == d.K_SNAPSHOT:
-            if len(self.dec.bids) < h[d.H_NB] or len(self.dec.asks) < h[d.H_NA]:
-                raise CaptureError(f"{where}: snapshot larger than the decoder holds")
             self._snapshot(recv_ns, where)
         elif kind == d.K_TRADE:
             if self.inst is None or not self.sync.synced:
@@ -167,9 +184,8 @@ class _Builder:
             px, qty = int(h[d.H_PX]), int(h[d.H_QTY])
             if px % self.inst.tick_u or qty % self.inst.lot_u:
                 raise CaptureError(f"{where}: trade price/quantity not a whole number of ticks/lots")
-            row = np.zeros(1, dtype=MARKET_EVENT_DTYPE)
             taker = SELL if h[d.H_MAKER] else BUY  # `m`: the buyer is the maker, so the taker sold
-            row[0] = (
+            self._row(
                 int(h[d.H_T]) * MS,
                 recv_ns,
                 EV_TRADE,
@@ -178,7 +194,6 @@ class _Builder:
                 qty // self.inst.lot_u,
                 MF_LAST,
             )
-            self.parts.append(row)
             self.counts["trades"] += 1
 
 
@@ -193,6 +208,6 @@ def load_rows(
             b.frame(int(block.nss[j]), block.frame(j), f"{block.source} frame {j}")
     if b.inst is None:
         raise CaptureError(f"{paths}: no depth snapshot: cannot build a book")
-    rows = np.concatenate(b.parts) if b.parts else np.zeros(0, dtype=MARKET_EVENT_DTYPE)
+    rows = b.buf[: b.n].copy().view(MARKET_EVENT_DTYPE).reshape(b.n)
     b.counts["gaps"] = b.sync.gaps
     return MarketRows(rows, b.inst.tick_u, b.inst.lot_u, b.counts)
