@@ -6,15 +6,25 @@ caller applies with `override`. Every section is a frozen dataclass below; a fie
 bounds are checked at load, and an unknown key, a wrong type or an out-of-range value raises
 `ConfigError` naming the field, the value and where it came from.
 
+Generic rules hold for every field of every section: floats must be finite (NaN fails every
+comparison, so a bound alone would let it through), integers fit in 64 bits, then the field's own
+bounds, choices and patterns; `_check_cross` holds the rules between fields. Any `HFTBOT_`
+environment name that is not a field, a secret or a registered switch (`ENV_SWITCHES`) is refused
+with the nearest valid name: a typo must not be ignored silently.
+
 Secrets (API keys) are never part of `Config`: they come only from the environment or a `.env`
-file through `secrets()`, and their repr is masked, so they cannot reach a log, a recording or a
-checkpoint by accident.
+file through `secrets()`, as `Secret` objects whose every text form is masked, so they cannot
+reach a log, a recording or a checkpoint by accident.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import hmac
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -27,10 +37,19 @@ DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "HFTBOT_"
 MODES = ("sim", "replay", "paper", "testnet", "live")
 WAITS = ("spin", "spin_yield", "block")
+SYMBOL_RE = r"[A-Za-z0-9]{2,32}"  # also a folder name in recordings: no separators, no dots
+HTTP_RE = r"https?://\S+"
+WS_RE = r"wss?://\S+"
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field, the value and its source."""
+
+
+# Environment variables with the prefix that are not config fields: secrets (read by `secrets()`)
+# and switches read by one module. Any other `HFTBOT_` name is refused as a likely typo; a module
+# that reads a new switch of its own registers it here.
+ENV_SWITCHES = ("HFTBOT_RING_PYTHON",)  # hftbot.ipc.ring: force the Python ring paths
 
 
 def _f(
@@ -39,9 +58,15 @@ def _f(
     choices: tuple | None = None,
     lo: float | None = None,
     hi: float | None = None,
+    gt: float | None = None,
     pow2: bool = False,
+    pattern: str | None = None,
+    nonempty: bool = False,
 ) -> Any:
-    meta = {"choices": choices, "lo": lo, "hi": hi, "pow2": pow2}
+    """A config field: its default and the bounds `_check` enforces (lo/hi inclusive, gt exclusive;
+    pattern: a full-match regex for strings, described in the error)."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "gt": gt, "pow2": pow2, "pattern": pattern,
+            "nonempty": nonempty}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -50,39 +75,40 @@ def _f(
 @dataclass(frozen=True)
 class RuntimeConfig:
     mode: str = _f("sim", choices=MODES)
-    symbol: str = _f("SOLUSDT")
+    symbol: str = _f("SOLUSDT", pattern=SYMBOL_RE)
     log_level: str = _f("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    data_dir: str = _f("data")
-    checkpoints_dir: str = _f("checkpoints")
-    heartbeat_s: float = _f(0.5, lo=0.01)
-    heartbeat_timeout_s: float = _f(10.0, lo=0.1)
-    start_timeout_s: float = _f(60.0, lo=1.0)
-    restart_backoff_s: float = _f(0.5, lo=0.0)
-    restart_backoff_max_s: float = _f(10.0, lo=0.0)
-    max_restarts: int = _f(5, lo=0)
-    restart_window_s: float = _f(600.0, lo=1.0)
-    stop_timeout_s: float = _f(10.0, lo=0.1)
-    status_interval_s: float = _f(1.0, lo=0.05)
+    data_dir: str = _f("data", nonempty=True)
+    checkpoints_dir: str = _f("checkpoints", nonempty=True)
+    heartbeat_s: float = _f(0.5, lo=0.01, hi=60.0)
+    heartbeat_timeout_s: float = _f(10.0, lo=0.1, hi=3600.0)
+    start_timeout_s: float = _f(60.0, lo=1.0, hi=3600.0)
+    restart_backoff_s: float = _f(0.5, lo=0.0, hi=3600.0)
+    restart_backoff_max_s: float = _f(10.0, lo=0.0, hi=3600.0)
+    max_restarts: int = _f(5, lo=0, hi=1000)
+    restart_window_s: float = _f(600.0, lo=1.0, hi=7 * 86400.0)
+    stop_timeout_s: float = _f(10.0, lo=0.1, hi=600.0)
+    status_interval_s: float = _f(1.0, lo=0.05, hi=3600.0)
     live_confirm: bool = _f(False)
 
 
 @dataclass(frozen=True)
 class RingConfig:
-    book_capacity: int = _f(65536, lo=2, pow2=True)
-    trade_capacity: int = _f(65536, lo=2, pow2=True)
-    signal_capacity: int = _f(65536, lo=2, pow2=True)
+    book_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
+    trade_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
+    signal_capacity: int = _f(65536, lo=2, hi=1 << 24, pow2=True)
+    order_capacity: int = _f(16384, lo=2, hi=1 << 24, pow2=True)
     wait: str = _f("block", choices=WAITS)
-    spin_count: int = _f(2000, lo=0)
+    spin_count: int = _f(2000, lo=0, hi=10**9)
 
 
 @dataclass(frozen=True)
 class EndpointsConfig:
-    live_rest: str = _f("https://fapi.binance.com")
-    live_ws: str = _f("wss://fstream.binance.com")
-    live_ws_api: str = _f("wss://ws-fapi.binance.com/ws-fapi/v1")
-    testnet_rest: str = _f("https://demo-fapi.binance.com")
-    testnet_ws: str = _f("wss://fstream.binancefuture.com")
-    testnet_ws_api: str = _f("wss://testnet.binancefuture.com/ws-fapi/v1")
+    live_rest: str = _f("https://fapi.binance.com", pattern=HTTP_RE)
+    live_ws: str = _f("wss://fstream.binance.com", pattern=WS_RE)
+    live_ws_api: str = _f("wss://ws-fapi.binance.com/ws-fapi/v1", pattern=WS_RE)
+    testnet_rest: str = _f("https://demo-fapi.binance.com", pattern=HTTP_RE)
+    testnet_ws: str = _f("wss://fstream.binancefuture.com", pattern=WS_RE)
+    testnet_ws_api: str = _f("wss://testnet.binancefuture.com/ws-fapi/v1", pattern=WS_RE)
 
 
 @dataclass(frozen=True)
@@ -94,15 +120,15 @@ class FeedConfig:
     snapshot_limit: int = _f(1000, choices=(5, 10, 20, 50, 100, 500, 1000))
     snapshot_source: str = _f("rest", choices=("rest", "ws_api"))
     snapshot_budget_per_min: int = _f(200, lo=20, hi=2400)
-    snapshot_min_interval_s: float = _f(1.0, lo=0.0)
-    snapshot_timeout_s: float = _f(10.0, lo=0.1)
-    stale_s: float = _f(10.0, lo=0.1)
-    ping_interval_s: float = _f(30.0, lo=1.0)
-    ping_timeout_s: float = _f(20.0, lo=1.0)
+    snapshot_min_interval_s: float = _f(1.0, lo=0.0, hi=3600.0)
+    snapshot_timeout_s: float = _f(10.0, lo=0.1, hi=600.0)
+    stale_s: float = _f(10.0, lo=0.1, hi=3600.0)
+    ping_interval_s: float = _f(30.0, lo=1.0, hi=3600.0)
+    ping_timeout_s: float = _f(20.0, lo=1.0, hi=3600.0)
     max_age_s: float = _f(82800.0, lo=10.0, hi=86400.0)
-    max_age_jitter_s: float = _f(1800.0, lo=0.0)
-    backoff_min_s: float = _f(0.5, lo=0.01)
-    backoff_max_s: float = _f(30.0, lo=0.01)
+    max_age_jitter_s: float = _f(1800.0, lo=0.0, hi=86400.0)
+    backoff_min_s: float = _f(0.5, lo=0.01, hi=3600.0)
+    backoff_max_s: float = _f(30.0, lo=0.01, hi=3600.0)
     subscribe: str = _f("url", choices=("url", "message"))
     subscribe_per_s: float = _f(4.0, lo=0.1, hi=9.0)
     record_raw: bool = _f(True)
@@ -111,53 +137,53 @@ class FeedConfig:
 @dataclass(frozen=True)
 class RecorderConfig:
     enabled: bool = _f(True)
-    flush_s: float = _f(5.0, lo=0.05)
-    rotate_s: float = _f(3600.0, lo=1.0)
+    flush_s: float = _f(5.0, lo=0.05, hi=3600.0)
+    rotate_s: float = _f(3600.0, lo=1.0, hi=86400.0)
     root: str = _f("")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
     path: str = _f("")
-    speed: float = _f(1.0, lo=0.0)
+    speed: float = _f(1.0, lo=0.0, hi=1e6)
     loop: bool = _f(False)
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    host: str = _f("127.0.0.1")
+    host: str = _f("127.0.0.1", nonempty=True)
     port: int = _f(0, lo=0, hi=65535)
-    seed: int = _f(1)
-    symbol: str = _f("SOLUSDT")
-    start_price: float = _f(150.0, lo=0.0)
-    rate_hz: float = _f(40.0, lo=0.0)
+    seed: int = _f(1, lo=0)
+    symbol: str = _f("SOLUSDT", pattern=SYMBOL_RE)
+    start_price: float = _f(150.0, gt=0.0, hi=1e9)
+    rate_hz: float = _f(40.0, gt=0.0, hi=1e5)
     predictability: float = _f(0.5, lo=0.0, hi=1.0)
-    signal_timescale_s: float = _f(1.5, lo=0.0)
-    update_id_gap: int = _f(0, lo=0)
+    signal_timescale_s: float = _f(1.5, gt=0.0, hi=86400.0)
+    update_id_gap: int = _f(0, lo=0, hi=10**6)
     queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional", "power_prob"))
-    maker_fee: float = _f(0.0002, lo=0.0)
-    taker_fee: float = _f(0.0005, lo=0.0)
-    wallet_usdt: float = _f(10000.0, lo=0.0)
+    maker_fee: float = _f(0.0002, lo=0.0, hi=0.1)
+    taker_fee: float = _f(0.0005, lo=0.0, hi=0.1)
+    wallet_usdt: float = _f(10000.0, lo=0.0, hi=1e12)
     leverage: int = _f(20, lo=1, hi=125)
-    order_latency_ms: float = _f(0.0, lo=0.0)
-    market_data_latency_ms: float = _f(0.0, lo=0.0)
+    order_latency_ms: float = _f(0.0, lo=0.0, hi=60000.0)
+    market_data_latency_ms: float = _f(0.0, lo=0.0, hi=60000.0)
     fault_drop_diff_every: int = _f(0, lo=0)
     fault_duplicate_diff_every: int = _f(0, lo=0)
-    fault_disconnect_after_s: float = _f(0.0, lo=0.0)
-    fault_delay_ms: float = _f(0.0, lo=0.0)
+    fault_disconnect_after_s: float = _f(0.0, lo=0.0, hi=86400.0)
+    fault_delay_ms: float = _f(0.0, lo=0.0, hi=60000.0)
     fault_unknown_status_every: int = _f(0, lo=0)
-    fault_expire_listen_key_after_s: float = _f(0.0, lo=0.0)
+    fault_expire_listen_key_after_s: float = _f(0.0, lo=0.0, hi=86400.0)
     fault_reject_code: int = _f(0)
     fault_reject_every: int = _f(0, lo=0)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    window: int = _f(100, lo=1)
+    window: int = _f(100, lo=1, hi=100_000)
     levels: int = _f(10, lo=1, hi=1000)
-    conv_filters: int = _f(16, lo=1)
-    inception_filters: int = _f(32, lo=1)
-    lstm_hidden: int = _f(64, lo=1)
+    conv_filters: int = _f(16, lo=1, hi=4096)
+    inception_filters: int = _f(32, lo=1, hi=4096)
+    lstm_hidden: int = _f(64, lo=1, hi=4096)
     padding: str = _f("valid", choices=("valid", "causal", "same"))
     price_ref: str = _f("prev_mid", choices=("prev_mid", "mid"))
 
@@ -165,12 +191,99 @@ class ModelConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     enabled: bool = _f(True)
-    every: int = _f(1, lo=1)
-    poll_interval_s: float = _f(0.5, lo=0.01)
-    max_window: int = _f(2000, lo=23)
-    max_batch: int = _f(4096, lo=1)
-    threads: int = _f(1, lo=1)
+    every: int = _f(1, lo=1, hi=10**6)
+    poll_interval_s: float = _f(0.5, lo=0.01, hi=3600.0)
+    max_window: int = _f(2000, lo=23, hi=100_000)
+    max_batch: int = _f(4096, lo=1, hi=1 << 24)
+    threads: int = _f(1, lo=1, hi=256)
     verify_in_process: bool = _f(True)
+
+
+STRATEGIES = ("deeplob", "imbalance", "mm", "none")
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    strategy: str = _f("deeplob", choices=STRATEGIES)
+    style: str = _f("taker", choices=("taker", "maker"))
+    maker_fee: float = _f(0.0002, lo=-0.001, hi=0.01)
+    taker_fee: float = _f(0.0005, lo=0.0, hi=0.01)
+    flatten_on_stop: bool = _f(True)
+    taker_slippage_ticks: int = _f(2, lo=0)
+    maker_timeout_ms: float = _f(2000.0, lo=0.0)
+    exit_timeout_ms: float = _f(3000.0, lo=0.0)
+    trades_flush_s: float = _f(5.0, lo=0.05)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    deeplob_qty: float = _f(1.0, lo=0.0)
+    deeplob_move_bps: float = _f(5.0, lo=0.0)
+    deeplob_margin_bps: float = _f(0.5, lo=0.0)
+    deeplob_horizon_updates: int = _f(100, lo=1)
+    deeplob_reversal_bps: float = _f(1.0, lo=0.0)
+    deeplob_stop_bps: float = _f(15.0, lo=0.0)
+    imbalance_qty: float = _f(1.0, lo=0.0)
+    imbalance_levels: int = _f(5, lo=1, hi=1000)
+    imbalance_decay: float = _f(0.7, lo=0.0, hi=1.0)
+    imbalance_threshold: float = _f(0.5, lo=0.0, hi=1.0)
+    imbalance_move_bps: float = _f(5.0, lo=0.0)
+    imbalance_margin_bps: float = _f(0.5, lo=0.0)
+    imbalance_horizon_updates: int = _f(50, lo=1)
+    imbalance_reversal_bps: float = _f(1.0, lo=0.0)
+    imbalance_stop_bps: float = _f(15.0, lo=0.0)
+    mm_qty: float = _f(1.0, lo=0.0)
+    mm_max_inventory: float = _f(5.0, lo=0.0)
+    mm_gamma: float = _f(0.01, lo=0.0)
+    mm_kappa: float = _f(1.5, lo=0.0)
+    mm_tau_s: float = _f(1.0, lo=0.0)
+    mm_vol_halflife_updates: int = _f(200, lo=1)
+    mm_margin_bps: float = _f(0.5, lo=0.0)
+    mm_signal_skew_bps: float = _f(2.0, lo=0.0)
+    mm_requote_ticks: int = _f(1, lo=1)
+    mm_min_quote_life_ms: float = _f(250.0, lo=0.0)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_position: float = _f(10.0, lo=0.0)
+    max_position_notional_usdt: float = _f(5000.0, lo=0.0)
+    max_order_qty: float = _f(5.0, lo=0.0)
+    max_order_notional_usdt: float = _f(2000.0, lo=0.0)
+    max_open_orders: int = _f(10, lo=0)
+    daily_loss_reduce_usdt: float = _f(50.0, lo=0.0)
+    daily_loss_halt_usdt: float = _f(100.0, lo=0.0)
+    drawdown_reduce_usdt: float = _f(75.0, lo=0.0)
+    drawdown_halt_usdt: float = _f(150.0, lo=0.0)
+    flatten_on_halt: bool = _f(True)
+    halt_retry_ms: float = _f(1000.0, lo=1.0)
+    stale_book_ms: float = _f(2000.0, lo=1.0)
+    cancel_on_stale_book: bool = _f(True)
+    stale_signal_ms: float = _f(1000.0, lo=1.0)
+    price_band_bps: float = _f(50.0, lo=0.0)
+    orders_per_10s: int = _f(300, lo=1)
+    orders_per_min: int = _f(1200, lo=1)
+    weight_per_min: int = _f(2400, lo=1)
+    rate_limit_fraction: float = _f(0.8, lo=0.01, hi=1.0)
+    rate_burst_fraction: float = _f(0.5, lo=0.01, hi=0.95)
+    rate_cancel_reserve: float = _f(0.1, lo=0.0, hi=0.9)
+    kill_file: str = _f("")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    auth: str = _f("auto", choices=("auto", "ed25519", "hmac"))
+    recv_window_ms: int = _f(5000, lo=1, hi=60000)
+    request_timeout_s: float = _f(10.0, lo=0.1)
+    connect_timeout_s: float = _f(10.0, lo=0.1)
+    time_sync_s: float = _f(300.0, lo=1.0)
+    listen_key_keepalive_s: float = _f(1800.0, lo=1.0, hi=3300.0)
+    countdown_ms: int = _f(30000, lo=0)
+    countdown_refresh_s: float = _f(10.0, lo=0.05)
+    cancel_on_start: bool = _f(True)
+    user_stream_path: str = _f("/private/ws/{listen_key}")
+    reconnect_backoff_s: float = _f(0.5, lo=0.01)
+    flatten_wait_s: float = _f(3.0, lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -184,13 +297,17 @@ class Config:
     sim: SimConfig = field(default_factory=SimConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    exec: ExecConfig = field(default_factory=ExecConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     def override(self, section: str, **values: Any) -> Config:
         """A copy with some fields of one section replaced (validated; source 'command line')."""
         raw = to_dict(self)
         for k, v in values.items():
             _set(raw, section, k, v, "command line")
-        return _build(raw, {(section, k): "command line" for k in values})
+        return _build(raw, {**sources_of(self), **{(section, k): "command line" for k in values}})
 
 
 SECTIONS: dict[str, type] = {
@@ -225,6 +342,8 @@ def _merge(raw: dict, data: Mapping[str, Any], source: str, sources: dict) -> No
 
 
 def _check(section: str, f: dataclasses.Field, hint: Any, value: Any, source: str) -> Any:
+    """Type and bounds of one value. The generic rules hold for every field of every section
+    (added ones too): floats finite, integers within int64, then the field's own metadata."""
     name = f"{section}.{f.name}"
 
     def fail(what: str) -> ConfigError:
@@ -237,10 +356,14 @@ def _check(section: str, f: dataclasses.Field, hint: Any, value: Any, source: st
     elif hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail("must be an integer")
+        if not -(1 << 63) <= value < 1 << 63:
+            raise fail("must fit in 64 bits")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise fail("must be a number")
         value = float(value)
+        if not math.isfinite(value):  # nan passes every < / > test below, inf most of them
+            raise fail("must be a finite number")
     elif hint is str:
         if not isinstance(value, str):
             raise fail("must be a string")
@@ -250,14 +373,22 @@ def _check(section: str, f: dataclasses.Field, hint: Any, value: Any, source: st
             isinstance(v, item) and not isinstance(v, bool) for v in value
         ):
             raise fail(f"must be a list of {item.__name__}")
-        value = list(value)
+        if item is float and not all(math.isfinite(v) for v in value):
+            raise fail("must be a list of finite numbers")
+        value = [float(v) for v in value] if item is float else list(value)
     elif isinstance(hint, types.UnionType):
         pass
     meta = f.metadata
+    if meta.get("nonempty") and value in ("", []):
+        raise fail("must not be empty")
+    if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
+        raise fail(f"must match {meta['pattern']}")
     if meta.get("choices") and value not in meta["choices"]:
         raise fail(f"must be one of {', '.join(map(str, meta['choices']))}")
     if meta.get("lo") is not None and value < meta["lo"]:
         raise fail(f"must be >= {meta['lo']}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise fail(f"must be > {meta['gt']}")
     if meta.get("hi") is not None and value > meta["hi"]:
         raise fail(f"must be <= {meta['hi']}")
     if meta.get("pow2") and (value < 1 or value & (value - 1)):
@@ -277,30 +408,92 @@ def _build(raw: dict, sources: dict) -> Config:
         sections[section] = cls(**values)
     cfg = Config(**sections)
     _check_cross(cfg, sources)
+    object.__setattr__(cfg, "_sources", dict(sources))  # not a field: equality and asdict ignore it
     return cfg
 
 
+def sources_of(cfg: Config) -> dict[tuple[str, str], str]:
+    """Where each value of a loaded config came from ({(section, key): source}; empty for a
+    Config built by hand), so later overrides and errors still name the right source."""
+    return dict(getattr(cfg, "_sources", {}))
+
+
 def _check_cross(cfg: Config, sources: dict) -> None:
-    """Rules that involve more than one field."""
-    if cfg.runtime.mode == "live" and not cfg.runtime.live_confirm:
-        src = sources.get(("runtime", "mode"), "defaults")
-        raise ConfigError(
-            f"config: runtime.mode = 'live' trades real money and needs runtime.live_confirm = true "
-            f"(or --i-understand-live) (from {src})"
-        )
-    if cfg.runtime.mode == "replay" and not cfg.replay.path:
-        raise ConfigError("config: replay.path must name a recording or capture in mode 'replay', got ''")
-    if cfg.runtime.mode == "sim" and cfg.sim.symbol.upper() != cfg.runtime.symbol.upper():
-        raise ConfigError(
-            f"config: sim.symbol must equal runtime.symbol in mode 'sim' (the simulator serves one "
-            f"perpetual and the feed subscribes runtime.symbol), got {cfg.sim.symbol!r} and "
-            f"{cfg.runtime.symbol!r} (from {sources.get(('sim', 'symbol'), 'defaults')})"
-        )
-    if cfg.runtime.restart_backoff_max_s < cfg.runtime.restart_backoff_s:
-        raise ConfigError(
-            f"config: runtime.restart_backoff_max_s must be >= runtime.restart_backoff_s, "
-            f"got {cfg.runtime.restart_backoff_max_s}"
-        )
+    """Rules that involve more than one field; the error names each field, value and source."""
+
+    def v(section: str, key: str) -> str:
+        src = sources.get((section, key), "defaults")
+        return f"{section}.{key} = {getattr(getattr(cfg, section), key)!r} (from {src})"
+
+    def need(ok: bool, rule: str, *fields: tuple[str, str]) -> None:
+        if not ok:
+            raise ConfigError(f"config: {rule}, got {' and '.join(v(*f) for f in fields)}")
+
+    rt, feed = cfg.runtime, cfg.feed
+    need(
+        rt.mode != "live" or rt.live_confirm,
+        "runtime.mode = 'live' trades real money and needs runtime.live_confirm = true (or --i-understand-live)",
+        ("runtime", "mode"), ("runtime", "live_confirm"),
+    )
+    need(
+        rt.mode != "replay" or bool(cfg.replay.path),
+        "replay.path must name a recording or capture in mode 'replay'",
+        ("replay", "path"),
+    )
+    need(
+        rt.mode != "replay" or Path(cfg.replay.path).exists(),
+        "replay.path must exist in mode 'replay' (a recording folder or file, or a .gz capture)",
+        ("replay", "path"),
+    )
+    need(
+        rt.mode != "sim" or cfg.sim.symbol.upper() == rt.symbol.upper(),
+        "sim.symbol must equal runtime.symbol in mode 'sim' (the simulator serves one perpetual and "
+        "the feed subscribes runtime.symbol)",
+        ("sim", "symbol"), ("runtime", "symbol"),
+    )
+    # a process beats every heartbeat_s; a timeout under two periods kills healthy processes
+    need(
+        rt.heartbeat_timeout_s >= 2 * rt.heartbeat_s,
+        "runtime.heartbeat_timeout_s must be >= 2 x runtime.heartbeat_s",
+        ("runtime", "heartbeat_timeout_s"), ("runtime", "heartbeat_s"),
+    )
+    need(
+        rt.start_timeout_s >= 2 * rt.heartbeat_s,
+        "runtime.start_timeout_s must be >= 2 x runtime.heartbeat_s",
+        ("runtime", "start_timeout_s"), ("runtime", "heartbeat_s"),
+    )
+    need(
+        rt.restart_backoff_max_s >= rt.restart_backoff_s,
+        "runtime.restart_backoff_max_s must be >= runtime.restart_backoff_s",
+        ("runtime", "restart_backoff_max_s"), ("runtime", "restart_backoff_s"),
+    )
+    need(
+        feed.backoff_max_s >= feed.backoff_min_s,
+        "feed.backoff_max_s must be >= feed.backoff_min_s",
+        ("feed", "backoff_max_s"), ("feed", "backoff_min_s"),
+    )
+    need(
+        feed.max_age_jitter_s < feed.max_age_s,
+        "feed.max_age_jitter_s must be < feed.max_age_s",
+        ("feed", "max_age_jitter_s"), ("feed", "max_age_s"),
+    )
+    need(
+        cfg.model.levels <= feed.levels,
+        "model.levels must be <= feed.levels (a model reads levels the feed publishes)",
+        ("model", "levels"), ("feed", "levels"),
+    )
+    need(
+        cfg.model.window <= cfg.inference.max_window,
+        "model.window must be <= inference.max_window (inference refuses longer windows)",
+        ("model", "window"), ("inference", "max_window"),
+    )
+    g = cfg.gateway
+    need(
+        not g.countdown_ms or g.countdown_refresh_s * 1000 < g.countdown_ms,
+        "gateway.countdown_refresh_s must be shorter than gateway.countdown_ms (the venue would cancel "
+        "between two refreshes)",
+        ("gateway", "countdown_refresh_s"), ("gateway", "countdown_ms"),
+    )
 
 
 def _parse_env_value(text: str, hint: Any) -> Any:
@@ -323,30 +516,92 @@ def _read_toml(path: Path, source: str) -> dict:
         raise ConfigError(f"config: {source} is not valid TOML: {e}") from None
 
 
+def _env_names() -> list[str]:
+    """Every environment variable name the package reads."""
+    names = [f"{ENV_PREFIX}{sec.upper()}__{f.name.upper()}" for sec, cls in SECTIONS.items()
+             for f in dataclasses.fields(cls)]
+    return names + list(SECRET_VARS.values()) + list(ENV_SWITCHES)
+
+
+def _unknown_env(name: str, section: str, key: str) -> ConfigError:
+    near = difflib.get_close_matches(name, _env_names(), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else f"; config fields are {ENV_PREFIX}<SECTION>__<KEY>"
+    if section in SECTIONS and key:
+        return ConfigError(f"config: unknown key {section}.{key} (from environment {name}){hint}")
+    return ConfigError(f"config: unknown environment variable {name}{hint}")
+
+
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Defaults, then the user's file, then `HFTBOT_<SECTION>__<KEY>` environment overrides."""
+    """Defaults, then the user's file, then `HFTBOT_<SECTION>__<KEY>` environment overrides.
+
+    Any other `HFTBOT_` name (a typo such as `HFTBOT_RUNTIME_MODE`) is refused with the nearest
+    valid name; secrets and `ENV_SWITCHES` are read elsewhere and pass. An empty value of a
+    non-string field is an error of that variable (unset it to get the default)."""
     env = os.environ if env is None else env
     raw: dict[str, dict[str, Any]] = {}
     sources: dict[tuple[str, str], str] = {}
     _merge(raw, _read_toml(DEFAULTS_PATH, "hftbot/defaults.toml"), "defaults", sources)
     if path:
         _merge(raw, _read_toml(Path(path), str(path)), str(path), sources)
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+    known = set(SECRET_VARS.values()) | set(ENV_SWITCHES)
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in known:
             continue
-        section, key = name[len(ENV_PREFIX) :].lower().split("__", 1)
-        _set(raw, section, key, None, f"environment {name}")
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or section not in SECTIONS or key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+            raise _unknown_env(name, section, key)
+        source = f"environment {name}"
         hint = typing.get_type_hints(SECTIONS[section])[key]
-        raw[section][key] = _parse_env_value(text, hint)
-        sources[(section, key)] = f"environment {name}"
+        if hint is not str and not text.strip():
+            raise ConfigError(
+                f"config: {section}.{key} is empty (from {source}); give a value or unset the variable"
+            )
+        _set(raw, section, key, _parse_env_value(text, hint), source)
+        sources[(section, key)] = source
     return _build(raw, sources)
 
 
-class Secret(str):
-    """A string that never shows itself in repr/str formatting of containers or logs."""
+class Secret:
+    """A credential that shows itself nowhere: `repr`, `str`, f-strings, `%s` and logging print
+    `***`, and `json.dumps` refuses it (it is not a `str`, so no encoder or formatter sees the
+    text). Code that needs the value (request signing) calls `reveal()`, one greppable name."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise TypeError(f"Secret holds a str, got {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            other = other._value
+        if not isinstance(other, str):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
     def __repr__(self) -> str:
-        return "Secret('***')" if self else "Secret('')"
+        return "Secret('***')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self._value else ""
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __reduce__(self):  # picklable to a child process, like any setting
+        return (Secret, (self._value,))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,17 @@ the function loops until `ctx.stopping()`, calling `ctx.beat(**counters)` at lea
 `runtime.heartbeat_s`. Heartbeats and stop requests travel through one shared-memory table
 (`HeartbeatTable`), so a stop check costs a memory read, not a syscall.
 
-A child that finds its supervisor gone (killed with SIGKILL) stops, and the last one out unlinks
-the dead run's segments, so nothing stays in /dev/shm on that path either.
+Each child runs in its own process group (so a Ctrl-C or a `kill -TERM -<pgid>` reaches only the
+supervisor, which stops everyone in order, and so the supervisor can kill a child together with
+every helper it started), names itself in ps/top (`hftbot: feed`), and asks the kernel for a
+SIGTERM when the supervisor dies. A child that finds its supervisor gone (killed with SIGKILL)
+stops, and the last one out unlinks the dead run's segments, so nothing stays in /dev/shm on
+that path either.
+
+Besides beating, a process tells the supervisor two things: `ctx.serving()` once it does its job
+(the feed publishes a synced book, inference its model's signals: the restart-to-serving time is
+measured to that moment), and `ctx.finish()` when its work is done (a replay at the end of its
+recording): it then exits 0, is not restarted, and a critical one ends the run.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from hftbot import linux
 from hftbot.config import Config
 from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring
@@ -39,6 +49,8 @@ HEARTBEAT_DTYPE = np.dtype(
         ("beat_ns", "<i8"),  # 0 until the process's first beat (= "ready")
         ("beats", "<i8"),
         ("stop", "<i8"),  # set by the supervisor: please stop
+        ("serving_ns", "<i8"),  # when the process first did its job (ctx.serving()); 0 before
+        ("finished", "<i8"),  # 1: its work is done (ctx.finish()); exits 0, not restarted
         ("counter_names", "S24", (MAX_COUNTERS,)),
         ("counters", "<i8", (MAX_COUNTERS,)),
     ]
@@ -79,6 +91,7 @@ class ProcessSpec:
     critical: bool = True  # past max_restarts a critical process brings the whole system down
     stop_rank: int = 50  # lower stops first (execution 10, inference 20, feed 30, recorder 40, sim 90)
     enabled: Callable[[Config], bool] | None = None  # e.g. lambda cfg: cfg.recorder.enabled
+    panel: tuple[str, ...] = ()  # counters the status panel shows (empty: all, as room allows)
 
 
 @dataclass
@@ -94,6 +107,7 @@ class ProcessContext:
     _table: HeartbeatTable | None = field(default=None, repr=False)
     _counters: dict[str, int] = field(default_factory=dict, repr=False)
     _stop_local: bool = False
+    _served: bool = False
 
     @property
     def mode(self) -> str:
@@ -129,6 +143,16 @@ class ProcessContext:
     def request_stop(self) -> None:
         self._stop_local = True
 
+    def serving(self) -> None:
+        """Say "I do my job now" (first time only; later calls cost an attribute read)."""
+        if not self._served:
+            self._served = True
+            self._row()["serving_ns"] = time.time_ns()
+
+    def finish(self) -> None:
+        """Say "my work is done": return from main next; the supervisor will not restart us."""
+        self._row()["finished"] = 1
+
     def beat(self, **counters: int) -> None:
         """Report liveness and (optionally) integer counters shown in the status panel."""
         row = self._row()
@@ -159,10 +183,23 @@ def resolve_entry(entry: str) -> Callable[[ProcessContext], None]:
 
 def child_main(entry: str, ctx: ProcessContext) -> None:
     """Entry point of every spawned process (gets the entry string: specs may hold lambdas)."""
-    configure_logging(ctx.config.runtime.log_level, ctx.name)
-    # Ctrl-C reaches the whole process group; only the supervisor decides the shutdown order.
+    # Our own process group: a terminal's Ctrl-C or a group SIGTERM (systemd, kill -TERM -pgid)
+    # reaches the supervisor only, which stops everyone in stop_rank order; and the supervisor
+    # kills this group, helpers included, after any exit.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    # We were born with SIGINT/SIGTERM blocked (the supervisor's spawn): one sent to the
+    # supervisor's group during our bootstrap is pending here. SIG_IGN discards it; from now on
+    # only signals sent to us (the supervisor's escalation) arrive.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())  # the supervisor's escalation
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    linux.set_parent_death_signal(signal.SIGTERM)  # the supervisor died: stop now, not at a beat
+    linux.set_process_name(f"hftbot: {ctx.name}")
+    configure_logging(ctx.config.runtime.log_level, ctx.name)
     row = ctx._row()
     row["pid"] = os.getpid()
     code = 0
@@ -179,4 +216,10 @@ def child_main(entry: str, ctx: ProcessContext) -> None:
             removed = [n for n in ctx.segments.values() if shm.unlink_segment(n)]
             if removed:
                 ctx.log.error("removed segments of the dead supervisor: %s", ", ".join(removed))
-    sys.exit(code)
+    # Out without the interpreter's teardown: every process closed its own files and threads
+    # above, and unloading numba's (or torch's) modules costs seconds of a loaded machine's CPU,
+    # which would eat a stop group's grace. Logs and stdio are flushed first.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

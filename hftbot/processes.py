@@ -3,7 +3,8 @@
 Start order is the list order (the simulator must listen before the feed connects; a replay
 starts after its readers). Stop order is `stop_rank`, lowest first: execution stops sending and cancels
 (10), inference (20), the feed (30), the recorder flushes what everyone produced (40), the
-simulator goes last (90). To add a process, add one line.
+simulator goes last (90). `panel` picks the counters the status panel shows (80 columns). To add
+a process, add one line.
 """
 
 from __future__ import annotations
@@ -14,21 +15,38 @@ from hftbot.process import ProcessSpec
 LIVE_DATA = ("sim", "paper", "testnet", "live")
 
 PROCESSES: list[ProcessSpec] = [
-    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90),
-    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30),
+    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90,
+                panel=("events", "clients", "orders", "errors")),
+    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
+                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "trades", "malformed", "raw_rows",
+                       "raw_dropped")),
     ProcessSpec(
         "recorder",
         "hftbot.feed.recorder:main",
         stop_rank=40,
         critical=False,
         enabled=lambda c: c.recorder.enabled,
+        panel=("book_rows", "book_files", "lost"),
     ),
     ProcessSpec(
-        "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled
+        "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled,
+        panel=("signals", "model_id", "swaps", "refused", "nonfinite", "lost"),
+    ),
+    # replay and paper: orders go to the mirror venue, whose book follows the book and trade rings
+    ProcessSpec(
+        "venue",
+        "hftbot.sim.mirror:main",
+        modes=("replay", "paper"),
+        stop_rank=90,
+        enabled=lambda c: c.exec.strategy != "none",
+    ),
+    ProcessSpec(
+        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none"
     ),
     # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
     # them from the first record (live data, by contrast, must not wait for the readers).
-    ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30),
+    ProcessSpec("feed", "hftbot.feed.replay:main", modes=("replay",), stop_rank=30,
+                panel=("messages", "depth_applied", "resyncs", "gaps", "trades")),
 ]
 
 

@@ -23,6 +23,25 @@ BOOK_REPLAY = 4  # produced by replaying a recording, not from a live socket
 # Signal record flags.
 SIGNAL_NO_MODEL = 1  # no usable checkpoint: probabilities are NaN, execution must not act
 SIGNAL_WARMUP = 2  # the window is not full yet (after start or a resync): do not act
+SIGNAL_NONFINITE = 4  # the model's output was NaN/inf (probabilities NaN): do not act
+
+# Order record kinds (the "order" ring): what execution sent, and what the venue did with it.
+ORDER_PLACE = 1  # order.place written on the socket
+ORDER_MODIFY = 2  # order.modify
+ORDER_CANCEL = 3  # order.cancel (one per order; a cancel-all is one per open order)
+ORDER_FILL = 4  # an execution (user data stream), applied once
+ORDER_REJECT = 5  # the venue (or the gateway before sending) refused a request
+
+# Order record flags.
+ORDER_REDUCE_ONLY = 1
+ORDER_POST_ONLY = 2  # GTX
+ORDER_MARKET = 4
+ORDER_MAKER = 8  # fills: we provided the liquidity
+
+# Execution engine states in the status record.
+EXEC_RUNNING = 0
+EXEC_REDUCING = 1
+EXEC_HALTED = 2
 
 DEFAULT_LEVELS = 10
 
@@ -85,6 +104,62 @@ SIGNAL_DTYPE = np.dtype(
         ("infer_start_ns", "<i8"),
         ("infer_end_ns", "<i8"),
         ("publish_ns", "<i8"),
+    ]
+)
+
+
+ORDER_DTYPE = np.dtype(
+    _HEADER
+    + [
+        ("kind", "<i8"),  # ORDER_*
+        ("send_ns", "<i8"),  # frame written on the socket (fills and rejects: local receive time)
+        ("read_ns", "<i8"),  # when execution read the ring record that led to it (signal → frame)
+        ("book_recv_ns", "<i8"),  # receive time of the book update behind the order (0: none)
+        ("signal_seq", "<i8"),  # the signal record behind it (0: none)
+        ("model_id", "<i8"),  # that signal's model (0: none)
+        ("order_id", "<i8"),  # the venue's order id (0 while unknown)
+        ("trade_id", "<i8"),  # fills
+        ("side", "<i8"),  # 1 buy, -1 sell
+        ("qty", "<i8"),  # lots (fills: the executed lots)
+        ("px", "<i8"),  # ticks (0: MARKET)
+        ("flags", "<i8"),  # ORDER_* flag bits
+        ("code", "<i8"),  # rejects: the Binance error code
+        ("event_ms", "<i8"),  # venue time (fills, rejects)
+        ("fee", "<f8"),  # fills: quote currency, positive = paid
+        ("tick", "<f8"),
+        ("lot", "<f8"),
+        ("publish_ns", "<i8"),
+        ("client_id", "S40"),  # Binance allows 36 characters
+        ("tag", "S16"),  # why: "entry", "exit_horizon", "flatten", ...
+    ]
+)
+
+# Execution status, one record per heartbeat (the "exec" ring; the supervisor shows the newest).
+# The heartbeat table holds integers only; PnL needs floats, hence a record.
+EXEC_STATUS_DTYPE = np.dtype(
+    _HEADER
+    + [
+        ("publish_ns", "<i8"),
+        ("position", "<i8"),  # lots, our ledger
+        ("venue_position", "<i8"),  # lots, as the venue last reported it
+        ("open_orders", "<i8"),  # open and in-flight
+        ("orders", "<i8"),  # placed this run
+        ("fills", "<i8"),
+        ("trades", "<i8"),  # closed round trips
+        ("wins", "<i8"),  # closed trades with net PnL > 0
+        ("rejects", "<i8"),
+        ("refusals", "<i8"),  # intents the risk manager refused
+        ("state", "<i8"),  # EXEC_*
+        ("mismatches", "<i8"),  # times our position differed from the venue's once settled
+        ("avg_px", "<f8"),  # average entry price of the position (0: flat)
+        ("mark_px", "<f8"),  # mid used for the unrealised PnL
+        ("realised", "<f8"),  # USDT, gross of fees
+        ("unrealised", "<f8"),
+        ("fees", "<f8"),
+        ("net_pnl", "<f8"),  # realised - fees + unrealised
+        ("win_rate", "<f8"),  # over closed trades, net of fees (NaN: none closed)
+        ("tick", "<f8"),
+        ("lot", "<f8"),
     ]
 )
 

@@ -1,15 +1,34 @@
 """The supervisor: `python -m hftbot.run`.
 
-Loads the config, sweeps stale segments of a crashed earlier run, creates the shared-memory rings
-and the heartbeat table (it owns them all), spawns the processes of the mode in order (each must
-send its first heartbeat before the next starts), restarts one that dies or goes silent (backoff
-doubling up to a cap, at most `max_restarts` within `restart_window_s`), and on SIGINT/SIGTERM, `--duration` or a fatal
-failure shuts down in `stop_rank` order. Every exit path unlinks every segment; a second Ctrl-C
-skips the grace periods but still cleans up.
+Loads and checks the config (a replay's recording must exist; its symbol comes from the data),
+sweeps stale segments of a crashed earlier run, creates the shared-memory rings and the
+heartbeat table (it owns them all), spawns the processes of the mode in order (each must send its
+first heartbeat before the next starts), restarts one that dies or goes silent (backoff doubling
+up to a cap, at most `max_restarts` within `restart_window_s`), and shuts down in `stop_rank`
+order on SIGINT/SIGTERM, `--duration`, a finished replay or a fatal failure.
 
-It shows a live status panel on a terminal (rich) and plain log lines otherwise, and prints an
-exit summary (process counters, ring throughput, latency percentiles) ending with one JSON line.
-It never trades, parses market data or runs a model itself: it only watches.
+Signals: any number of SIGINT/SIGTERM at any moment end in the same ordered shutdown, summary
+included; the handler only counts (it never raises into whatever the supervisor was doing). The
+first asks each stop group to stop within `stop_timeout_s`; a second cuts every remaining grace
+to `HURRY_GRACE_S`; a third kills what is left at once, still in order. Children run in their own
+process groups, so a Ctrl-C or a SIGTERM to the supervisor's group (systemd) reaches only the
+supervisor: the recorder still stops after the feed and records every row.
+
+Helpers: a child and everything it started die together. The supervisor signals a child's whole
+process group, kills the group after any exit of the child (crash, kill -9, heartbeat timeout,
+stop), and is a child subreaper for the run, so an orphaned helper is re-parented to it, killed
+and reaped instead of lingering under pid 1 (helpers also ask for `PR_SET_PDEATHSIG`, see
+`hftbot.model.verifier`). Every exit path unlinks every segment.
+
+Exit status: 0 only when nothing failed. A process that hit its restart limit, one that had to be
+terminated or killed at stop, a run whose feed never published a synced book, or processes left
+over after the stop make it `failed: true` and rc 1; each reason is listed in the summary.
+
+It shows a live status panel on a terminal (rich, 80 columns) and plain log lines otherwise, and
+prints an exit summary (per-process final counters, start/restart-to-serving times, ring
+throughput, latency percentiles, failures) ending with one JSON line. The panel and the summary
+are built from per-process and per-topic sections (`SUMMARY_SECTIONS`, `ProcessSpec.panel`), so a
+process or a topic is one addition. It never trades, parses market data or runs a model itself.
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -30,14 +50,22 @@ from typing import Any
 
 import numpy as np
 
+from hftbot import linux
 from hftbot.config import Config, ConfigError, load_config
+from hftbot.exec.modes import preflight as exec_preflight
+from hftbot.exec.status import STATUS_CAPACITY, ExecMonitor
 from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader
 from hftbot.process import HeartbeatTable, ProcessContext, ProcessSpec, child_main, configure_logging
 from hftbot.processes import processes_for
-from hftbot.records import SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
+from hftbot.records import BOOK_VALID, EXEC_STATUS_DTYPE, ORDER_DTYPE, SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
 
 log = logging.getLogger("hftbot.supervisor")
+
+HURRY_GRACE_S = 1.0  # per stop group, once a second signal arrived
+TERM_WAIT_S = 2.0  # after SIGTERM, before SIGKILL (0.5 s in a hurry)
+RESTART_TARGET_S = 5.0  # restart to serving again: printed beside the figures
+PANEL_WIDTH = 80
 
 
 @dataclass
@@ -45,15 +73,23 @@ class Child:
     spec: ProcessSpec
     slot: int
     proc: Any = None  # multiprocessing.Process
-    state: str = "new"  # starting | running | backoff | failed | stopped
+    state: str = "new"  # starting | running | backoff | failed | finished | stopped
     restarts: int = 0  # in total
     recent: list[float] = field(default_factory=list)  # restart times inside runtime.restart_window_s
     started_at: float = 0.0
     next_start_at: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # last seen, kept after the table is gone
+    pids: list[int] = field(default_factory=list)  # every pid it ran as = its process groups
+    start_ns: int = 0  # spawn time of the current incarnation (wall ns)
+    down_ns: int = 0  # when it was seen dead or was killed; 0 when not waiting to serve again
+    serving_seen: bool = False
+    start_to_serving_s: float | None = None
+    restart_to_serving_s: list[float] = field(default_factory=list)
+    stop_note: str = ""  # how the stop went when it was not by itself
 
 
+# ------------------------------------------------------------------------------------- monitor
 class LatencyMonitor:
     """Reads the book and signal rings from the supervisor and keeps latency samples.
 
@@ -65,19 +101,23 @@ class LatencyMonitor:
 
     def __init__(self, rings: dict[str, Ring]) -> None:
         self.readers = {n: RingReader(rings[n], start="next") for n in ("book", "signal") if n in rings}
+        self.valid_books = 0  # book records in sync (BOOK_VALID): "market data was received"
         self.samples: dict[str, list[np.ndarray]] = {
             "feed_us": [],
             "inference_us": [],
             "tick_to_signal_us": [],
         }
+        self.exec = ExecMonitor(rings)  # tick-to-order and the execution status
 
     def poll(self) -> None:
+        self.exec.poll()
         for name, reader in self.readers.items():
             while True:
                 recs = reader.read_many(4096, timeout_s=0)
                 if len(recs) == 0:
                     break
                 if name == "book":
+                    self.valid_books += int(np.count_nonzero(recs["flags"] & BOOK_VALID))
                     ok = recs["recv_ns"] > 0
                     self._add("feed_us", (recs["publish_ns"][ok] - recs["recv_ns"][ok]) / 1e3)
                 else:
@@ -101,7 +141,7 @@ class LatencyMonitor:
                 v = np.concatenate(chunks)
                 p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
                 out[key] = {"n": len(v), "p50": round(p50, 1), "p99": round(p99, 1), "p99.9": round(p999, 1)}
-        return out
+        return {**out, **self.exec.latency()}
 
     def lost(self) -> int:
         return sum(r.lost for r in self.readers.values())
@@ -126,14 +166,59 @@ def endpoints_for(cfg: Config) -> dict[str, Any]:
         }
     if mode in ("live", "paper"):
         e = cfg.endpoints
-        return {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        live = {"rest": e.live_rest, "ws": e.live_ws, "ws_api": e.live_ws_api}
+        return live if mode == "live" else {**live, **_mirror_endpoints(cfg)}
     if mode == "testnet":
         e = cfg.endpoints
         return {"rest": e.testnet_rest, "ws": e.testnet_ws, "ws_api": e.testnet_ws_api}
-    return {}
+    return _mirror_endpoints(cfg) if mode == "replay" else {}
 
 
+def _mirror_endpoints(cfg: Config) -> dict[str, Any]:
+    """Replay and paper: orders go to the mirror venue (hftbot.sim.mirror) on a port of its own."""
+    from hftbot.sim.mirror import endpoints
+
+    port = cfg.sim.port or free_port(cfg.sim.host)
+    return {"orders": endpoints(cfg, port), "orders_port": port}
+
+# -------------------------------------------------------------------------------------- helpers
+def preflight(cfg: Config) -> Config:
+    """Checks that need the disk, before anything is spawned; returns the config to run.
+
+    Replay: the path must hold recordings or captures of one symbol, and that symbol (from the
+    data: stream names, payload `s`, file metadata) becomes `runtime.symbol`, so what the replay
+    publishes is recorded under its own symbol, never under the configured one."""
+    if cfg.runtime.mode != "replay":
+        return cfg
+    from hftbot.feed.recording import RecordingError, recording_symbol
+
+    try:
+        symbol = recording_symbol(cfg.replay.path)
+    except (RecordingError, OSError) as e:
+        raise ConfigError(f"config: replay.path {cfg.replay.path!r} cannot be replayed: {e}") from None
+    if symbol and symbol != cfg.runtime.symbol.upper():
+        log.warning("replay: %s holds %s; runtime.symbol %s replaced by it", cfg.replay.path, symbol,
+                    cfg.runtime.symbol)
+        cfg = cfg.override("runtime", symbol=symbol)
+    return cfg
+
+
+def _fmt_count(v: int) -> str:
+    """Counters in the 80-column panel: 1234 -> 1234, 123456 -> 123k, 12345678 -> 12.3M."""
+    a = abs(v)
+    if a < 100_000:
+        return str(v)
+    if a < 10_000_000:
+        return f"{v / 1e3:.0f}k"
+    return f"{v / 1e6:.1f}M"
+
+
+# ----------------------------------------------------------------------------------- supervisor
 class Supervisor:
+    # Summary topics, in print order: each is `_section_<name>()` (its JSON) and `_lines_<name>()`
+    # (its printed lines). A topic (positions and PnL, say) is one name here and two methods.
+    SUMMARY_SECTIONS: tuple[str, ...] = ("processes", "serving", "rings", "execution", "latency_us", "failures")
+
     def __init__(
         self,
         cfg: Config,
@@ -153,13 +238,29 @@ class Supervisor:
         self.table: HeartbeatTable | None = None
         self.children: list[Child] = [Child(s, i) for i, s in enumerate(self.specs)]
         self.stop_reason: str | None = None
-        self.failed = False
+        self.failures: list[str] = []  # why the run failed (empty: it did not)
+        self.warnings: list[str] = []  # worth knowing, not a failure (inference served no model)
         self.started_at = time.monotonic()
         self.monitor: LatencyMonitor | None = None
         self._interrupts = 0
+        self._hurry_at: float | None = None  # when the second signal arrived
+        self._was_subreaper = False
+        self._next_reap = 0.0
+        self._warned_no_data = False
         # Last values seen, kept for the summary and panel once the segments are gone.
         self._last_rings: dict[str, int] = {}
         self._last_latency: dict[str, dict[str, float]] = {}
+        self._last_valid = 0
+        self._last_exec: dict[str, Any] = {}
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    def _fail(self, why: str) -> None:
+        if why not in self.failures:
+            self.failures.append(why)
+            log.error("run failed: %s", why)
 
     # ----------------------------------------------------------------- segments
     def create_segments(self) -> None:
@@ -173,6 +274,8 @@ class Supervisor:
             ("book", book_dtype(levels), rc.book_capacity),
             ("trade", TRADE_DTYPE, rc.trade_capacity),
             ("signal", SIGNAL_DTYPE, rc.signal_capacity),
+            ("order", ORDER_DTYPE, rc.order_capacity),
+            ("exec", EXEC_STATUS_DTYPE, STATUS_CAPACITY),
         ):
             seg = shm.segment_name(name, self.pid)
             self.segments[name] = seg
@@ -185,6 +288,8 @@ class Supervisor:
     def remove_segments(self) -> None:
         self._ring_counts()
         self._latency()
+        if self.monitor is not None:
+            self.monitor.exec.close()
         self.monitor = None
         for ring in self.rings.values():
             ring.close()
@@ -206,6 +311,8 @@ class Supervisor:
         row["beat_ns"] = 0
         row["stop"] = 0
         row["pid"] = 0
+        row["serving_ns"] = 0
+        row["finished"] = 0
         ctx = ProcessContext(
             name=c.spec.name,
             slot=c.slot,
@@ -215,17 +322,72 @@ class Supervisor:
             supervisor_pid=self.pid,
         )
         c.proc = self.mp.Process(target=child_main, args=(c.spec.entry, ctx), name=f"hftbot-{c.spec.name}")
-        c.proc.start()
+        c.start_ns = time.time_ns()
+        # Born with SIGINT/SIGTERM blocked (the mask survives fork and exec): a signal to our group
+        # during its bootstrap, before it has its own group, waits in the child, which discards it
+        # (child_main) instead of dying of it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            c.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        c.pids.append(c.proc.pid)
         c.state = "starting"
+        c.serving_seen = False
         c.started_at = time.monotonic()
         log.info("started %s (pid %d)", c.spec.name, c.proc.pid)
 
     def _ready(self, c: Child) -> bool:
         return self.table is not None and int(self.table.rows[c.slot]["beat_ns"]) > 0
 
+    def _signal_group(self, c: Child, sig: int) -> None:
+        """Signal a child and every helper in its process group (the child itself while it has
+        not made its group yet, early in its start)."""
+        pid = c.proc.pid
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+                return
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _after_exit(self, c: Child) -> None:
+        """A child is gone: kill what is left of its group (its helpers), free ring slots its
+        blocking readers held, and keep its last counters."""
+        try:
+            os.killpg(c.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for ring in self.rings.values():
+            ring.reclaim_dead_readers({c.proc.pid})
+        self._counters(c)
+        self._reap_adopted()
+
+    def _exited(self, c: Child) -> None:
+        c.proc.join(0.1)
+        code = c.proc.exitcode
+        finished = self.table is not None and int(self.table.rows[c.slot]["finished"]) == 1
+        if code == 0 and finished:
+            c.exit_codes.append(0)
+            c.state = "finished"
+            self._after_exit(c)
+            log.info("%s finished its work", c.spec.name)
+            if c.spec.critical and not self.stop_reason:
+                self.stop_reason = f"{c.spec.name} finished"
+            return
+        self._on_exit(c, f"exited with code {code}")
+
     def _on_exit(self, c: Child, why: str) -> None:
         code = c.proc.exitcode if c.proc is not None else None
         c.exit_codes.append(code if code is not None else -1)
+        c.down_ns = c.down_ns or time.time_ns()
+        self._after_exit(c)
         rt = self.cfg.runtime
         now = time.monotonic()
         # Only restarts inside the window count towards the cap: a process that fails once a day
@@ -233,6 +395,7 @@ class Supervisor:
         c.recent = [t for t in c.recent if now - t < rt.restart_window_s]
         if len(c.recent) >= rt.max_restarts:
             c.state = "failed"
+            c.down_ns = 0
             log.error(
                 "%s %s; restart limit (%d in %g s) reached",
                 c.spec.name,
@@ -240,8 +403,9 @@ class Supervisor:
                 rt.max_restarts,
                 rt.restart_window_s,
             )
-            if c.spec.critical:
-                self.failed = True
+            self._fail(f"{c.spec.name}: {why}; restart limit ({rt.max_restarts} in {rt.restart_window_s:g} s) "
+                       f"reached" + ("" if c.spec.critical else " (not critical: the run went on without it)"))
+            if c.spec.critical and not self.stop_reason:
                 self.stop_reason = f"{c.spec.name} failed"
             return
         delay = min(rt.restart_backoff_s * (2 ** len(c.recent)), rt.restart_backoff_max_s)
@@ -261,8 +425,22 @@ class Supervisor:
 
     def _kill(self, c: Child) -> None:
         if c.proc is not None and c.proc.is_alive():
-            c.proc.kill()
+            c.down_ns = time.time_ns()
+            self._signal_group(c, signal.SIGKILL)
             c.proc.join(2.0)
+
+    def _check_serving(self, c: Child) -> None:
+        if c.serving_seen or self.table is None:
+            return
+        at = int(self.table.rows[c.slot]["serving_ns"])
+        if not at:
+            return
+        c.serving_seen = True
+        if c.down_ns:
+            c.restart_to_serving_s.append(round((at - c.down_ns) / 1e9, 3))
+            c.down_ns = 0
+        elif c.start_to_serving_s is None:
+            c.start_to_serving_s = round((at - c.start_ns) / 1e9, 3)
 
     def check_children(self) -> None:
         rt = self.cfg.runtime
@@ -270,9 +448,9 @@ class Supervisor:
         for c in self.children:
             if c.state in ("starting", "running"):
                 if not c.proc.is_alive():
-                    c.proc.join(0.1)
-                    self._on_exit(c, f"exited with code {c.proc.exitcode}")
+                    self._exited(c)
                     continue
+                self._check_serving(c)
                 if c.state == "starting":
                     if self._ready(c):
                         c.state = "running"
@@ -296,63 +474,173 @@ class Supervisor:
             deadline = time.monotonic() + self.cfg.runtime.start_timeout_s
             while not self.stop_reason and time.monotonic() < deadline:
                 self.check_children()
-                if c.state == "running" or c.state == "failed":
+                if c.state != "starting":
                     break
                 time.sleep(0.01)
 
-    def stop_all(self, grace: bool = True) -> None:
-        """Ask each group to stop in stop_rank order; terminate, then kill, the ones that don't."""
+    # ------------------------------------------------------------------- stopping
+    def _stop_deadline(self, t0: float) -> float:
+        """When a stop group's grace ends: stop_timeout_s, cut by a second signal, gone at a third."""
+        if self._interrupts >= 3:
+            return t0
+        end = t0 + self.cfg.runtime.stop_timeout_s
+        if self._hurry_at is not None:
+            end = min(end, max(t0, self._hurry_at) + HURRY_GRACE_S)
+        return end
+
+    def _wait_exit(self, group: list[Child], deadline_of) -> list[Child]:
+        """Wait until each process of `group` exited or `deadline_of()` passed; the live ones."""
+        live = [c for c in group if c.proc.is_alive()]
+        while live and time.monotonic() < deadline_of():
+            time.sleep(0.02)
+            live = [c for c in live if c.proc.is_alive()]
+        return live
+
+    def stop_all(self) -> None:
+        """Ask each group to stop in stop_rank order; terminate, then kill, the ones that don't.
+
+        Each group gets `stop_timeout_s` (cut to HURRY_GRACE_S by a second signal, to nothing by
+        a third); a process that has to be terminated or killed, or exits non-zero when asked to
+        stop, makes the run fail."""
         rt = self.cfg.runtime
+        for c in self.children:  # died on their own just before the stop: not a stop failure
+            if c.state in ("starting", "running") and not c.proc.is_alive():
+                self._exited(c)
         for rank in sorted({c.spec.stop_rank for c in self.children}):
             group = [c for c in self.children if c.spec.stop_rank == rank and c.proc is not None]
             for c in group:
-                if self.table is not None:
+                if self.table is not None and c.proc.is_alive():
                     self.table.rows[c.slot]["stop"] = 1
-            deadline = time.monotonic() + (rt.stop_timeout_s if grace else 0.0)
+            t0 = time.monotonic()
+            live = self._wait_exit(group, lambda t0=t0: self._stop_deadline(t0))
+            for c in live:
+                waited = time.monotonic() - t0
+                log.warning("%s did not stop within %.1f s: terminating", c.spec.name, waited)
+                c.stop_note = f"did not stop within {waited:.1f} s: terminated"
+                self._signal_group(c, signal.SIGTERM)
+            t1 = time.monotonic()
+            live = self._wait_exit(
+                live,
+                lambda t1=t1: t1 if self._interrupts >= 3 else t1 + (0.5 if self._hurry_at else TERM_WAIT_S),
+            )
+            for c in live:
+                c.stop_note = c.stop_note.replace("terminated", "killed")
+                self._signal_group(c, signal.SIGKILL)
+                c.proc.join(2.0)
             for c in group:
-                c.proc.join(max(0.0, deadline - time.monotonic()))
-                if c.proc.is_alive():
-                    log.warning("%s did not stop within %.1f s: terminating", c.spec.name, rt.stop_timeout_s)
-                    c.proc.terminate()
-                    c.proc.join(2.0 if grace else 0.2)
-                if c.proc.is_alive():
-                    c.proc.kill()
-                    c.proc.join(2.0)
-                if c.state != "failed":
+                running = c.state in ("starting", "running")  # asked to stop (not dead already)
+                c.proc.join(0.5)
+                self._after_exit(c)
+                if running and not c.stop_note and c.proc.exitcode != 0:
+                    c.stop_note = f"exited with code {c.proc.exitcode} at the stop"
+                if c.state not in ("failed", "finished"):
                     c.state = "stopped"
-                self._counters(c)  # final counters, before the table goes
+                if c.stop_note:
+                    limit = HURRY_GRACE_S if self._hurry_at else rt.stop_timeout_s
+                    self._fail(f"{c.spec.name}: {c.stop_note} (stop grace {limit:g} s)")
                 log.info("%s stopped (exit code %s)", c.spec.name, c.proc.exitcode)
+
+    # ---------------------------------------------------------------- orphans
+    def _adopt_orphans(self, on: bool) -> None:
+        """Be a child subreaper during the run (helpers orphaned by a dead child come to us)."""
+        if on:
+            self._was_subreaper = linux.is_child_subreaper()
+            linux.set_child_subreaper(True)
+        elif not self._was_subreaper:
+            linux.set_child_subreaper(False)
+
+    def _groups(self) -> set[int]:
+        return {pid for c in self.children for pid in c.pids}
+
+    def _reap_adopted(self) -> None:
+        """Kill and reap processes re-parented to us that belong to a child's process group."""
+        groups = self._groups()
+        ours = {c.proc.pid for c in self.children if c.proc is not None}
+        for pid in linux.children():
+            if pid in ours or linux.pid_group(pid) not in groups:
+                continue  # a managed child, or not ours at all (multiprocessing's resource tracker)
+            if linux.pid_state(pid) not in ("Z", "X"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def _leftovers(self, timeout_s: float = 3.0) -> list[int]:
+        """After the stop: kill and reap every process left in any child's group; what remains."""
+        groups = self._groups()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._reap_adopted()
+            left = [pid for pg in groups for pid in linux.group_members(pg)]
+            if not left or time.monotonic() >= deadline:
+                return left
+            for pg in groups:
+                try:
+                    os.killpg(pg, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.05)
 
     # ---------------------------------------------------------------- main loop
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Count and remember; never raise (the interrupted code finishes what it was doing)."""
         self._interrupts += 1
-        self.stop_reason = signal.Signals(signum).name
-        if self._interrupts > 1:
-            raise KeyboardInterrupt  # second Ctrl-C: skip the grace periods
+        if self.stop_reason is None:
+            self.stop_reason = signal.Signals(signum).name
+        if self._interrupts == 2:
+            self._hurry_at = time.monotonic()
 
-    def run(self, duration_s: float | None = None) -> int:
-        """Run until a signal, the duration, or a fatal failure. Returns the exit code."""
+    def run(self, duration_s: float | None = None, *, ignore_late_signals: bool = False) -> int:
+        """Run until a signal, the duration, a finished replay or a fatal failure. Returns the exit
+        code (0: nothing failed, 1: see the summary's failures).
+
+        ignore_late_signals: afterwards SIGINT/SIGTERM are ignored instead of given back to the
+        caller's handlers (the CLI, about to exit: a late signal of a burst must not become a
+        KeyboardInterrupt, nor kill the interpreter, whose finalisation puts back the default
+        action of every signal with a Python handler, but leaves an ignored one ignored)."""
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        grace = True
+        self._adopt_orphans(True)
         try:
-            self.create_segments()
-            self.started_at = time.monotonic()
-            self.start_all()
-            self._loop(duration_s)
-        except KeyboardInterrupt:
-            grace = False
-            self.stop_reason = self.stop_reason or "interrupted"
-        finally:
             try:
-                self.stop_all(grace=grace)
+                self.create_segments()
+                self.started_at = time.monotonic()
+                self.start_all()
+                self._loop(duration_s)
+            except Exception:  # a bug here must not leave processes running or segments behind
+                log.exception("supervisor error: stopping everything")
+                self._fail("supervisor: internal error (traceback in the log)")
+                self.stop_reason = self.stop_reason or "supervisor error"
+            finally:
+                if self._interrupts:
+                    log.info("stopping: %s (%d signal(s))", self.stop_reason, self._interrupts)
+                self.stop_all()
                 if self.monitor is not None:
                     self.monitor.poll()
+                self._final_checks()
                 self.print_summary()
-            finally:
-                self.remove_segments()
-                for s, h in old.items():
-                    signal.signal(s, h)
+        finally:
+            self.remove_segments()
+            self._adopt_orphans(False)
+            for s, h in old.items():
+                signal.signal(s, signal.SIG_IGN if ignore_late_signals else h)
         return 1 if self.failed else 0
+
+    def _final_checks(self) -> None:
+        left = self._leftovers()
+        if left:
+            self._fail(f"processes left after the stop: {', '.join(map(str, sorted(left)))}")
+        if any(c.spec.name == "feed" and c.pids for c in self.children) and self._valid_books() == 0:
+            self._fail("feed: never received market data (no synced book was published)")
+        for c in self.children:
+            if c.counters.get("no_model"):
+                self.warnings.append(f"{c.spec.name}: served no model (no checkpoint verified)")
+
+    def _valid_books(self) -> int:
+        return self.monitor.valid_books if self.monitor is not None else self._last_valid
 
     def _loop(self, duration_s: float | None) -> None:
         rt = self.cfg.runtime
@@ -369,10 +657,15 @@ class Supervisor:
         try:
             while not self.stop_reason:
                 self.check_children()
-                if end is not None and time.monotonic() >= end:
+                now = time.monotonic()
+                if end is not None and now >= end:
                     self.stop_reason = f"duration {duration_s:g} s reached"
                     break
-                if time.monotonic() >= next_status:
+                if now >= self._next_reap:
+                    self._next_reap = now + 0.5
+                    self._reap_adopted()
+                    self._watch_data(now)
+                if now >= next_status:
                     if self.monitor is not None:
                         self.monitor.poll()
                     if live is not None:
@@ -387,6 +680,19 @@ class Supervisor:
                 live.update(self.render())
                 live.stop()
         log.info("stopping: %s", self.stop_reason)
+
+    def _watch_data(self, now: float) -> None:
+        """Say it loudly when the feed has published no synced book for start_timeout_s."""
+        if self._warned_no_data or now - self.started_at < self.cfg.runtime.start_timeout_s:
+            return
+        if not any(c.spec.name == "feed" for c in self.children):
+            return
+        if self.monitor is not None:
+            self.monitor.poll()
+        if self._valid_books() == 0:
+            self._warned_no_data = True
+            log.error("no market data after %.0f s: the feed has published no synced book (network? "
+                      "endpoints %s)", now - self.started_at, self.endpoints.get("ws", "-"))
 
     # ------------------------------------------------------------------ display
     def status_line(self) -> dict[str, Any]:
@@ -405,81 +711,191 @@ class Supervisor:
     def _latency(self) -> dict[str, dict[str, float]]:
         if self.monitor is not None:
             self._last_latency = self.monitor.percentiles()
+            self._last_valid = self.monitor.valid_books
+            self._last_exec = self.monitor.exec.summary()
         return self._last_latency
 
     def _counters(self, c: Child) -> dict[str, int]:
-        if self.table is not None:
+        if self.table is not None and c.proc is not None:
             c.counters = self.table.counters(c.slot)
         return c.counters
 
+    def _activity(self, c: Child) -> str:
+        """A process's line in the panel: its chosen counters (`ProcessSpec.panel`) and notes."""
+        counters = self._counters(c)
+        keys = c.spec.panel or tuple(counters)
+        parts = [f"{k}={_fmt_count(counters[k])}" for k in keys if k in counters]
+        if counters.get("no_model"):
+            parts.insert(0, "NO MODEL")
+        if c.restart_to_serving_s:
+            parts.append(f"back in {c.restart_to_serving_s[-1]:.1f}s")
+        return " ".join(parts)
+
     def render(self) -> Any:
+        """The status panel: at most PANEL_WIDTH (80) columns, counters folded onto more lines."""
+        from rich import box
         from rich.table import Table
 
-        t = Table(title=f"hftbot · {self.cfg.runtime.mode} · {self.cfg.runtime.symbol}", expand=False)
-        for col in ("process", "pid", "state", "restarts", "beat age", "counters"):
-            t.add_column(col)
+        uptime = time.monotonic() - self.started_at
+        t = Table(
+            title=f"hftbot · {self.cfg.runtime.mode} · {self.cfg.runtime.symbol} · up {uptime:.0f} s",
+            box=box.SIMPLE_HEAD,
+            width=PANEL_WIDTH,
+            pad_edge=False,
+            caption_justify="left",
+        )
+        t.add_column("process", no_wrap=True, max_width=10)
+        t.add_column("pid", justify="right", no_wrap=True)
+        t.add_column("state", no_wrap=True)
+        t.add_column("rst", justify="right", no_wrap=True)
+        t.add_column("beat", justify="right", no_wrap=True)
+        t.add_column("activity", overflow="fold", ratio=1)
         now = time.time_ns()
         for c in self.children:
             beat = int(self.table.rows[c.slot]["beat_ns"]) if self.table is not None else 0
-            age = f"{(now - beat) / 1e9:.1f} s" if beat else "-"
+            age = f"{(now - beat) / 1e9:.1f}s" if beat else "-"
             pid = str(c.proc.pid) if c.proc is not None else "-"
-            counters = " ".join(f"{k}={v}" for k, v in self._counters(c).items())
-            t.add_row(c.spec.name, pid, c.state, str(c.restarts), age, counters)
+            t.add_row(c.spec.name, pid, c.state, str(c.restarts), age, self._activity(c))
         lat = self._latency()
-        rings = "  ".join(f"{n}: {v}" for n, v in self._ring_counts().items())
-        lats = "  ".join(f"{k} p50 {v['p50']} p99 {v['p99']}" for k, v in lat.items())
-        t.caption = f"rings {rings}\n{lats}\nuptime {time.monotonic() - self.started_at:.0f} s · Ctrl-C stops"
+        rings = "  ".join(f"{n} {_fmt_count(v)}" for n, v in self._ring_counts().items())
+        lats = "  ".join(f"{k[:-3]} p50 {v['p50']:g} p99 {v['p99']:g} µs" for k, v in lat.items())
+        notes = list(self.monitor.exec.panel_lines()) if self.monitor is not None else []
+        notes += [f"rings: {rings}"] + ([lats] if lats else [])
+        if self.failures:
+            notes.append("FAILED: " + "; ".join(self.failures))
+        notes.append("Ctrl-C stops (a second one hurries)")
+        t.caption = "\n".join(notes)
         return t
 
-    def summary(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ summary
+    def _section_processes(self) -> dict[str, Any]:
+        return {
+            c.spec.name: {
+                "state": c.state,
+                "restarts": c.restarts,
+                "exit_codes": c.exit_codes + ([c.proc.exitcode] if c.proc is not None and c.state == "stopped"
+                                              else []),
+                "pids": list(c.pids),
+                **self._counters(c),
+            }
+            for c in self.children
+        }
+
+    def _lines_processes(self, data: dict[str, Any]) -> list[str]:
+        out = []
+        for name, p in data.items():
+            extra = " ".join(f"{k}={v}" for k, v in p.items() if k not in ("state", "restarts", "exit_codes", "pids"))
+            out.append(f"  {name:<10} {p['state']:<8} restarts={p['restarts']} {extra}")
+        return out
+
+    def _section_serving(self) -> dict[str, Any]:
+        """Seconds from spawn (start) and from death (restart) to serving again, per process."""
+        return {
+            c.spec.name: {"start_s": c.start_to_serving_s, "restart_s": c.restart_to_serving_s,
+                          "restart_max_s": max(c.restart_to_serving_s) if c.restart_to_serving_s else None}
+            for c in self.children
+        }
+
+    def _lines_serving(self, data: dict[str, Any]) -> list[str]:
+        out = []
+        for name, v in data.items():
+            if v["start_s"] is None and not v["restart_s"]:
+                continue
+            line = f"  {name:<10} serving after start {v['start_s'] if v['start_s'] is not None else '-'} s"
+            if v["restart_s"]:
+                r = v["restart_s"]
+                ok = "ok" if v["restart_max_s"] <= RESTART_TARGET_S else "OVER"
+                line += (f"; after {len(r)} restart(s): max {v['restart_max_s']:.2f} s, mean "
+                         f"{sum(r) / len(r):.2f} s (target <= {RESTART_TARGET_S:g} s: {ok})")
+            out.append(line)
+        waiting = [c.spec.name for c in self.children if c.down_ns]
+        if waiting:
+            out.append(f"  not serving again at the stop: {', '.join(waiting)}")
+        return out
+
+    def _section_rings(self) -> dict[str, Any]:
         uptime = time.monotonic() - self.started_at
         return {
+            n: {"records": v, "per_s": round(v / max(uptime, 1e-9), 1)} for n, v in self._ring_counts().items()
+        }
+
+    def _lines_rings(self, data: dict[str, Any]) -> list[str]:
+        return [f"  ring {name:<7} {r['records']} records ({r['per_s']}/s)" for name, r in data.items()]
+
+    def _section_execution(self) -> dict[str, Any]:
+        """Position, PnL, orders and tick-to-order of the execution process (hftbot.exec.status)."""
+        self._latency()
+        return self._last_exec
+
+    def _lines_execution(self, data: dict[str, Any]) -> list[str]:
+        return list(self.monitor.exec.print_lines()) if self.monitor is not None else []
+
+    def _section_latency_us(self) -> dict[str, Any]:
+        return self._latency()
+
+    def _lines_latency_us(self, data: dict[str, Any]) -> list[str]:
+        return [
+            f"  {key:<18} p50 {v['p50']} µs  p99 {v['p99']} µs  p99.9 {v['p99.9']} µs  (n={v['n']})"
+            for key, v in data.items()
+        ]
+
+    def _section_failures(self) -> list[str]:
+        return list(self.failures)
+
+    def _lines_failures(self, data: list[str]) -> list[str]:
+        return [f"  FAILED: {f}" for f in data] + [f"  warning: {w}" for w in self.warnings]
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "mode": self.cfg.runtime.mode,
             "symbol": self.cfg.runtime.symbol,
-            "uptime_s": round(uptime, 2),
+            "uptime_s": round(time.monotonic() - self.started_at, 2),
             "stop_reason": self.stop_reason,
+            "signals": self._interrupts,
             "failed": self.failed,
-            "processes": {
-                c.spec.name: {
-                    "state": c.state,
-                    "restarts": c.restarts,
-                    "exit_codes": c.exit_codes + ([c.proc.exitcode] if c.proc is not None else []),
-                    **self._counters(c),
-                }
-                for c in self.children
-            },
-            "rings": {
-                n: {"records": v, "per_s": round(v / max(uptime, 1e-9), 1)}
-                for n, v in self._ring_counts().items()
-            },
-            "latency_us": self._latency(),
         }
+        for name in self.SUMMARY_SECTIONS:
+            out[name] = getattr(self, f"_section_{name}")()
+        out["warnings"] = list(self.warnings)
+        return out
 
     def print_summary(self) -> None:
         s = self.summary()
-        print(f"\nhftbot {s['mode']} {s['symbol']}: ran {s['uptime_s']} s, stopped: {s['stop_reason']}")
-        for name, p in s["processes"].items():
-            extra = " ".join(f"{k}={v}" for k, v in p.items() if k not in ("state", "restarts", "exit_codes"))
-            print(f"  {name:<10} {p['state']:<8} restarts={p['restarts']} {extra}")
-        for name, r in s["rings"].items():
-            print(f"  ring {name:<7} {r['records']} records ({r['per_s']}/s)")
-        for key, v in s["latency_us"].items():
-            print(f"  {key:<18} p50 {v['p50']} µs  p99 {v['p99']} µs  p99.9 {v['p99.9']} µs  (n={v['n']})")
+        verdict = "FAILED" if s["failed"] else "ok"
+        print(f"\nhftbot {s['mode']} {s['symbol']}: ran {s['uptime_s']} s, stopped: {s['stop_reason']}, {verdict}")
+        for name in self.SUMMARY_SECTIONS:
+            for line in getattr(self, f"_lines_{name}")(s[name]):
+                print(line)
         print(json.dumps(s), flush=True)
 
 
+# ------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hftbot.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="a TOML file overriding hftbot/defaults.toml")
     p.add_argument("--mode", choices=("sim", "replay", "paper", "testnet", "live"), help="runtime.mode")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", metavar="SECONDS", help="stop after this many seconds (> 0)")
     p.add_argument("--symbol", help="runtime.symbol")
     p.add_argument("--replay", metavar="PATH", help="replay.path (implies --mode replay)")
-    p.add_argument("--speed", type=float, help="replay.speed (0 = as fast as possible)")
+    p.add_argument("--speed", metavar="X", help="replay.speed (0 = as fast as possible)")
     p.add_argument("--i-understand-live", action="store_true", help="confirm mode live (real money)")
     p.add_argument("--plain", action="store_true", help="log lines instead of the live panel")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p.parse_args(argv)
+
+
+def _number(flag: str, text: str | None, *, positive: bool) -> float | None:
+    """A flag's number, finite (and > 0 where asked), or a one-line ConfigError naming it."""
+    if text is None:
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or (positive and v <= 0):
+        need = "a finite number > 0" if positive else "a finite number"
+        raise ConfigError(f"config: {flag} must be {need}, got {text!r} (from command line)")
+    return v
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -488,8 +904,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.replay:
         cfg = cfg.override("replay", path=args.replay)
         rt["mode"] = "replay"
-    if args.speed is not None:
-        cfg = cfg.override("replay", speed=args.speed)
+    speed = _number("--speed", args.speed, positive=False)
+    if speed is not None:
+        cfg = cfg.override("replay", speed=speed)
     for key in ("mode", "symbol", "log_level"):
         if getattr(args, key, None):
             rt[key] = getattr(args, key)
@@ -501,20 +918,32 @@ def build_config(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = build_config(args)
+        duration = _number("--duration", args.duration, positive=True)
+        cfg = preflight(build_config(args))
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
-    configure_logging(cfg.runtime.log_level, "supervisor")
-    sup = Supervisor(cfg, panel=False if args.plain else None)
-    missing = [c.spec.entry for c in sup.children if find_spec(c.spec.entry.partition(":")[0]) is None]
-    if missing:
-        print(f"hftbot: process modules not found: {', '.join(missing)}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C while loading: nothing was started
+        return 130
+    try:
+        exec_preflight(cfg, args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
         return 2
-    log.info(
-        "mode %s, %d processes: %s", cfg.runtime.mode, len(sup.children), ", ".join(s.name for s in sup.specs)
-    )
-    return sup.run(args.duration)
+    try:
+        configure_logging(cfg.runtime.log_level, "supervisor")
+        sup = Supervisor(cfg, panel=False if args.plain else None)
+        missing = [c.spec.entry for c in sup.children if find_spec(c.spec.entry.partition(":")[0]) is None]
+        if missing:
+            print(f"hftbot: process modules not found: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        linux.set_process_name("hftbot: supervisor")
+        log.info(
+            "mode %s, %d processes: %s", cfg.runtime.mode, len(sup.children), ", ".join(s.name for s in sup.specs)
+        )
+    except KeyboardInterrupt:  # before run() takes the signals over: nothing was started
+        return 130
+    return sup.run(duration, ignore_late_signals=True)
 
 
 if __name__ == "__main__":

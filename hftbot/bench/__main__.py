@@ -6,14 +6,28 @@ Every benchmark prints a human table and, as its last line, one JSON object of i
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+import re
 import sys
+from pathlib import Path
 
 import hftbot.bench
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(hftbot.bench.__path__) if not m.name.startswith("_"))
+    """Modules of hftbot.bench that are benchmarks: those with a `main` (not helpers like `common`).
+
+    Read from the source, not imported: importing every benchmark would load torch and numba."""
+    out = []
+    for m in pkgutil.iter_modules(hftbot.bench.__path__):
+        if m.name.startswith("_"):
+            continue
+        spec = importlib.util.find_spec(f"hftbot.bench.{m.name}")
+        text = Path(spec.origin).read_text() if spec and spec.origin else ""
+        if re.search(r"^def main\(", text, re.M):
+            out.append(m.name)
+    return sorted(out)
 
 
 def main(argv: list[str] | None = None) -> int:

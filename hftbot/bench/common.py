@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,16 +28,21 @@ def machine() -> str:
 
 
 def percentiles_us(samples_ns: np.ndarray | Sequence[float], scale: float = 1e-3) -> dict[str, float]:
-    """p50/p99/p99.9 (and mean) of nanosecond samples, in microseconds."""
+    """p50/p99/p99.9, max and mean (µs) and n of nanosecond samples: the one latency shape every
+    benchmark prints (`{"p50": .., "p99": .., "p99.9": .., "max": .., "mean": .., "n": ..}`, under
+    a key that ends in `_us`). `scale` converts other units (1.0: samples already in µs)."""
     v = np.asarray(samples_ns, dtype=np.float64) * scale
     if len(v) == 0:
-        return {"p50": float("nan"), "p99": float("nan"), "p99.9": float("nan"), "mean": float("nan")}
+        nan = float("nan")
+        return {"p50": nan, "p99": nan, "p99.9": nan, "max": nan, "mean": nan, "n": 0}
     p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
     return {
         "p50": round(float(p50), 2),
         "p99": round(float(p99), 2),
         "p99.9": round(float(p999), 2),
+        "max": round(float(v.max()), 2),
         "mean": round(float(v.mean()), 2),
+        "n": len(v),
     }
 
 
@@ -49,6 +58,33 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
             print("  ".join("-" * w for w in widths))
 
 
+def _finite(v: object) -> object:
+    """NaN and infinities become null: the JSON line must be valid JSON (a figure not measured)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
+
+
 def print_json(figures: dict) -> None:
-    """The last line of every benchmark: one JSON object."""
-    print(json.dumps({"machine": machine(), **figures}), flush=True)
+    """The last line of every benchmark: one JSON object (`machine` first)."""
+    print(json.dumps(_finite({"machine": machine(), **figures}), allow_nan=False), flush=True)
+
+
+def start_sim_server(*args: str, timeout_s: float = 60.0) -> tuple[subprocess.Popen, int]:
+    """`python -m hftbot.sim serve ARGS` as a child process; returns it and the port it listens on."""
+    cmd = [sys.executable, "-m", "hftbot.sim", "serve", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout_s
+    assert proc.stdout is not None
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "listening on" in line:
+            return proc, int(line.rsplit(":", 1)[1].split()[0])
+    proc.kill()
+    raise RuntimeError(f"simulator server did not start: {' '.join(cmd)}")

@@ -97,7 +97,7 @@ def one_way_latency(wait: str, n: int, gap_us: float, levels: int) -> dict:
     finally:
         ring.close()
         ring.unlink()
-    return {**percentiles_us(lat), "n": len(lat), "lost": lost}
+    return {**percentiles_us(lat), "lost": lost}
 
 
 def throughput(readers: int, wait: str, total: int, batch: int, levels: int) -> dict:
@@ -189,11 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "bench": "ring",
             "cores": os.cpu_count(),
-            "latency_us": lat,
+            "latency_us": lat,  # per wait strategy: p50/p99/p99.9/max/mean, n, lost
             "throughput": tp,
-            "spin_p50_us": lat["spin"]["p50"],
-            "spin_p99_us": lat["spin"]["p99"],
-            "block_p50_us": lat["block"]["p50"],
             "records_per_s_1_reader": tp["1r_batch256"]["reader_records_per_s_min"],
             "records_per_s_3_readers": tp["3r_batch256"]["reader_records_per_s_min"],
         }

@@ -4,9 +4,10 @@ Explicit, small, immutable messages (nautilus_trader's habit) so each component 
 alone and the backtester can put its matching engine where the gateway is:
 
     strategy.on_*(...)  -> [Intent]          what the strategy would like (Place, Cancel, Modify, CancelAll)
-    risk.check(intent)  -> Approved | Refused  the only door: nothing reaches a gateway unapproved
-    gateway.send(OrderRequest)                 an approved order with its client order id
-    gateway events      -> OrderUpdate, Fill, Rejected   what the venue says happened
+    risk.check(intent)  -> Request | Refused   the only door: nothing reaches a gateway unapproved
+    gateway.send(Request)                      OrderRequest (with its client order id), CancelRequest,
+                                               ModifyRequest, CancelAllRequest
+    gateway events      -> OrderUpdate, Fill, Rejected, VenuePosition   what the venue says happened
 
 Units, as everywhere inside hftbot: prices in integer ticks, quantities in integer lots (the
 exchange's decimal strings exist only at the gateway's edge), clocks with their unit in the name.
@@ -37,6 +38,12 @@ EXPIRED = "EXPIRED"
 EXPIRED_IN_MATCH = "EXPIRED_IN_MATCH"
 OPEN_STATUSES = (NEW, PARTIALLY_FILLED)
 FINAL_STATUSES = (FILLED, CANCELED, EXPIRED, EXPIRED_IN_MATCH)
+# Local statuses (never sent by Binance): approved by risk, not yet acknowledged by the venue; and
+# sent but its fate unknown (a timeout, a 503 "unknown"; issue 13 settles it by a query). Both
+# count against the position and open-order limits as if open.
+PENDING_NEW = "PENDING_NEW"
+UNKNOWN = "UNKNOWN"
+REJECTED = "REJECTED"  # local final status of an order the venue or the gateway refused
 
 
 def side_name(side: int) -> str:
@@ -104,6 +111,47 @@ class OrderRequest:
     created_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """An approved cancel (Binance `order.cancel` by `origClientOrderId`)."""
+
+    client_id: str
+    tag: str
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequest:
+    """An approved amendment (Binance `order.modify`: side, quantity and price are all mandatory)."""
+
+    client_id: str
+    side: int
+    qty: int  # new total quantity, lots
+    px: int  # ticks
+    tag: str
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAllRequest:
+    """An approved cancel of every open order of the symbol (`DELETE /fapi/v1/allOpenOrders`)."""
+
+    tag: str
+    created_ns: int
+
+
+Request = OrderRequest | CancelRequest | ModifyRequest | CancelAllRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The risk manager's no: `reason` is one of `hftbot.exec.risk.REASONS` (counted per reason)."""
+
+    reason: str
+    detail: str
+    intent: Intent
+
+
 # ------------------------------------------------------------------------- gateway → positions
 
 
@@ -145,3 +193,14 @@ class Rejected:
     code: int  # Binance error code, e.g. -5022 post-only would take, -2019 margin
     msg: str
     time_ms: int
+    request: str = "place"  # what was refused: "place", "cancel" or "modify"
+
+
+@dataclass(frozen=True, slots=True)
+class VenuePosition:
+    """The venue's own position for the symbol (ACCOUNT_UPDATE, account.position): the reference
+    local positions must equal. Entry price is an average, so a float price, not ticks."""
+
+    lots: int  # signed: > 0 long, < 0 short
+    entry_px: float  # quote currency per unit, 0.0 when flat
+    time_ms: int  # venue time of the update (0: never traded)

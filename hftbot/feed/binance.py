@@ -33,11 +33,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import websockets
 from websockets.asyncio.client import connect
 
+from hftbot.config import FeedConfig
 from hftbot.feed.core import (
     OUT_BOOK,
     OUT_NEED_SNAPSHOT,
@@ -52,34 +53,30 @@ from hftbot.feed.sync import SnapshotLimiter
 SNAPSHOT_WEIGHT = {5: 2, 10: 2, 20: 2, 50: 2, 100: 5, 500: 10, 1000: 20}
 
 
-@dataclass
-class FeedSettings:
-    """What the client needs; built from config sections [feed] (see defaults.toml)."""
+@dataclass(frozen=True)
+class FeedSettings(FeedConfig):
+    """The `[feed]` config section (every field of `hftbot.config.FeedConfig`, inherited: a
+    setting is defined once, there and in defaults.toml), plus where to connect and a few knobs
+    only code sets (tests shorten them)."""
 
     symbol: str = "SOLUSDT"
     rest: str = "https://fapi.binance.com"
     ws: str = "wss://fstream.binance.com"
     ws_api: str = "wss://ws-fapi.binance.com/ws-fapi/v1"
-    depth_speed: str = "100ms"  # "0ms", "100ms", "250ms" or "500ms"
-    trades: bool = True
-    book_ticker: bool = True
-    snapshot_limit: int = 1000
-    snapshot_source: str = "rest"  # "rest" or "ws_api"
-    snapshot_budget_per_min: int = 200  # request weight per minute spent on snapshots at most
-    snapshot_min_interval_s: float = 1.0
-    snapshot_timeout_s: float = 10.0
     snapshot_wait_diffs_s: float = 1.0  # wait this long for the first buffered diff before fetching
-    stale_s: float = 10.0
-    ping_interval_s: float = 30.0
-    ping_timeout_s: float = 20.0
     open_timeout_s: float = 10.0
-    max_age_s: float = 23 * 3600.0
-    max_age_jitter_s: float = 1800.0
-    backoff_min_s: float = 0.5
-    backoff_max_s: float = 30.0
-    subscribe: str = "url"  # "url" or "message"
-    subscribe_per_s: float = 4.0
     max_frame_bytes: int = 16 << 20
+
+    @classmethod
+    def from_config(cls, feed: FeedConfig, symbol: str, endpoints: dict) -> FeedSettings:
+        """The section as it is, the runtime symbol and the mode's base URLs."""
+        return cls(
+            **{f.name: getattr(feed, f.name) for f in fields(FeedConfig)},
+            symbol=symbol,
+            rest=endpoints["rest"],
+            ws=endpoints["ws"],
+            ws_api=endpoints.get("ws_api", ""),
+        )
 
     def depth_stream(self) -> str:
         s = self.symbol.lower()
@@ -496,6 +493,7 @@ class BinanceFeed:
                         f"{conn.name}_age": st.age_reconnects,
                     }
                 )
+        c["stale"] = c.get("public_stale", 0) + c.get("market_stale", 0)
         return c
 
 

@@ -6,8 +6,12 @@ contiguous uint8 buffer plus (recv_ns, start, end) per frame, so the numba fast 
 without a Python object per message: gzip text is decompressed in large chunks and indexed in
 numba; a Parquet payload column is used in place (Arrow's string offsets and data buffers).
 
-It must never change a byte of a frame, and never skip a line silently: a line that does not
-start with `<ns> ` is reported with its file and line number (`CaptureError`).
+It must never change a byte of a frame, never skip a line silently (a line that does not start
+with `<ns> ` is reported with its file and line number, `CaptureError`), and never mix symbols
+(files of two symbols are refused, naming them: `RecordingError`). A file that cannot be read
+whole says so with its name: an empty file, a gzip stream that ends before its end marker (a
+truncated copy, or a capture still being written), a damaged Parquet file. A readable file with
+no frames yields one empty block, so callers still see that the file was there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hftbot.feed.fastpath import index_capture
-from hftbot.feed.recording import RecordingError, _expand
+from hftbot.feed.recording import RecordingError, _expand, check_one_symbol
 
 CHUNK = 64 << 20  # decompressed bytes per block of a gzip capture
 
@@ -57,10 +61,18 @@ class Block:
         return self.data[self.starts[i] : self.ends[i]].tobytes()
 
 
+def _empty(path: Path) -> Block:
+    z = np.zeros(0, dtype=np.int64)
+    return Block(str(path), readonly(np.zeros(0, dtype=np.uint8)), z, z.copy(), z.copy())
+
+
 def _gzip_blocks(path: Path) -> Iterator[Block]:
+    if path.stat().st_size == 0:
+        raise CaptureError(f"{path}: empty file (0 bytes), not a gzip capture")
     d = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
     buf = bytearray()
     line0 = 1
+    yielded = False
     with open(path, "rb") as f:
         while True:
             raw = f.read(8 << 20)
@@ -73,9 +85,18 @@ def _gzip_blocks(path: Path) -> Iterator[Block]:
                     buf += d.decompress(extra)
             except zlib.error as e:
                 raise CaptureError(f"{path}: not a readable gzip file ({e})") from None
+            if final and not d.eof:
+                last = line0 + buf.count(b"\n") - 1
+                cut_line = f" and part of line {last + 1}" if buf and not buf.endswith(b"\n") else ""
+                raise CaptureError(
+                    f"{path}: truncated gzip file: the compressed data ends before the end of its "
+                    f"stream (a partial copy, or a capture still being written), after line {last}{cut_line}"
+                )
             if len(buf) < CHUNK and not final:
                 continue
             cut = len(buf) if final else buf.rfind(b"\n") + 1
+            if final and cut == 0 and not yielded:
+                yield _empty(path)
             if cut > 0:
                 body = bytes(buf[:cut])
                 del buf[:cut]
@@ -87,18 +108,27 @@ def _gzip_blocks(path: Path) -> Iterator[Block]:
                     line = body[starts[k] : ends[k]][:60]
                     raise CaptureError(f"{path}: line {line0 + k} does not start with '<ns> ': {line!r}")
                 line0 += len(nss)
+                yielded = True
                 yield Block(str(path), data, starts, ends, nss)
             if final:
                 return
 
 
 def _parquet_blocks(path: Path) -> Iterator[Block]:
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise CaptureError(f"{path}: not a readable Parquet file ({e})") from None
     names = pf.schema_arrow.names
     if not {"recv_ns", "payload"} <= set(names):
         raise CaptureError(f"{path}: not a raw recording (columns {names})")
+    if pf.num_row_groups == 0:
+        yield _empty(path)
     for rg in range(pf.num_row_groups):
-        t = pf.read_row_group(rg, columns=["recv_ns", "payload"])
+        try:
+            t = pf.read_row_group(rg, columns=["recv_ns", "payload"])
+        except (pa.ArrowException, OSError) as e:
+            raise CaptureError(f"{path}: row group {rg} is not readable ({e})") from None
         col = t.column("payload").combine_chunks()
         if isinstance(col, pa.ChunkedArray):  # pragma: no cover - pyarrow version dependent
             col = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
@@ -113,10 +143,13 @@ def _parquet_blocks(path: Path) -> Iterator[Block]:
 
 
 def iter_blocks(paths: Iterable[Path | str] | Path | str) -> Iterator[Block]:
-    """Blocks of frames from captures and raw recordings under paths, in time order."""
+    """Blocks of frames from captures and raw recordings under paths, in time order; a
+    RecordingError before the first block if the files mix symbols (a capture's symbol is read
+    from its first lines; the numba indexer does not look at stream names)."""
     files = _expand(paths, "raw")
     if not files:
         raise CaptureError(f"no captures or raw recordings under {paths}")
+    check_one_symbol(files)
     for p in files:
         if p.name.endswith(".gz"):
             yield from _gzip_blocks(p)

@@ -11,9 +11,12 @@ non-zero quantity) together with the buffered diffs: with a thousand levels a si
 instrument's tick/step in practice (BTCUSDT: 0.1 and 0.001). A later level that is not a multiple
 is rejected whole and forces a resync (never a silently wrong book); `check --tick/--lot` overrides.
 
-Bookticker checks: every bookTicker whose ``u`` equals the ``u`` of the last applied diff must
-equal the rebuilt best bid/ask price and quantity exactly (counted in ``ticker_checks`` and
-``ticker_mismatches``; the first mismatches are kept in ``mismatch_samples``).
+Bookticker checks: a bookTicker must equal the rebuilt best bid/ask price and quantity exactly
+when the book stands at its ``u``: at once when ``u`` is the last applied diff's ``u``, or, for a
+ticker ahead of the book, after the diff that ends on its ``u`` (held until then, dropped when a
+diff passes it; see `hftbot.feed.fastpath`). Counted in ``ticker_checks`` (``ticker_checks_held``
+of them held first) and ``ticker_mismatches``; ``check_tickers="resync"`` (the live feed) also
+treats a mismatch as a lost book: a marker, then a new snapshot.
 
 It must never do I/O, never publish a book as valid while out of sync, and never raise on bad
 exchange input: malformed frames are counted (``malformed``) and the last error text kept.
@@ -45,6 +48,9 @@ _R_TRADE = fp.R_TRADE
 _R_NONE = fp.R_NONE
 _T_PUBLISH = fp.T_PUBLISH
 _U8 = np.dtype(np.uint8)
+# check_tickers: False (off), True (compare and count: `feed check`), "resync" (the live feed)
+_CHECK_MODES = {False: fp.CHECK_OFF, True: fp.CHECK_COUNT, "resync": fp.CHECK_RESYNC}
+_HELD_US = slice(fp.W_HELD, fp.W_HELD + fp.HOLD_MAX * fp.HELD_WORDS, fp.HELD_WORDS)
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class FeedCore:
         levels: int = 10,
         instrument: Instrument | None = None,
         replay: bool = False,
-        check_tickers: bool = False,
+        check_tickers: bool | str = False,
         width: int = DEFAULT_WIDTH,
     ) -> None:
         self.levels = levels
@@ -126,7 +132,7 @@ class FeedCore:
         self.trade_words = self.trade_rec.reshape(1).view(np.int64)
         ws = self.ws
         ws[fp.W_FLAGS] = self.base_flags | BOOK_VALID
-        ws[fp.W_CHECK] = int(check_tickers)
+        ws[fp.W_CHECK] = _CHECK_MODES[check_tickers]
         ws[fp.W_LEVELS] = levels
         ws[fp.W_OFFS : fp.W_OFFS + 10] = record_offsets(self.book_rec.dtype)
         self._offs = ws[fp.W_OFFS : fp.W_OFFS + 10]
@@ -202,6 +208,7 @@ class FeedCore:
             "snapshots": self.snapshots,
             "ticker_msgs": int(ws[fp.W_TICKERS]),
             "ticker_checks": int(ws[fp.W_TICKER_CHECKS]),
+            "ticker_checks_held": int(ws[fp.W_TICKER_HELD_CHECKS]),
             "ticker_mismatches": int(ws[fp.W_TICKER_MISMATCHES]),
             "trades": int(ws[fp.W_TRADES]),
             "trades_skipped": self.trades_skipped,
@@ -249,6 +256,8 @@ class FeedCore:
             return 0
         if r == fp.R_REJECT:
             return self._reject(recv_ns)
+        if r == fp.R_MISMATCH:
+            return self._mismatch(recv_ns)
         if buf is None:
             buf = np.frombuffer(frame, dtype=np.uint8)
         return self._slow(recv_ns, buf, r - fp.SLOW)
@@ -319,6 +328,8 @@ class FeedCore:
         w[self._offs[5]] = self.base_flags
         w[self._offs[6] :] = 0
         self.ws[fp.W_PENDING] = 1
+        self.ws[_HELD_US] = 0  # held tickers wait for a book that is gone
+        self.ws[fp.W_HELD_N] = 0
         self.rec_words[self._pub] = time.time_ns()
         return OUT_BOOK
 
@@ -332,6 +343,13 @@ class FeedCore:
         # an off-tick level: the book cannot follow this event; resync rather than guess
         self.rejected += 1
         self.last_error = f"depth u={int(self.ws[d.H_LAST])}: level not on tick/lot"
+        self.sync.reset()
+        self.ws[fp.W_STATE] = 0
+        return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
+
+    def _mismatch(self, recv_ns: int) -> int:
+        # a bookTicker disagrees with the book at its own u: the book is wrong, take a new one
+        self.last_error = f"bookTicker u={int(self.ws[fp.W_MISMATCH_U])}: best bid/ask differ from the book"
         self.sync.reset()
         self.ws[fp.W_STATE] = 0
         return self._marker(recv_ns) | OUT_NEED_SNAPSHOT
@@ -374,6 +392,10 @@ class FeedCore:
         if not self._burst:
             ws[fp.W_PENDING] = 0
         ws[fp.W_APPLIED] += 1
+        if ws[fp.W_HELD_N]:
+            ws[fp.W_LAST_U] = ws[d.H_LAST]
+            if not fp.check_held(ws, self.book.book, self.book.st) and ws[fp.W_CHECK] == fp.CHECK_RESYNC:
+                return self._mismatch(recv_ns)
         self.rec_words[self._pub] = time.time_ns()
         return OUT_BOOK
 
@@ -439,7 +461,11 @@ class FeedCore:
         Returns (next index, books collected, trades collected); stops early when an output
         array is full. A frame needing the slow path is handled here; its record (a marker
         or a resynced book) is appended too. `on_slow(i, out_bits)` is told about each.
+        Not with ``check_tickers="resync"``: a frame the batch stops on is scanned again here,
+        which a diff applied before its held ticker's mismatch must not be.
         """
+        if self.ws[fp.W_CHECK] == fp.CHECK_RESYNC:
+            raise ValueError("FeedCore.run: check_tickers='resync' is for on_frame callers")
         if data.flags.writeable:
             data = data.view()
             data.flags.writeable = False
@@ -504,3 +530,4 @@ def warm_up(levels: int = 10) -> None:
     core = FeedCore(levels=levels, check_tickers=True)
     for k, frame in enumerate(_WARM_FRAMES):
         core.on_frame(k, frame)
+    fp.check_held(core.ws, core.book.book, core.book.st)  # the slow path's call of it

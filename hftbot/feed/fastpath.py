@@ -9,6 +9,14 @@ over many frames of one buffer (replay, check, bench), collecting records for `p
 
 State lives in one int64 work array ``ws`` (the scanner header first, then the W_* slots) so the
 call passes few arguments. This module must never hold state of its own or do I/O.
+
+BookTicker checks. A bookTicker is compared with the rebuilt book when the book stands at the
+ticker's ``u``: at once when ``u`` is the last applied diff's ``u``; when it is ahead of the book
+(on ``@depth@100ms`` the ticker comes first and the diff batch that ends on its ``u`` up to 100 ms
+later; on ``@0ms`` the two race) it is held in one of ``HOLD_MAX`` slots and compared after the
+diff that ends on its ``u``, or dropped when a diff passes it. A full hold replaces its oldest
+ticker (the newest is the one a coming diff may end on). The cost on a depth message is one load
+and branch while nothing is held; with tickers held, a loop over ``HOLD_MAX`` slots.
 """
 
 from __future__ import annotations
@@ -42,12 +50,23 @@ W_TICKERS = 36
 W_TRADES = 37
 W_OFFS = 38  # 10 book record word offsets (hftbot.feed.book.record_offsets)
 W_MISMATCH_U = 48  # u of the first mismatching ticker
-WS_SIZE = 64
+W_HELD_N = 49  # tickers held until the book reaches their u (0..HOLD_MAX)
+W_TICKER_HELD_CHECKS = 50  # of W_TICKER_CHECKS, those made on a held ticker
+W_HELD = 52  # HOLD_MAX slots of HELD_WORDS: u (0: empty), bid, bid qty, ask, ask qty (1e-8 units)
+HOLD_MAX = 4
+HELD_WORDS = 5
+WS_SIZE = W_HELD + HOLD_MAX * HELD_WORDS
+
+# W_CHECK values
+CHECK_OFF = 0
+CHECK_COUNT = 1  # compare and count (feed check: the report is the verdict)
+CHECK_RESYNC = 2  # compare, count, and a mismatch invalidates the book (live feed); on_frame only
 
 R_NONE = 0
 R_BOOK = 1  # rec holds a new valid book record
 R_TRADE = 2  # trec holds a new trade record
 R_REJECT = 3  # an in-sync diff with an off-tick level: the slow path resyncs
+R_MISMATCH = 4  # (CHECK_RESYNC) a bookTicker disagrees with the book: the slow path resyncs
 SLOW = 100  # SLOW + kind (decode.K_* or E_*): the slow path decides
 
 STATE_SYNCED = 2
@@ -67,24 +86,61 @@ TRADE_WORDS = TRADE_DTYPE.itemsize // 8
 
 
 @nb.njit(cache=True)
-def _ticker_check(ws, book, bst):
+def _ticker_check(ws, book, bst, u, bid, bid_qty, ask, ask_qty):
+    """Compare one ticker (1e-8 units) with the book's best bid/ask; counts; True when equal."""
     ws[W_TICKER_CHECKS] += 1
     t = ws[W_TICK]
     lt = ws[W_LOT]
     bp, bq = best_bid(book, bst)
     ap, aq = best_ask(book, bst)
-    ok = (
-        bp > 0
-        and ap > 0
-        and bp * t == ws[d.H_BID]
-        and bq * lt == ws[d.H_BID_QTY]
-        and ap * t == ws[d.H_ASK]
-        and aq * lt == ws[d.H_ASK_QTY]
-    )
+    ok = bp > 0 and ap > 0 and bp * t == bid and bq * lt == bid_qty and ap * t == ask and aq * lt == ask_qty
     if not ok:
         if ws[W_TICKER_MISMATCHES] == 0:
-            ws[W_MISMATCH_U] = ws[d.H_LAST]
+            ws[W_MISMATCH_U] = u
         ws[W_TICKER_MISMATCHES] += 1
+    return ok
+
+
+@nb.njit(cache=True)
+def _hold_ticker(ws):
+    """Keep the scanned ticker (its u is ahead of the book): an empty slot, else the oldest one."""
+    k = 0
+    oldest = ws[W_HELD]
+    for j in range(HOLD_MAX):
+        u = ws[W_HELD + j * HELD_WORDS]
+        if u == 0:
+            k = j
+            ws[W_HELD_N] += 1
+            break
+        if u < oldest:
+            oldest = u
+            k = j
+    o = W_HELD + k * HELD_WORDS
+    ws[o] = ws[d.H_LAST]
+    ws[o + 1] = ws[d.H_BID]
+    ws[o + 2] = ws[d.H_BID_QTY]
+    ws[o + 3] = ws[d.H_ASK]
+    ws[o + 4] = ws[d.H_ASK_QTY]
+
+
+@nb.njit(cache=True)
+def check_held(ws, book, bst):
+    """After a diff was applied: compare the held tickers whose u it ends on, drop those it passed.
+
+    Returns False when one of them disagrees with the book."""
+    last = ws[W_LAST_U]
+    ok = True
+    for j in range(HOLD_MAX):
+        o = W_HELD + j * HELD_WORDS
+        u = ws[o]
+        if u != 0 and u <= last:
+            ws[o] = 0
+            ws[W_HELD_N] -= 1
+            if u == last:
+                ws[W_TICKER_HELD_CHECKS] += 1
+                if not _ticker_check(ws, book, bst, u, ws[o + 1], ws[o + 2], ws[o + 3], ws[o + 4]):
+                    ok = False
+    return ok
 
 
 @nb.njit(cache=True)
@@ -116,13 +172,21 @@ def step(buf, n, ws, lv, book, bst, rec, trec, recv_ns):
             ws[W_LAST_U] = ws[d.H_LAST]
             ws[W_PENDING] = 0
             ws[W_APPLIED] += 1
+            if ws[W_HELD_N] and not check_held(ws, book, bst) and ws[W_CHECK] == CHECK_RESYNC:
+                return R_MISMATCH
             return R_BOOK
         ws[W_DEPTH_MSGS] -= 1  # the slow path counts it
         return SLOW + kind
     if kind == d.K_BOOK_TICKER:
         ws[W_TICKERS] += 1
-        if ws[W_CHECK] and ws[W_STATE] == STATE_SYNCED and ws[d.H_LAST] == ws[W_LAST_U]:
-            _ticker_check(ws, book, bst)
+        if ws[W_CHECK] and ws[W_STATE] == STATE_SYNCED:
+            u = ws[d.H_LAST]
+            if u == ws[W_LAST_U]:
+                ok = _ticker_check(ws, book, bst, u, ws[d.H_BID], ws[d.H_BID_QTY], ws[d.H_ASK], ws[d.H_ASK_QTY])
+                if not ok and ws[W_CHECK] == CHECK_RESYNC:
+                    return R_MISMATCH
+            elif u > ws[W_LAST_U]:
+                _hold_ticker(ws)
         return R_NONE
     if kind == d.K_TRADE:
         t = ws[W_TICK]

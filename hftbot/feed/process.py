@@ -13,44 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from hftbot.feed.binance import BinanceFeed, FeedSettings
 from hftbot.feed.core import FeedCore
+from hftbot.feed.paths import recordings_root
 from hftbot.feed.rawsink import RawSink
+from hftbot.feed.recording import source_for_mode
 from hftbot.ipc.ring import RingWriter
 from hftbot.records import book_dtype
 
 
 def settings_from_config(cfg, endpoints: dict) -> FeedSettings:
-    f = cfg.feed
-    return FeedSettings(
-        symbol=cfg.runtime.symbol,
-        rest=endpoints["rest"],
-        ws=endpoints["ws"],
-        ws_api=endpoints.get("ws_api", ""),
-        depth_speed=f.depth_speed,
-        trades=f.trades,
-        book_ticker=f.book_ticker,
-        snapshot_limit=f.snapshot_limit,
-        snapshot_source=f.snapshot_source,
-        snapshot_budget_per_min=f.snapshot_budget_per_min,
-        snapshot_min_interval_s=f.snapshot_min_interval_s,
-        snapshot_timeout_s=f.snapshot_timeout_s,
-        stale_s=f.stale_s,
-        ping_interval_s=f.ping_interval_s,
-        ping_timeout_s=f.ping_timeout_s,
-        max_age_s=f.max_age_s,
-        max_age_jitter_s=f.max_age_jitter_s,
-        backoff_min_s=f.backoff_min_s,
-        backoff_max_s=f.backoff_max_s,
-        subscribe=f.subscribe,
-        subscribe_per_s=f.subscribe_per_s,
-    )
-
-
-def recordings_root(cfg) -> Path:
-    return Path(cfg.recorder.root or Path(cfg.runtime.data_dir) / "recordings")
+    """The `[feed]` section as it is, with the runtime symbol and the mode's URLs."""
+    return FeedSettings.from_config(cfg.feed, cfg.runtime.symbol, endpoints)
 
 
 def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:
@@ -63,12 +38,15 @@ def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:
 def main(ctx) -> None:
     cfg = ctx.config
     bw, tw = open_writers(ctx, cfg.feed.levels)
-    core = FeedCore(levels=cfg.feed.levels)
+    # every bookTicker is checked against the book when it reaches the ticker's u; a mismatch
+    # means the book is wrong: a marker, then a new snapshot (counted in ticker_mismatches)
+    core = FeedCore(levels=cfg.feed.levels, check_tickers="resync" if cfg.feed.book_ticker else False)
     core.bind(bw.staging, tw.staging)
     sink = None
     if cfg.feed.record_raw and cfg.recorder.enabled:
         sink = RawSink(
-            recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s, log=ctx.log
+            recordings_root(cfg), cfg.runtime.symbol, cfg.recorder.flush_s, cfg.recorder.rotate_s, log=ctx.log,
+            source=source_for_mode(cfg.runtime.mode),
         )
     feed = BinanceFeed(
         settings_from_config(cfg, ctx.endpoints),
@@ -79,17 +57,25 @@ def main(ctx) -> None:
         log=ctx.log,
     )
 
+    def beat() -> None:
+        c = feed.counters()
+        if sink is not None:
+            c["raw_rows"] = sink.rows_written
+            c["raw_dropped"] = sink.dropped
+        ctx.beat(**{k: v for k, v in c.items() if k in _BEAT})
+
     async def run() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(feed.run(stop))
+        served = False
         try:
             while not ctx.stopping() and not task.done():
-                c = feed.counters()
-                if sink is not None:
-                    c["raw_rows"] = sink.rows_written
-                    c["raw_dropped"] = sink.dropped
-                ctx.beat(**{k: v for k, v in c.items() if k in _BEAT})
-                await asyncio.sleep(cfg.runtime.heartbeat_s / 2)
+                beat()
+                if not served and core.depth_applied > 0:  # a synced book is out: serving
+                    ctx.serving()
+                    served = True
+                # look often until serving (the restart-to-serving figure), then every half beat
+                await asyncio.sleep(cfg.runtime.heartbeat_s / 2 if served else min(0.05, cfg.runtime.heartbeat_s / 2))
         finally:
             stop.set()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -102,6 +88,7 @@ def main(ctx) -> None:
     finally:
         if sink is not None:
             sink.close()
+        beat()  # final counters (raw rows written at the close included), for the exit summary
         ctx.log.info("feed stopped: %s", feed.counters())
 
 
@@ -113,10 +100,10 @@ _BEAT = (
     "trades",
     "malformed",
     "snapshot_requests",
-    "markers",
     "public_connects",
-    "public_stale",
-    "market_stale",
+    "stale",  # watchdog reconnects, both routes
+    "ticker_checks",
+    "ticker_mismatches",
     "raw_rows",
     "raw_dropped",
 )

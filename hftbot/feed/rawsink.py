@@ -5,8 +5,16 @@ fixed-record shared-memory ring cannot carry variable-size frames (a depth frame
 60 kB, a snapshot more), and a socket to the recorder process would cost the hot path a syscall
 per frame. Here the event loop only appends a (recv_ns, bytes) tuple to a `SimpleQueue` (well
 under a microsecond); the thread builds Arrow columns and writes zstd Parquet part files via
-`RawRecordingWriter`, whose crash guarantees apply unchanged (a kill -9 loses at most
-`flush_s`). The recorder process records the published book records from the ring.
+`RawRecordingWriter`, whose crash guarantees apply unchanged. The recorder process records the
+published book records from the ring.
+
+Loss on a kill -9 of the feed: raw frames live only in this process until a part file is
+renamed into place (the book records, by contrast, wait in the ring for a restarted recorder).
+So the thread writes a part at least every `RAW_FLUSH_S` (0.5 s, or `recorder.flush_s` if
+shorter), and compacts a finished rotation segment in another thread, so a rotation never
+delays a flush: a kill -9 loses the frames of the last <= 0.5 s plus one part's write time,
+under 1 s (tests/feed/test_raw_kill.py measures it). The event loop's work is unchanged; only
+this thread writes more, smaller files (compacted hourly as before).
 
 It must never block the caller and never drop a frame silently: if the thread dies, `put` counts
 what it could not record (`dropped`) and the error is logged once.
@@ -22,6 +30,7 @@ from pathlib import Path
 from hftbot.feed.recording import RawRecordingWriter
 
 _STOP = object()
+RAW_FLUSH_S = 0.5  # part files at least this often: bounds a kill -9's loss of raw frames
 
 
 def stream_of(frame: bytes) -> str:
@@ -43,8 +52,12 @@ class RawSink:
         flush_s: float = 5.0,
         rotate_s: float = 3600.0,
         log: logging.Logger | None = None,
+        *,
+        source: str,
     ) -> None:
-        self.writer = RawRecordingWriter(root, symbol, flush_s=flush_s, rotate_s=rotate_s)
+        flush_s = min(flush_s, RAW_FLUSH_S)
+        self.writer = RawRecordingWriter(root, symbol, flush_s=flush_s, rotate_s=rotate_s, source=source,
+                                         compact_in_background=True)
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.log = log or logging.getLogger("hftbot.feed.raw")
         self.dropped = 0

@@ -1,7 +1,8 @@
 """The recorder process: `main(ctx)` writes the published book records to Parquet.
 
 Reads the "book" ring (blocking reader, batches of up to 4096) and appends to a
-`BookRecordingWriter` under `<recorder.root>/<SYMBOL>/<date>/book-*.parquet`, flushing a whole
+`BookRecordingWriter` under `<recorder.root>/<source>/<SYMBOL>/<date>/book-*.parquet` (source from
+the mode: sim, replay, binance for paper and live, testnet), flushing a whole
 part file every `recorder.flush_s` and compacting at each `recorder.rotate_s`. Raw exchange frames
 are written by the feed process itself (`hftbot.feed.rawsink`, which explains why). A lapped reader
 (the recorder fell a full ring behind) is counted in `lost` - never a silent hole.
@@ -21,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hftbot.feed.process import recordings_root
-from hftbot.feed.recording import BookRecordingWriter
+from hftbot.feed.paths import recordings_root
+from hftbot.feed.recording import BookRecordingWriter, OrderRecordingWriter, recordings_dir, source_for_mode
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
 
@@ -46,18 +47,32 @@ def main(ctx) -> None:
     cfg = ctx.config
     ring = ctx.open_ring("book")
     reader = RingReader(ring, wait="block", start="oldest")
+    source = source_for_mode(cfg.runtime.mode)
     writer = BookRecordingWriter(
         recordings_root(cfg),
         cfg.runtime.symbol,
         levels=book_levels(ring.dtype),
         flush_s=cfg.recorder.flush_s,
         rotate_s=cfg.recorder.rotate_s,
+        source=source,
     )
     poll_s = min(cfg.runtime.heartbeat_s / 2, cfg.recorder.flush_s / 2)
     rows = 0
-    last_ns = newest_recorded_ns(recordings_root(cfg) / cfg.runtime.symbol.upper())
+    last_ns = newest_recorded_ns(recordings_dir(recordings_root(cfg), source, cfg.runtime.symbol))
+    ctx.serving()  # the ring is read from its oldest record: nothing published is missed from here
+    orders = order_writer = None
+    order_rows = 0
+    if "order" in ctx.segments:  # execution's orders and fills (it starts after us: we see them all)
+        orders = RingReader(ctx.open_ring("order"), wait="spin_yield", start="next")
+        root, rc = recordings_root(cfg), cfg.recorder
+        order_writer = OrderRecordingWriter(root, cfg.runtime.symbol, rc.flush_s, rc.rotate_s, source=source)
     try:
         while not ctx.stopping():
+            if orders is not None:
+                while len(recs := orders.read_many(4096, timeout_s=0)):
+                    order_writer.append(recs)
+                    order_rows += len(recs)
+                order_writer.maybe_flush()
             batch = reader.read_many(4096, timeout_s=poll_s)
             if len(batch) and last_ns is not None:
                 batch = batch[batch["publish_ns"] > last_ns]
@@ -67,13 +82,20 @@ def main(ctx) -> None:
                 writer.append(batch)
                 rows += len(batch)
             writer.maybe_flush()
-            ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost)
+            ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost, order_rows=order_rows)
         # drain what the feed published before it stopped (the feed stops first)
         while len(batch := reader.read_many(4096, timeout_s=0)):
             writer.append(batch)
             rows += len(batch)
+        while orders is not None and len(recs := orders.read_many(4096, timeout_s=0)):
+            order_writer.append(recs)
+            order_rows += len(recs)
     finally:
         writer.close()
+        if order_writer is not None:
+            order_writer.close()
+        ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost,  # final counters
+                 order_rows=order_rows)
         ctx.log.info(
             "recorder stopped: %d book rows, %d files, %d lost", rows, writer.files_written, reader.lost
         )

@@ -1,11 +1,18 @@
 """Recordings on disk: raw exchange messages and published books as Parquet, crash-safe.
 
-Layout (docs/contracts.md "Recordings"): ``<root>/<SYMBOL>/<YYYY-MM-DD>/`` (UTC date of the receive
-time), zstd Parquet readable with pandas alone:
+Layout (docs/contracts.md "Recordings"): ``<root>/<source>/<SYMBOL>/<YYYY-MM-DD>/`` (UTC date of
+the receive time), zstd Parquet readable with pandas alone:
 
 - ``raw-<YYYYmmddTHHMMSS>-<n>.parquet``: ``recv_ns`` int64, ``stream`` string, ``payload`` string;
 - ``book-<YYYYmmddTHHMMSS>-<n>.parquet``: every scalar field of the book record, ``bid_px_0..`` /
   ``bid_qty_0..`` / ``ask_px_0..`` / ``ask_qty_0..`` as floats (price, quantity).
+
+Sources never mix (`SOURCES`: ``sim`` the simulator and the offline generator, ``replay`` books
+republished from a recording, ``binance`` real Binance data (paper and live), ``testnet``), nor do
+symbols: every file's Parquet schema metadata carries ``hftbot.symbol`` and ``hftbot.source``, a
+raw writer refuses a frame of another symbol's stream, and the readers (`iter_raw`, `read_book`,
+`hftbot.feed.capture.iter_blocks`) refuse input that mixes symbols, naming the files and symbols
+(`RecordingError`). `recording_symbol(paths)` tells which one a path holds.
 
 Crash safety (the decision): a writer keeps rows in memory and, every ``flush_s`` seconds of wall
 time (or when the buffer grows large), writes them as one *part* file ``...-<n>.parquet`` with
@@ -29,23 +36,57 @@ from __future__ import annotations
 
 import gzip
 import re
+import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hftbot.atomic import atomic_path
-from hftbot.records import book_dtype, book_levels
+from hftbot.records import ORDER_DTYPE, book_dtype, book_levels
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 MAX_BUFFER_ROWS = 250_000  # flush early past this many rows so memory stays bounded
 _COMPACTED_KEY = b"hftbot.compacted_through"
-_NAME_RE = re.compile(r"^(raw|book)-(\d{8}T\d{6})-(\d+)\.parquet$")
+SYMBOL_KEY = b"hftbot.symbol"
+SOURCE_KEY = b"hftbot.source"
+_NAME_RE = re.compile(r"^(raw|book|orders)-(\d{8}T\d{6})-(\d+)\.parquet$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
+
+SOURCES = ("sim", "replay", "binance", "testnet")
+_MODE_SOURCE = {"sim": "sim", "replay": "replay", "paper": "binance", "live": "binance", "testnet": "testnet"}
+
+
+def source_for_mode(mode: str) -> str:
+    """The recordings source of a runtime mode: paper and live record real Binance data."""
+    try:
+        return _MODE_SOURCE[mode]
+    except KeyError:
+        raise ValueError(f"no recordings source for mode {mode!r}; modes: {', '.join(_MODE_SOURCE)}") from None
+
+
+def recordings_dir(root: Path | str, source: str, symbol: str) -> Path:
+    """`<root>/<source>/<SYMBOL>`: where one source's recordings of one symbol go."""
+    if source not in SOURCES:
+        raise ValueError(f"recordings source must be one of {', '.join(SOURCES)}, got {source!r}")
+    sym = symbol.upper()
+    if not _SYMBOL_RE.match(sym):
+        raise ValueError(f"recordings symbol must be 2-32 letters or digits, got {symbol!r}")
+    return Path(root) / source / sym
+
+
+def stream_symbol(stream: str) -> str:
+    """The symbol of a combined-stream name (`solusdt@depth@100ms` -> SOLUSDT; '' if none)."""
+    at = stream.find("@")
+    return stream[:at].upper() if at > 0 else ""
 
 RAW_SCHEMA = pa.schema([("recv_ns", pa.int64()), ("stream", pa.string()), ("payload", pa.string())])
 
@@ -76,13 +117,17 @@ class _SegmentWriter:
 
     kind = ""
 
-    def __init__(self, root: Path | str, symbol: str, flush_s: float, rotate_s: float) -> None:
-        if flush_s <= 0:
+    def __init__(self, root: Path | str, symbol: str, flush_s: float, rotate_s: float, source: str,
+                 compact_in_background: bool = False) -> None:
+        if not flush_s > 0:
             raise ValueError(f"recording flush_s must be > 0, got {flush_s}")
-        if rotate_s < 1:
+        if not rotate_s >= 1:
             raise ValueError(f"recording rotate_s must be >= 1, got {rotate_s}")
+        self.dir = recordings_dir(root, source, symbol)
         self.root = Path(root)
+        self.source = source
         self.symbol = symbol.upper()
+        self._meta = {SYMBOL_KEY: self.symbol.encode(), SOURCE_KEY: source.encode()}
         self.flush_s = float(flush_s)
         self.rotate_ns = int(rotate_s * NS)
         self._key: tuple[str, int] | None = None  # (date folder, period start ns)
@@ -93,6 +138,11 @@ class _SegmentWriter:
         self._closed = False
         self.rows_written = 0
         self.files_written = 0
+        # compacting a finished segment reads all its parts: in a thread, flushes go on meanwhile
+        # (the raw sink's kill -9 bound must not grow by a compaction's duration at rotation)
+        self._compact_in_background = compact_in_background
+        self._compactors: list[threading.Thread] = []
+        self.compact_error: BaseException | None = None
 
     # -- naming -------------------------------------------------------------------------------
     def _seg_key(self, recv_ns: int) -> tuple[str, int]:
@@ -101,7 +151,7 @@ class _SegmentWriter:
         return _utc(start).strftime("%Y-%m-%d"), start
 
     def _folder(self, key: tuple[str, int]) -> Path:
-        return self.root / self.symbol / key[0]
+        return self.dir / key[0]
 
     def _stem(self, key: tuple[str, int]) -> str:
         return f"{self.kind}-{_utc(key[1]).strftime('%Y%m%dT%H%M%S')}"
@@ -139,7 +189,7 @@ class _SegmentWriter:
             self._open_segment(key)
         elif key[1] > self._key[1]:
             self.flush()
-            self._compact(self._key)
+            self._compact_finished(self._key)
             self._open_segment(key)
 
     def _add(self, chunk, n: int) -> None:
@@ -163,11 +213,27 @@ class _SegmentWriter:
             return
         table = self._table()
         self._part += 1
-        _write_atomic(table, self._folder(self._key) / f"{self._stem(self._key)}-{self._part}.parquet")
+        _write_atomic(table, self._folder(self._key) / f"{self._stem(self._key)}-{self._part}.parquet", self._meta)
         self.rows_written += table.num_rows
         self.files_written += 1
         self._chunks = []
         self._rows = 0
+
+    def _compact_finished(self, key: tuple[str, int]) -> None:
+        if not self._compact_in_background:
+            self._compact(key)
+            return
+        self._compactors = [t for t in self._compactors if t.is_alive()]
+
+        def run() -> None:
+            try:
+                self._compact(key)
+            except BaseException as e:  # the parts stay on disk, readable: nothing is lost
+                self.compact_error = e
+
+        t = threading.Thread(target=run, name=f"compact-{self.kind}", daemon=True)
+        self._compactors.append(t)
+        t.start()
 
     def _compact(self, key: tuple[str, int]) -> None:
         """Merge a finished segment's parts into `-0`; delete parts only after the rename."""
@@ -180,19 +246,23 @@ class _SegmentWriter:
         _write_atomic(
             table.replace_schema_metadata(None),
             self._folder(key) / f"{self._stem(key)}-0.parquet",
-            {_COMPACTED_KEY: str(parts[-1]).encode()},
+            {**self._meta, _COMPACTED_KEY: str(parts[-1]).encode()},
         )
         for n in parts:
             files[n].unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Flush and compact the open segment. Idempotent."""
+        """Flush and compact the open segment (and wait for background compactions). Idempotent."""
         if self._closed:
             return
         self._closed = True
         self.flush()
         if self._key is not None:
             self._compact(self._key)
+        for t in self._compactors:
+            t.join()
+        if self.compact_error is not None:
+            raise self.compact_error
 
     def __enter__(self):
         return self
@@ -206,13 +276,24 @@ class RawRecordingWriter(_SegmentWriter):
 
     kind = "raw"
 
-    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0):
-        super().__init__(root, symbol, flush_s, rotate_s)
+    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0, *,
+                 source: str, compact_in_background: bool = False):
+        super().__init__(root, symbol, flush_s, rotate_s, source, compact_in_background)
+        self._stream_ok = ""  # the last stream name checked against the symbol
 
     def append(self, recv_ns: int, stream: str, payload: str | bytes) -> None:
-        """Buffer one message; the segment (date folder, rotation) follows recv_ns."""
+        """Buffer one message; the segment (date folder, rotation) follows recv_ns. A message of
+        another symbol's stream is refused (RecordingError): recordings never mix symbols."""
         if self._closed:
             raise RuntimeError("RawRecordingWriter is closed")
+        if stream != self._stream_ok:
+            other = stream_symbol(stream)
+            if other and other != self.symbol:
+                raise RecordingError(
+                    f"raw recording {self.dir}: a {other} message (stream {stream!r}) in a {self.symbol} "
+                    f"recording; recordings never mix symbols"
+                )
+            self._stream_ok = stream
         if isinstance(payload, (bytes, bytearray, memoryview)):
             payload = bytes(payload).decode("utf-8", errors="replace")
         recv_ns = int(recv_ns)
@@ -283,8 +364,10 @@ class BookRecordingWriter(_SegmentWriter):
         levels: int,
         flush_s: float = 5.0,
         rotate_s: float = 3600.0,
+        *,
+        source: str,
     ):
-        super().__init__(root, symbol, flush_s, rotate_s)
+        super().__init__(root, symbol, flush_s, rotate_s, source)
         self.dtype = book_dtype(levels)
 
     def append(self, records: np.ndarray) -> None:
@@ -309,6 +392,43 @@ class BookRecordingWriter(_SegmentWriter):
 
     def _table(self) -> pa.Table:
         return book_to_table(np.concatenate(self._chunks))
+
+
+class OrderRecordingWriter(_SegmentWriter):
+    """Execution's order and fill records (`ORDER_DTYPE`, the "order" ring), routed by `publish_ns`.
+
+    Columns: every field of the record (client id and tag as strings), plus `price` and
+    `quantity` as floats (`px × tick`, `qty × lot`)."""
+
+    kind = "orders"
+
+    def __init__(self, root: Path | str, symbol: str, flush_s: float = 5.0, rotate_s: float = 3600.0, *,
+                 source: str):
+        super().__init__(root, symbol, flush_s, rotate_s, source)
+
+    def append(self, records: np.ndarray) -> None:
+        if self._closed:
+            raise RuntimeError("OrderRecordingWriter is closed")
+        recs = np.atleast_1d(np.asarray(records))
+        if recs.dtype != ORDER_DTYPE:
+            raise ValueError("order records must have hftbot.records.ORDER_DTYPE")
+        while len(recs):
+            self._route(int(recs["publish_ns"][0]), int(recs["publish_ns"][-1]))
+            assert self._key is not None
+            start = self._key[1]
+            end = min(start - start % self.rotate_ns + self.rotate_ns, start - start % DAY_NS + DAY_NS)
+            cut = max(1, int(np.searchsorted(recs["publish_ns"], end, side="left")))
+            self._add(recs[:cut].copy(), cut)
+            recs = recs[cut:]
+
+    def _table(self) -> pa.Table:
+        recs = np.concatenate(self._chunks)
+        cols = {n: recs[n] for n in recs.dtype.names if recs.dtype[n].kind != "S"}
+        for n in ("client_id", "tag"):
+            cols[n] = pa.array([b.decode() for b in recs[n].tolist()], pa.string())
+        cols["price"] = recs["px"] * recs["tick"]
+        cols["quantity"] = recs["qty"] * recs["lot"]
+        return pa.table(cols)
 
 
 # -- readers --------------------------------------------------------------------------------------
@@ -350,6 +470,70 @@ def _expand(paths: Iterable[Path | str] | Path | str, kind: str) -> list[Path]:
     return sorted(set(out), key=_sort_key)
 
 
+def _capture_symbols(path: Path, lines: int = 256) -> set[str]:
+    """The symbol of a `<ns> <json>` capture, from the stream names of its first lines."""
+    out: set[str] = set()
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+            for _, line in zip(range(lines), f, strict=False):
+                sp = line.find(" ")
+                if line[sp + 1 : sp + 12] == '{"stream":"':
+                    sym = stream_symbol(line[sp + 12 : line.find('"', sp + 12)])
+                    if sym:
+                        out.add(sym)
+    except (OSError, EOFError, zlib.error) as e:
+        raise RecordingError(f"{path}: not a readable gzip file ({e})") from None
+    return out
+
+
+def file_symbols(path: Path) -> set[str]:
+    """The symbols one file holds: its Parquet metadata (every file this module writes has it);
+    for older files without, the stream names (raw) or the `<SYMBOL>/<date>/` folder (book); for
+    a capture, its first stream names. Empty when it cannot be told."""
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        return _capture_symbols(path)
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise RecordingError(f"{path}: not a readable Parquet file ({e})") from None
+    meta = schema.metadata or {}
+    if SYMBOL_KEY in meta:
+        return {meta[SYMBOL_KEY].decode()}
+    if "stream" in schema.names:
+        streams = pc.unique(pq.read_table(path, columns=["stream"]).column("stream")).to_pylist()
+        return {stream_symbol(st) for st in streams if st} - {""}
+    if _DATE_RE.match(path.parent.name) and _SYMBOL_RE.match(path.parent.parent.name):
+        return {path.parent.parent.name}
+    return set()
+
+
+def check_one_symbol(files: Iterable[Path]) -> str:
+    """The one symbol `files` hold ('' if none can be told); RecordingError naming the files and
+    symbols if they mix (the trainer must never learn BTCUSDT and SOLUSDT books as one series)."""
+    by_symbol: dict[str, list[Path]] = {}
+    for f in files:
+        for sym in file_symbols(f):
+            by_symbol.setdefault(sym, []).append(f)
+    if len(by_symbol) > 1:
+        detail = "; ".join(
+            f"{sym}: {', '.join(str(p) for p in fs[:3])}{f' and {len(fs) - 3} more' if len(fs) > 3 else ''}"
+            for sym, fs in sorted(by_symbol.items())
+        )
+        raise RecordingError(f"recordings mix symbols {', '.join(sorted(by_symbol))} ({detail}); "
+                             f"read one symbol's folder (<root>/<source>/<SYMBOL>/)")
+    return next(iter(by_symbol), "")
+
+
+def recording_symbol(paths: Iterable[Path | str] | Path | str) -> str:
+    """The symbol of the raw recordings and captures under paths (what a replay would publish);
+    RecordingError when there are none or they mix symbols, FileNotFoundError for a missing path."""
+    files = _expand(paths, "raw")
+    if not files:
+        raise RecordingError(f"no captures or raw recordings under {paths}")
+    return check_one_symbol(files)
+
+
 def _iter_capture(path: Path) -> Iterator[tuple[int, str, str]]:
     """`<ns> <json>` gzip lines (the hftbacktest capture format)."""
     symbol = ""
@@ -371,6 +555,10 @@ def _iter_capture(path: Path) -> Iterator[tuple[int, str, str]]:
                 stream = payload[11:end]
                 if not symbol:
                     symbol = stream.split("@", 1)[0]
+                elif not stream.startswith(symbol + "@"):
+                    raise RecordingError(
+                        f"{path}:{lineno}: stream {stream!r} is not {symbol.upper()}'s; a capture holds one symbol"
+                    )
             elif '"lastUpdateId"' in payload[:40]:
                 stream = f"{symbol}@depthSnapshot"
             else:
@@ -389,8 +577,11 @@ def _iter_raw_parquet(path: Path) -> Iterator[tuple[int, str, str]]:
 
 
 def iter_raw(paths: Iterable[Path | str] | Path | str) -> Iterator[tuple[int, str, str]]:
-    """Yield (recv_ns, stream, payload) from raw recordings, folders of them, and `.gz` captures."""
-    for p in _expand(paths, "raw"):
+    """Yield (recv_ns, stream, payload) from raw recordings, folders of them, and `.gz` captures;
+    RecordingError before the first row if they mix symbols."""
+    files = _expand(paths, "raw")
+    check_one_symbol(files)
+    for p in files:
         if p.name.endswith(".gz"):
             yield from _iter_capture(p)
         else:
@@ -398,8 +589,10 @@ def iter_raw(paths: Iterable[Path | str] | Path | str) -> Iterator[tuple[int, st
 
 
 def read_book(paths: Iterable[Path | str] | Path | str) -> np.ndarray:
-    """All book records under paths, as one book_dtype array in file order."""
+    """All book records under paths, as one book_dtype array in file order; RecordingError if they
+    mix symbols."""
     files = _expand(paths, "book")
     if not files:
         raise RecordingError(f"no book recordings under {paths}")
+    check_one_symbol(files)
     return np.concatenate([table_to_book(pq.read_table(p)) for p in files])

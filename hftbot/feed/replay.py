@@ -10,6 +10,9 @@ replayed as they happened: markers without BOOK_VALID, then BOOK_RESYNC.
 
 Frames are processed in batches by the numba fast path; paced replay hands over all frames due
 by now, then sleeps until the next one (bounded, so heartbeats and stop requests are served).
+Without `loop`, the process finishes (`ctx.finish()`) when the recording is exhausted: the
+supervisor then stops the run in order, and the readers (inference, recorder) serve what is still
+in the ring before they exit, so the run ends with everything replayed processed, rc 0.
 It must never change the data it reads and never publish faster than asked.
 """
 
@@ -145,13 +148,17 @@ def main(ctx) -> None:
 
     rep = Replayer(core, pub_many(bw), pub_many(tw), speed=cfg.replay.speed)
     passes = 0
+    ctx.serving()
+    finished = False
     while not ctx.stopping():
         finished = rep.run([cfg.replay.path], ctx.stopping, idle)
         passes += 1
         if not finished or not cfg.replay.loop:
             break
         rep.restart()
+    last_beat[0] = 0.0
+    idle()  # final counters, for the exit summary
     ctx.log.info("replay done: %d pass(es), %d messages, %s", passes, rep.messages, core.counters())
-    while not ctx.stopping():  # stay up (the supervisor treats an exit as a crash) until told
-        idle()
-        time.sleep(min(0.2, cfg.runtime.heartbeat_s / 2))
+    if finished and not cfg.replay.loop:
+        # the recording is exhausted: the run ends (readers drain what is in the ring at their stop)
+        ctx.finish()

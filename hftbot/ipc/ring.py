@@ -72,6 +72,9 @@ MAX_BLOCKING_READERS = 32
 # (futex); this only bounds the cost of one lost to something unforeseen (we saw one unexplained
 # multi-second stall once on a loaded machine) to a few tens of milliseconds, never seconds.
 _BACKSTOP_S = 0.05
+# Wake calls in a row that woke nobody before a writer looks for dead readers' flags. A live
+# reader's flag is set without it sleeping only between its announcement and its futex wait.
+_IDLE_WAKES_SWEEP = 64
 WAIT_STRATEGIES = ("spin", "spin_yield", "block")
 
 
@@ -169,6 +172,28 @@ class Ring:
     def unlink(self) -> None:
         self.segment.unlink()
 
+    def reclaim_dead_readers(self, pids: set[int] | None = None) -> int:
+        """Free the blocking-reader slots of dead processes (all dead ones, or only `pids`).
+
+        A reader killed while asleep leaves its `asleep` flag set, and the writer would make a
+        futex wake call on every publish for it. The supervisor calls this for a child it saw
+        die; a writer calls it itself after a run of wake calls that woke nobody. Under the same
+        file lock as `RingReader._claim_slot`, so a slot being claimed is never freed."""
+        freed = 0
+        with open(shm.SHM_DIR / self.name, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                rq = self.readers_q
+                for k in range(min(int(self.hdr_q[_BLOCKERS]), MAX_BLOCKING_READERS)):
+                    pid = int(rq[2 * k])
+                    if pid and (pid in pids if pids is not None else True) and not shm.pid_alive(pid):
+                        rq[2 * k + 1] = 0
+                        rq[2 * k] = 0
+                        freed += 1
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return freed
+
 
 class RingWriter:
     """The one writer of a ring. Never blocks, never waits for readers.
@@ -196,6 +221,8 @@ class RingWriter:
         self._c, self._base, self._pin = _accelerator(ring, accelerated)
         self._staging_addr = self.staging.ctypes.data
         self._c_seq_off = -1 if self._seq_offset is None else self._seq_offset
+        self._idle_wakes = 0  # consecutive wake calls that woke nobody (see _wake)
+        self.reclaimed = 0  # slots of dead blocking readers this writer freed
 
     def publish(self, record: np.ndarray | np.void) -> int:
         """Copy one record (of the ring's dtype) into the ring and return its sequence number.
@@ -281,14 +308,24 @@ class RingWriter:
             self._wake()
 
     def _wake(self) -> None:
-        """Wake sleeping readers. Only rings that ever had a blocking reader pay for this."""
+        """Wake sleeping readers. Only rings that ever had a blocking reader pay for this.
+
+        A flag that stays set while wake calls wake nobody belongs to a reader killed in its
+        sleep: after `_IDLE_WAKES_SWEEP` such calls in a row the writer frees dead readers' slots,
+        so a kill -9 costs at most that many wasted syscalls, not one per publish forever."""
         ring = self.ring
         ring._wake_word.value = (ring._wake_word.value + 1) & 0xFFFFFFFF
         futex.fence()
         rq = ring.readers_q
         for k in range(1, 2 * self._hdr[_BLOCKERS], 2):
             if rq[k]:
-                futex.futex_wake(ring.wake_addr)
+                if futex.futex_wake(ring.wake_addr) > 0:
+                    self._idle_wakes = 0
+                else:
+                    self._idle_wakes += 1
+                    if self._idle_wakes >= _IDLE_WAKES_SWEEP:
+                        self._idle_wakes = 0
+                        self.reclaimed += ring.reclaim_dead_readers()
                 return
 
 

@@ -6,7 +6,8 @@ supervisor alone owns and unlinks; every name embeds the owner's pid
 (`hftbot-<pid>-<name>`) so a later run can tell a crashed run's leftovers from a live run's
 segments and remove them.
 
-Linux only (/dev/shm). Never unlinks a segment whose owner process is alive.
+Linux only (/dev/shm). Never unlinks a segment whose owner process is alive. `Segment.create`
+refuses any other name, tests' segments included: a crashed test run is cleaned by the next run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Segment:
 
     @classmethod
     def create(cls, name: str, size: int) -> Segment:
+        if not _NAME.match(name):
+            # every segment carries the owner's pid, so remove_stale can clean up after any crash
+            raise ValueError(f"segment name must be hftbot-<owner pid>-<name> (use segment_name), got {name!r}")
         path = SHM_DIR / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -88,13 +92,18 @@ def unlink_segment(name: str) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_bytes()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 def list_segments(owner_pid: int | None = None) -> list[str]:

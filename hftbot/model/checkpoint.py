@@ -19,6 +19,12 @@ this runtime cannot serve, a missing or altered model file (sha256, model id), a
 cannot load, weights that do not fit the architecture, a self-test that is not reproduced — by
 TorchScript and by the numba runtime that will actually serve it — or non-finite outputs.
 
+A checkpoint that verified once has its weights kept in `<dir>/.verified/<sha256>.npz`
+(`save_verified`); `load_verified` serves it again without torch — the metadata, the model
+file's sha256 and the self-test reproduced by the serving runtime are still checked every time,
+only the TorchScript load and its self-test are not repeated — so a restarted inference is back
+in a second or two instead of paying torch's import (several seconds on a small machine).
+
 This module never touches rings or processes. CLI:
 `python -m hftbot.model.checkpoint write --random [--seed S] [--from WEIGHTS.pt] --dir checkpoints/`,
 `... verify PATH`, `... current --dir DIR`.
@@ -31,6 +37,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -52,6 +59,7 @@ POINTER = "CURRENT"
 CLASSES = ("down", "flat", "up")
 MAX_META_BYTES = 16 << 20
 MAX_MODEL_BYTES = 256 << 20
+VERIFIED_DIR = ".verified"  # <dir>/.verified/<sha256>.npz: weights of checkpoints verified before
 DEFAULT_TOLERANCE = 1e-4  # logits; float32 re-association differs across CPUs, never by this much
 
 
@@ -242,12 +250,25 @@ def _fail(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path.name} refused: {why}")
 
 
-def load_checkpoint(meta_path: str | os.PathLike, compat: Compat | None = None) -> LoadedCheckpoint:
-    """Read, verify and return a checkpoint; any doubt raises CheckpointError (nothing half-loaded)."""
-    import torch
+@dataclass
+class _Meta:
+    """What the metadata vouches for, parsed and checked against this runtime (no torch)."""
 
-    compat = compat or Compat()
-    path = Path(meta_path)
+    path: Path
+    meta: dict
+    arch: Architecture
+    spec: FeatureSpec
+    st_x: np.ndarray
+    st_y: np.ndarray
+    tol: float
+    model_file: str
+    sha: str
+    model_id: int
+    blob: bytes  # the model file, its sha256 checked
+
+
+def _read_meta(path: Path, compat: Compat) -> _Meta:
+    """Every check that needs no torch: metadata, compatibility, the model file's sha256."""
     try:
         size = path.stat().st_size
         if size > MAX_META_BYTES:
@@ -303,8 +324,31 @@ def load_checkpoint(meta_path: str | os.PathLike, compat: Compat | None = None) 
         raise _fail(path, f"sha256 of {model_file} is {got[:16]}…, metadata says {sha[:16]}… (altered or truncated)")
     if model_id != model_id_from_sha256(sha):
         raise _fail(path, f"model_id {model_id} does not derive from the sha256 ({model_id_from_sha256(sha)})")
+    return _Meta(path, meta, arch, spec, st_x, st_y, tol, model_file, sha, model_id, blob)
+
+
+def _runtime_self_test(m: _Meta, state: dict, reference: np.ndarray) -> float:
+    """Max |logit error| of the numba serving runtime (full window and streamed) against
+    `reference` logits for the self-test input."""
+    rt = StreamingDeepLOB(state, m.arch.window, m.arch.padding)
+    full = rt.full_logits(m.st_x)
+    for row in m.st_x:
+        rt.push_row(row)
+    live = rt.logits(m.st_x)
+    err = float(max(np.max(np.abs(full - reference)), np.max(np.abs(live - reference))))
+    return err if np.all(np.isfinite(full)) and np.all(np.isfinite(live)) else math.inf
+
+
+def load_checkpoint(meta_path: str | os.PathLike, compat: Compat | None = None) -> LoadedCheckpoint:
+    """Read, verify and return a checkpoint; any doubt raises CheckpointError (nothing half-loaded)."""
+    import torch
+
+    compat = compat or Compat()
+    path = Path(meta_path)
+    m = _read_meta(path, compat)
+    arch, st_x, st_y, tol, model_file = m.arch, m.st_x, m.st_y, m.tol, m.model_file
     try:
-        script = torch.jit.load(io.BytesIO(blob), map_location="cpu")
+        script = torch.jit.load(io.BytesIO(m.blob), map_location="cpu")
         script.eval()
     except Exception as e:  # TorchScript raises RuntimeError and friends for a corrupt archive
         raise _fail(path, f"TorchScript cannot load {model_file} ({type(e).__name__}: {str(e)[:200]})") from e
@@ -330,15 +374,52 @@ def load_checkpoint(meta_path: str | os.PathLike, compat: Compat | None = None) 
     err = float(np.max(np.abs(ts_out - st_y)))
     if not err <= tol:
         raise _fail(path, f"self-test not reproduced by TorchScript: max |logit error| {err:.3g} > {tol:g}")
-    rt = StreamingDeepLOB(state, arch.window, arch.padding)
-    full = rt.full_logits(st_x)
-    for row in st_x:
-        rt.push_row(row)
-    live = rt.logits(st_x)
-    err_rt = float(max(np.max(np.abs(full - ts_out)), np.max(np.abs(live - ts_out))))
+    err_rt = _runtime_self_test(m, state, ts_out)
     if not err_rt <= tol:
         raise _fail(path, f"self-test not reproduced by the serving runtime: max |logit error| {err_rt:.3g}")
-    return LoadedCheckpoint(path, meta, model_id, arch, spec, state, script)
+    return LoadedCheckpoint(path, m.meta, m.model_id, arch, m.spec, state, script)
+
+
+# ---------------------------------------------------------------- verified-weights cache
+
+
+def _verified_path(directory: Path, sha: str) -> Path:
+    return directory / VERIFIED_DIR / f"{sha}.npz"
+
+
+def save_verified(ckpt: LoadedCheckpoint) -> Path | None:
+    """Keep the weights of a checkpoint `load_checkpoint` verified, keyed by its model file's
+    sha256, so a restarted inference serves it again without importing torch (seconds). Best
+    effort: a read-only folder only costs the fast path."""
+    target = _verified_path(ckpt.path.parent, str(ckpt.meta["sha256"]))
+    buf = io.BytesIO()
+    np.savez(buf, **ckpt.state)
+    try:
+        target.parent.mkdir(exist_ok=True)
+        write_bytes_atomic(target, buf.getvalue())
+    except OSError:
+        return None
+    return target
+
+
+def load_verified(meta_path: str | os.PathLike, compat: Compat | None = None) -> LoadedCheckpoint | None:
+    """A checkpoint verified before (its weights in the cache), checked again without torch: the
+    metadata and compatibility, the model file's sha256 and id, and the self-test reproduced by
+    the serving runtime from the cached weights. None when there is no usable cache entry (the
+    caller then runs `load_checkpoint`); CheckpointError for what is wrong in any case."""
+    compat = compat or Compat()
+    path = Path(meta_path)
+    m = _read_meta(path, compat)
+    cached = _verified_path(path.parent, m.sha)
+    try:
+        with np.load(cached, allow_pickle=False) as z:
+            state = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+        err = _runtime_self_test(m, state, m.st_y)
+    except Exception:  # missing, unreadable, or not these weights: verify from scratch
+        return None
+    if not err <= m.tol:
+        return None
+    return LoadedCheckpoint(path, m.meta, m.model_id, m.arch, m.spec, state, None)
 
 
 def load_current(directory: str | os.PathLike, compat: Compat | None = None) -> LoadedCheckpoint | None:
@@ -382,6 +463,12 @@ def _cmd_write(a: argparse.Namespace) -> int:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
+    path = Path(a.path)
+    if path.suffix != ".json":  # the model file, or anything else: say what verify reads
+        meta = path.with_suffix(".json")
+        hint = f"; its metadata would be {meta}" if meta.exists() else ""
+        print(f"checkpoint verify: {path} is not a checkpoint's metadata file (the .json){hint}", file=sys.stderr)
+        return 2
     try:
         c = load_checkpoint(a.path, Compat(levels=a.levels, max_window=a.max_window))
     except CheckpointError as e:
@@ -419,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--no-flip", action="store_true", help="write the files but leave CURRENT alone")
     w.set_defaults(fn=_cmd_write)
     v = sub.add_parser("verify", help="load and verify a checkpoint's metadata file")
-    v.add_argument("path")
+    v.add_argument("path", help="the checkpoint's metadata .json (it names the .pt and its sha256)")
     v.add_argument("--levels", type=int, default=10)
     v.add_argument("--max-window", type=int, default=Compat.max_window)
     v.set_defaults(fn=_cmd_verify)

@@ -4,7 +4,8 @@
   (`OnlineWindow`, with the checkpoint's frozen normalisation) and its numba streaming state.
 - `InferenceEngine`: keeps the last book records (to prime a new model), feeds every record to
   the serving runtime, and fills a signal: probabilities, or "no model" (SIGNAL_NO_MODEL, NaN,
-  model id 0), or "window not full" (SIGNAL_WARMUP, NaN, the model's id).
+  model id 0), or "window not full" (SIGNAL_WARMUP, NaN, the model's id), or "the model's output
+  is not finite" (SIGNAL_NONFINITE, NaN, the model's id: never published as a normal signal).
 - `ModelWatcher`: reads the checkpoint pointer every poll interval, loads and verifies a new
   checkpoint in a background thread (TorchScript in a worker process) and hands over a fresh
   runtime; the engine primes it with the recent records and feeds it what arrives, one record
@@ -28,10 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from hftbot.model.checkpoint import CheckpointError, Compat, LoadedCheckpoint, load_checkpoint, read_pointer
+from hftbot.model.checkpoint import (
+    POINTER,
+    CheckpointError,
+    Compat,
+    LoadedCheckpoint,
+    load_checkpoint,
+    load_verified,
+    read_pointer,
+    save_verified,
+)
 from hftbot.model.features import OnlineWindow
 from hftbot.model.streaming import RECEPTIVE, softmax
-from hftbot.records import SIGNAL_DTYPE, SIGNAL_NO_MODEL, SIGNAL_WARMUP, book_dtype
+from hftbot.records import SIGNAL_DTYPE, SIGNAL_NO_MODEL, SIGNAL_NONFINITE, SIGNAL_WARMUP, book_dtype
 
 
 class ModelRuntime:
@@ -161,62 +171,120 @@ def catch_up(rt: ModelRuntime, history: RecordHistory, mark: tuple[int, int],
     return rt, mark
 
 
-def _load_for_serving(target: Path, compat: Compat) -> LoadedCheckpoint:
-    """Load and verify; keep only what serving needs (picklable: runs in a worker process too)."""
+def load_for_serving(target: Path, compat: Compat, threads: int = 1) -> LoadedCheckpoint:
+    """Load and verify; keep only what serving needs (picklable: runs in the verify helper too).
+
+    A checkpoint verified before comes from the verified-weights cache without torch
+    (`load_verified`); any other is verified in full and its weights cached for next time."""
+    ckpt = load_verified(target, compat)
+    if ckpt is not None:
+        return ckpt
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     ckpt = load_checkpoint(target, compat)
+    save_verified(ckpt)
     # free the TorchScript module here, off the update path: destroying one takes milliseconds
     ckpt.script = None
     return ckpt
+
+
+_load_for_serving = load_for_serving  # the name it had
 
 
 @dataclass
 class Pending:
     """What the loader thread hands over: a runtime for a verified checkpoint, or the reason it
     was refused. ``upto`` is the history mark the runtime has seen; None: not primed yet (the
-    engine primes it from the history's tail in the serving thread's idle time)."""
+    engine primes it from the history's tail in the serving thread's idle time).
+    ``fallback``: why the pointer's own target is not the one served (it is the newest
+    checkpoint of the folder that verifies)."""
 
     path: Path
     runtime: ModelRuntime | None = None
     upto: tuple[int, int] | None = None
     error: str | None = None
     load_s: float = 0.0
+    fallback: str | None = None
+
+
+FALLBACK_CANDIDATES = 8  # newest checkpoints tried when the pointer's own is unusable
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class ModelWatcher:
-    """Watches `<dir>/CURRENT`; loads and verifies what it names, off the update path."""
+    """Watches `<dir>/CURRENT`; loads and verifies what it names, off the update path.
+
+    What counts as "something new": the pointer's text *and* the identity (inode, mtime, size)
+    of the file it names, so a checkpoint rewritten under the same name is loaded again. A
+    pointer that is unreadable, or names a checkpoint that does not verify, while no model is
+    being served (a start after a crash mid-write, a corrupted folder) makes it fall back to the
+    newest checkpoint of the folder that verifies, logged as an error; with none, it serves no
+    model and says so (`no_model`). While a model is served, a bad pointer or a deleted CURRENT
+    only logs (once per change) and the running model stays.
+    """
 
     def __init__(self, directory: str | os.PathLike, compat: Compat, history: RecordHistory,
                  poll_interval_s: float = 0.5, log: logging.Logger | None = None,
-                 background: bool = True, verify_in_process: bool = False) -> None:
+                 background: bool = True, verify_in_process: bool = False, threads: int = 1,
+                 cold_start_in_process: bool = True) -> None:
         self.dir = Path(directory)
-        # verify_in_process: run load_checkpoint (TorchScript, self-tests) in a spawned worker
-        # process, so torch never holds this process's GIL while updates are being served
+        self.cold_start_in_process = cold_start_in_process
+        self.threads = threads  # torch threads of a full verification (inference.threads)
+        # verify_in_process: hot swaps run load_checkpoint (TorchScript, self-tests) in a helper
+        # process (`hftbot.model.verifier`), so torch never holds this process's GIL while a
+        # model is being served. The first load of a process's life (nothing served yet) runs
+        # here (cold_start_in_process): nothing to protect, and a restart serves again sooner.
+        # The helper starts at the first hot swap (a spawn: a few ms of this thread, once).
         self.verify_in_process = verify_in_process
-        self._pool = None
+        self._helper = None
         self.compat = compat
         self.history = history
         self.poll_interval_s = poll_interval_s
         self.log = log or logging.getLogger("hftbot.inference")
         self.background = background
         self._next_check = 0.0
-        self._pointer_error: str | None = None
         self._serving: Path | None = None
-        self._seen: Path | None = None  # last pointer target handled (served or refused)
+        self._seen: tuple | None = None  # key of the last pointer state handled
         self._thread: threading.Thread | None = None
         self._last_thread: threading.Thread | None = None  # joined only by wait_idle/close
         self._result: Pending | None = None
         self.refused = 0
         self.loaded = 0
+        self.fallbacks = 0  # loads that served the newest verifying checkpoint instead of CURRENT's
+        self.no_model = 0  # 1 while nothing is served because nothing in the folder verifies
+        self.settled = False  # the first pointer state has been handled (served, refused or none)
+
+    @property
+    def helper_pid(self) -> int | None:
+        """Pid of the verify helper process, when one runs."""
+        return self._helper.pid if self._helper is not None else None
 
     def mark_serving(self, path: Path | None) -> None:
         self._serving = path
-        self._seen = path
+        if path is not None:
+            self.no_model = 0
+
+    def _key(self) -> tuple:
+        """The pointer's state now: ("error", text) | ("none",) | ("target", path, stat)."""
+        try:
+            target = read_pointer(self.dir)
+        except CheckpointError as e:
+            return ("error", str(e))
+        if target is None:
+            return ("none",)
+        return ("target", target, _stat_key(target))
 
     def poll(self, now: float | None = None) -> None:
-        """Cheap: at most one read of the pointer per interval; starts a load when it names something new.
+        """Cheap: at most one read of the pointer (and a stat of its target) per interval;
+        starts a load when either names something new.
 
         The pointer is read, not just stat'ed: two flips within one mtime tick can leave size and
         mtime equal and reuse the inode, and a missed flip would never be noticed.
@@ -225,42 +293,97 @@ class ModelWatcher:
         if now < self._next_check or self._thread is not None:
             return
         self._next_check = now + self.poll_interval_s
-        try:
-            target = read_pointer(self.dir)
-        except CheckpointError as e:
-            if str(e) != self._pointer_error:  # once per distinct problem, not once per poll
-                self._pointer_error = str(e)
-                self.refused += 1
-                self.log.error("inference: %s; keeping %s", e,
-                               self._serving.name if self._serving else "no model")
+        key = self._key()
+        if key == self._seen:
             return
-        self._pointer_error = None
-        if target is None or target == self._seen:
+        self._seen = key
+        keeping = self._serving.name if self._serving else "no model"
+        if key[0] == "none":
+            if self._serving is not None:
+                self.log.warning("inference: %s/%s was removed; keeping %s", self.dir, POINTER, keeping)
+            else:
+                self.no_model = 1
+            self.settled = True
             return
-        self._seen = target
+        target: Path | None = None
+        if key[0] == "error":
+            self.refused += 1
+            if self._serving is not None:
+                self.log.error("inference: %s; keeping %s", key[1], keeping)
+                return
+            reason = key[1]
+        else:
+            target = key[1]
+            reason = None
+        self._start_load(target, fallback=self._serving is None, reason=reason)
+
+    def _start_load(self, target: Path | None, fallback: bool, reason: str | None) -> None:
+        use_helper = self.verify_in_process and (
+            self._serving is not None or self.loaded > 0 or not self.cold_start_in_process)
+        if use_helper and (self._helper is None or not self._helper.alive()):
+            from hftbot.model.verifier import VerifyWorker
+
+            if self._helper is not None:
+                self._helper.close(1.0)
+            # started here, in the caller's (main) thread: its parent-death signal is tied to the
+            # thread that creates it, and the loader thread exits after each load
+            self._helper = VerifyWorker()
+        args = (target, fallback, reason, self._helper if use_helper else None)
         if self.background:
-            self._thread = threading.Thread(target=self._load, args=(target,), name="ckpt-loader", daemon=True)
+            self._thread = threading.Thread(target=self._load, args=args, name="ckpt-loader", daemon=True)
             self._last_thread = self._thread
             self._thread.start()
         else:
-            self._load(target)
+            self._load(*args)
 
-    def _load(self, target: Path) -> None:
+    def _verify(self, target: Path, helper) -> LoadedCheckpoint:
+        if helper is not None:
+            return helper.verify(target, self.compat, threads=self.threads)
+        return load_for_serving(target, self.compat, self.threads)
+
+    def _candidates(self, exclude: Path | None) -> list[Path]:
+        """Checkpoint metadata files of the folder, newest first (mtime, then name)."""
+        found = []
+        for p in self.dir.glob("*.json"):
+            if p.name.startswith(".") or (exclude is not None and p.name == exclude.name):
+                continue
+            try:
+                found.append((p.stat().st_mtime_ns, p.name, p))
+            except OSError:
+                continue
+        return [p for _, _, p in sorted(found, reverse=True)][:FALLBACK_CANDIDATES]
+
+    def _load(self, target: Path | None, fallback: bool, reason: str | None, helper) -> None:
         t0 = time.monotonic()
+        res: Pending
+        if target is not None:
+            res = self._attempt(target, helper, t0)
+            if res.error is None or not fallback:
+                self._result = res  # a single reference store: atomic for the reader
+                return
+            reason = res.error
+        for cand in self._candidates(target):
+            got = self._attempt(cand, helper, t0)
+            if got.error is None:
+                got.fallback = reason
+                self._result = got
+                return
+        what = target if target is not None else self.dir / POINTER
+        self._result = Pending(what, error=f"{reason}; and no other checkpoint in {self.dir} verifies",
+                               load_s=time.monotonic() - t0, fallback=reason)
+
+    def _attempt(self, target: Path, helper, t0: float) -> Pending:
         try:
-            if self.verify_in_process:
-                ckpt = self._worker().submit(_load_for_serving, target, self.compat).result(timeout=600)
-            else:
-                ckpt = _load_for_serving(target, self.compat)
+            ckpt = self._verify(target, helper)
             # not primed here: feeding records is model work, and a thread doing it takes the GIL
             # from the serving thread at every kernel call (up to the 0.2 ms switch interval);
             # the engine primes it in the serving thread's idle time instead
-            res = Pending(target, ModelRuntime(ckpt), load_s=time.monotonic() - t0)
+            return Pending(target, ModelRuntime(ckpt), load_s=time.monotonic() - t0)
         except CheckpointError as e:
-            res = Pending(target, error=str(e), load_s=time.monotonic() - t0)
+            return Pending(target, error=str(e), load_s=time.monotonic() - t0)
         except Exception as e:  # never let a loader crash take the process down
-            res = Pending(target, error=f"checkpoint {target.name} refused: {type(e).__name__}: {e}")
-        self._result = res  # a single reference store: atomic for the reader
+            return Pending(target, error=f"checkpoint {target.name} refused: {type(e).__name__}: {e}",
+                           load_s=time.monotonic() - t0)
 
     def take(self) -> Pending | None:
         """The finished load, if any (call between updates)."""
@@ -271,30 +394,31 @@ class ModelWatcher:
         # not joined: its work is done and it exits by itself (a join here waits for the thread's
         # teardown to get the GIL, tens of µs between two updates)
         self._thread = None
+        self.settled = True
         if res.error:
-            self.refused += 1
-            self.log.error("inference: %s; keeping %s", res.error,
-                           self._serving.name if self._serving else "no model (cold start)")
+            if res.path.name != POINTER:  # a broken pointer was counted when it was read
+                self.refused += 1
+            if res.fallback is not None and self._serving is None:
+                self.no_model = 1
+                self.log.error("inference: %s: SERVING NO MODEL until a checkpoint that verifies appears",
+                               res.error)
+            else:
+                self.log.error("inference: %s; keeping %s", res.error,
+                               self._serving.name if self._serving else "no model (cold start)")
         else:
             self.loaded += 1
+            if res.fallback is not None:
+                self.fallbacks += 1
+                self.log.error("inference: %s; FALLING BACK to the newest checkpoint that verifies: %s "
+                               "(model_id %d)", res.fallback, res.path.name, res.runtime.model_id)
         return res
 
-    def _worker(self):
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # niced: on a small machine the scheduler should prefer the update loop to the verifier
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=os.nice, initargs=(10,))
-        return self._pool
-
     def close(self) -> None:
-        """Stop the verification worker process, if one was started."""
+        """Stop the verify helper process, if one was started."""
         self.wait_idle()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Block until a running load finished (tests, shutdown)."""
@@ -335,6 +459,8 @@ class InferenceEngine:
         self._retired: tuple[Pending, ModelRuntime | None] | None = None  # released/logged in idle time
         self._since_signal = 0
         self._sig = np.zeros((), dtype=SIGNAL_DTYPE)
+        self.served = 0  # signals with the model's probabilities (flags 0)
+        self.nonfinite = 0  # signals flagged SIGNAL_NONFINITE: the model's output was NaN or inf
 
     @property
     def model_id(self) -> int:
@@ -347,6 +473,10 @@ class InferenceEngine:
             self.runtime.push(rec)
         self.updates += 1
         self._since_signal += 1
+
+    def remember(self, rec: np.ndarray | np.void) -> None:
+        """Keep a record for priming only (read back from the ring at start): no update, no signal."""
+        self.history.append(rec)
 
     def gap(self) -> None:
         """The book stream lost records (ring lapped): nothing before is continuous any more."""
@@ -488,6 +618,14 @@ class InferenceEngine:
             return False
         return True
 
+    def _nonfinite(self, rt: ModelRuntime) -> None:
+        """Count it; log the first and then every 1000th (a model gone bad must be seen, not flood)."""
+        self.nonfinite += 1
+        if self.nonfinite == 1 or self.nonfinite % 1000 == 0:
+            self.log.error("inference: model %s (model_id %d) produced non-finite outputs (%d signals so "
+                           "far): published flagged SIGNAL_NONFINITE, probabilities NaN",
+                           rt.ckpt.path.name, rt.model_id, self.nonfinite)
+
     def signal(self, rec: np.ndarray | np.void, start_ns: int) -> np.ndarray:
         """Fill the signal for the last pushed record `rec` (0-d SIGNAL_DTYPE, reused buffer)."""
         s = self._sig
@@ -506,8 +644,15 @@ class InferenceEngine:
         else:
             p = rt.probabilities()
             s["model_id"] = rt.model_id
-            s["flags"] = 0
-            s["p_down"], s["p_flat"], s["p_up"] = float(p[0]), float(p[1]), float(p[2])
+            p0, p1, p2 = float(p[0]), float(p[1]), float(p[2])
+            if math.isfinite(p0 + p1 + p2):  # NaN and inf propagate through the sum
+                s["flags"] = 0
+                s["p_down"], s["p_flat"], s["p_up"] = p0, p1, p2
+                self.served += 1
+            else:
+                s["flags"] = SIGNAL_NONFINITE
+                s["p_down"] = s["p_flat"] = s["p_up"] = math.nan
+                self._nonfinite(rt)
         s["infer_end_ns"] = time.time_ns()
         self.signals += 1
         self._since_signal = 0

@@ -27,23 +27,26 @@ def _params(args: argparse.Namespace) -> ModelParams:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from hftbot.feed.recording import recordings_dir
     from hftbot.sim.generate import generate_recording
 
     res = generate_recording(args.out, _params(args), args.hours, speed_ms=args.speed_ms)
     print(
         f"wrote {res.messages} messages ({res.depth_messages} depth diffs, {res.events} model events) "
         f"covering {res.sim_seconds:.0f} s in {res.wall_seconds:.2f} s = {res.speedup:.0f}x real time "
-        f"under {Path(args.out) / args.symbol.upper()}"
+        f"under {recordings_dir(args.out, 'sim', args.symbol)}"
     )
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from hftbot.config import SimConfig
     from hftbot.sim import auth
     from hftbot.sim.server import ServerSettings, SimServer, run_loop
 
     async def run() -> None:
-        server = SimServer(_params(args), settings=ServerSettings(host=args.host, port=args.port))
+        settings = ServerSettings(sim=SimConfig(host=args.host, port=args.port))
+        server = SimServer(_params(args), settings=settings)
         server.venue.pub.want_speed(100)  # keep one diff stream warm: its chain runs from the start
         await server.start()
         u = server.urls
@@ -87,11 +90,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     )
     model = stats.compute(msgs)
     path = args.path
-    if not Path(path).exists():
+    if path is None:  # the shared capture's facts, shipped with the package: works from any folder
+        real, name = stats.reference_facts(), stats.REFERENCE_NAME
+    elif not Path(path).exists():
         print(f"stats: no such file or folder: {path}", file=sys.stderr)
         return 2
-    real = stats.compute(iter_raw(path))
-    print(stats.table(model, real, Path(path).name))
+    else:
+        real, name = stats.compute(iter_raw(path)), Path(path).name
+    print(stats.table(model, real, name))
     print(json.dumps({"model": model.__dict__, "real": real.__dict__}, default=float))
     return 0
 
@@ -113,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=0)
         else:
-            p.add_argument("path", nargs="?", default="tests/data/btcusdt_20240808.gz")
+            p.add_argument(
+                "path",
+                nargs="?",
+                default=None,
+                help="a .gz capture, a recording file or folder (default: the shared BTCUSDT capture's facts)",
+            )
             p.add_argument("--minutes", type=float, default=10.0, help="model minutes to simulate")
     args = ap.parse_args(argv)
     try:

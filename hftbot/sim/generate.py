@@ -102,13 +102,14 @@ def generate_recording(
     speed_ms: int = 100,
     start_ns: int | None = None,
 ) -> GenerateResult:
-    """Write a raw recording (the recorder's Parquet layout) under `out_dir`."""
+    """Write a raw recording under `out_dir`, a recordings root, in the recorder's layout:
+    `<out_dir>/sim/<SYMBOL>/<date>/raw-*.parquet` (source sim, like the simulator's live data)."""
     from hftbot.feed.recording import RawRecordingWriter
 
     if hours <= 0:
         raise ValueError(f"generate: --hours must be > 0, got {hours}")
     t0 = time.perf_counter()
-    with RawRecordingWriter(out_dir, params.symbol, flush_s=1e9) as w:
+    with RawRecordingWriter(out_dir, params.symbol, flush_s=1e9, source="sim") as w:
         res = generate_messages(params, hours * 3600.0, w.append, speed_ms=speed_ms, start_ns=start_ns)
     res.wall_seconds = time.perf_counter() - t0
     return res

@@ -24,7 +24,7 @@ the same event sequence, bit for bit. Pure logic: no I/O, no wall clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -94,6 +94,17 @@ class ModelParams:
 
     def with_(self, **kw: object) -> ModelParams:
         return replace(self, **kw)
+
+    @classmethod
+    def from_config(cls, sim: object) -> ModelParams:
+        """The model knobs the `[sim]` config section sets: every field of both, by name (the
+        symbol upper-cased); the rest keep their defaults here. A test keeps the shared defaults
+        equal to the section's."""
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(sim)}
+        kw = {name: getattr(sim, name) for name in shared}
+        if "symbol" in kw:
+            kw["symbol"] = kw["symbol"].upper()
+        return cls(**kw)
 
 
 class _Draws:

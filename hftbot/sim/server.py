@@ -10,7 +10,7 @@ used, to refuse WebSocket paths the venue does not serve (404, as Binance does).
 Routes: `/public`, `/market`, `/private` each with `/ws`, `/ws/<streams>` and `/stream?streams=`
 (a stream on the wrong route is acknowledged and stays silent, as on the real venue; no route
 means `/public`), `/private/ws?listenKey=` and `/private/stream?listenKey=`, the WS API at
-`/ws-fapi/v1`, and REST under `/fapi/...` (see `hftbot.sim.venue`). Test hooks under `/sim/`
+`/ws-fapi/v1`, and REST under `/fapi/...` (see `hftbot.sim.routing`). Test hooks under `/sim/`
 (status, faults) are not part of Binance's API.
 
 All protocol decisions live in `hftbot.sim.venue.Venue`; this module only moves bytes, keeps
@@ -30,16 +30,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
+from hftbot.bench.common import percentiles_us
+from hftbot.config import SimConfig
+from hftbot.sim.faults import Faults
 from hftbot.sim.market import ModelParams
-from hftbot.sim.matching import LatencyModel
+from hftbot.sim.matching import ConstantLatency, LatencyModel
+from hftbot.sim.routing import Session
 from hftbot.sim.streams import PARTIAL_LEVELS, Message, combined
-from hftbot.sim.venue import Faults, Session, Venue, VenueSettings
+from hftbot.sim.venue import Venue, VenueSettings
 
 log = logging.getLogger("hftbot.sim")
 
@@ -52,13 +55,40 @@ MAX_BUFFER_BYTES = 8 << 20  # unsent bytes per client before it is cut off as to
 
 @dataclass
 class ServerSettings:
-    """Network-side behaviour: where to listen and the latency the venue adds."""
+    """Network-side behaviour: where to listen and the latency the venue adds.
 
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: any free port
-    latency: LatencyModel = field(default_factory=LatencyModel)  # order entry and market data delays
+    Host, port and the constant latencies come from the `[sim]` config section (a setting is
+    defined once, in `hftbot.config.SimConfig` and `defaults.toml`); `latency` takes a model
+    object instead (jitter, in tests and benchmarks); keepalive is Binance's and only code sets it.
+    """
+
+    sim: SimConfig = field(default_factory=SimConfig)
+    latency: LatencyModel | None = None  # None: constant delays from sim.*_latency_ms
     ping_interval_s: float = 180.0  # Binance pings every 3 minutes
     ping_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.latency is None:
+            self.latency = LatencyModel(
+                market_data=ConstantLatency(int(self.sim.market_data_latency_ms * 1e6)),
+                order_entry=ConstantLatency(int(self.sim.order_latency_ms * 1e6)),
+            )
+
+    @property
+    def host(self) -> str:
+        return self.sim.host
+
+    @property
+    def port(self) -> int:
+        return self.sim.port  # 0: any free port
+
+
+def valid_request_id(rid: object) -> bool:
+    """A control message id Binance accepts: an unsigned integer (ccxt), a string (the official SDK
+    sends uuid4 strings) or null. The reply echoes it with its JSON type."""
+    if rid is None or isinstance(rid, str):
+        return True
+    return isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 64
 
 
 def stream_route(name: str) -> str | None:
@@ -454,13 +484,9 @@ class SimServer:
             body = {
                 "port": self.port,
                 "clients": len(self.clients),
+                "user_streams": sum(len(c) for c in self.user_subs.values()),  # user-data subscriptions
                 "sent": self.sent,
-                "publish_delay_us": {
-                    f"p{q}": round(float(np.percentile(self.delays_ns, q)) / 1e3, 1)
-                    if self.delays_ns
-                    else None
-                    for q in (50, 99, 99.9)
-                },
+                "publish_delay_us": percentiles_us(self.delays_ns),  # due -> written to the socket
                 "counters": v.counters,
                 "update_id": v.engine.update_id,
                 "faults": v.settings.faults.__dict__,
@@ -565,7 +591,7 @@ class SimServer:
         rid = req.get("id")
         method = req.get("method")
         params = req.get("params", [])
-        if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool) or rid < 0):
+        if not valid_request_id(rid):
             return orjson.dumps({"error": {"code": 2, "msg": "Invalid request: invalid id"}, "id": None})
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):

@@ -7,14 +7,20 @@ wrapped `{"stream","data"}`. Facts: message rates, spread distribution (ticks), 
 autocorrelation (1 s grid), trade-size tail (percentiles and Hill tail index), and queue-imbalance
 predictability (P(next mid move is up | top-of-book imbalance bucket)).
 
-Pure computation over what it is given: reads nothing itself.
+Pure computation over what it is given (`compute`, `table`); `reference_facts()` reads the facts
+of the shared BTCUSDT capture that ship with the package (`capture_facts.json`, computed by
+`compute` from `tests/data/btcusdt_20240808.gz`; a test keeps the two equal), so
+`python -m hftbot.sim stats` needs no path and works from any folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -32,6 +38,20 @@ class Facts:
     trade_pct: dict[str, float] = field(default_factory=dict)  # size percentiles, in units of the median
     hill_alpha: float = float("nan")
     imbalance_up: dict[str, float] = field(default_factory=dict)  # P(up | imbalance bucket)
+
+
+REFERENCE_FACTS = Path(__file__).with_name("capture_facts.json")
+REFERENCE_NAME = "BTCUSDT 2024-08-08"
+
+
+def reference_facts() -> Facts:
+    """The shared BTCUSDT capture's facts, as shipped with the package."""
+    return Facts(**json.loads(REFERENCE_FACTS.read_text()))
+
+
+def facts_json(f: Facts) -> str:
+    """Facts as the JSON `reference_facts` reads (floats exact, NaN as JSON's NaN)."""
+    return json.dumps(dataclasses.asdict(f), indent=1, sort_keys=True) + "\n"
 
 
 def _kind(stream: str, data: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import json
 import re
 import subprocess
@@ -19,12 +20,13 @@ from hftbot.feed.core import FeedCore
 from hftbot.feed.recording import RawRecordingWriter, iter_raw
 from hftbot.feed.replay import Replayer
 from hftbot.records import BOOK_REPLAY, BOOK_RESYNC, BOOK_VALID
+from tests.reference import reference_counts
 
 CAPTURE = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_check_command_on_the_real_capture_matches_every_ticker():
+def test_check_command_on_the_real_capture_matches_every_ticker(capture_counts):
     p = subprocess.run(
         [sys.executable, "-m", "hftbot.feed", "check", str(CAPTURE)],
         cwd=ROOT,
@@ -34,13 +36,11 @@ def test_check_command_on_the_real_capture_matches_every_ticker():
     )
     assert p.returncode == 0, p.stdout + p.stderr
     r = json.loads(p.stdout.strip().splitlines()[-1])
-    assert (r["depth_applied"], r["gaps"], r["resyncs"], r["ticker_checks"], r["ticker_mismatches"]) == (
-        6547,
-        0,
-        0,
-        126,
-        0,
-    )
+    ref = capture_counts
+    got = (r["depth_applied"], r["gaps"], r["resyncs"], r["ticker_checks"], r["ticker_mismatches"])
+    assert got == (ref.depth_applied, 0, 0, ref.ticker_checks, 0)
+    assert r["ticker_checks"] - r["ticker_checks_held"] == ref.ticker_checks_at_once
+    assert r["trades"] == ref.trades and r["depth_msgs"] == ref.depth_msgs
     assert r["tick"] == 0.1 and r["lot"] == 0.001
     assert "OK" in p.stdout.splitlines()[0]
 
@@ -84,13 +84,18 @@ def test_a_dropped_diff_is_a_gap_and_never_a_wrong_book(tmp_path):
     assert r["depth_applied"] < 3000
 
 
-def test_check_reads_raw_parquet_recordings_the_same_way(tmp_path):
-    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60)
+def test_check_reads_raw_parquet_recordings_the_same_way(tmp_path, capture_counts):
+    w = RawRecordingWriter(tmp_path, "BTCUSDT", flush_s=1000, rotate_s=60, source="binance")
     for ns, stream, payload in iter_raw(CAPTURE):
         w.append(ns, stream, payload)
     w.close()
     r = check([str(tmp_path)])
-    assert (r["depth_applied"], r["ticker_checks"], r["ticker_mismatches"]) == (6547, 126, 0)
+    ref = capture_counts
+    assert (r["depth_applied"], r["ticker_checks"], r["ticker_mismatches"]) == (
+        ref.depth_applied,
+        ref.ticker_checks,
+        0,
+    )
     assert r["files"] >= 6  # 345 s in 60 s segments
 
 
@@ -100,19 +105,81 @@ def test_unreadable_input_exits_2(tmp_path, capsys):
     assert "gzip" in capsys.readouterr().err
 
 
-def test_full_speed_replay_publishes_every_applied_book_flagged_replay():
+def test_generated_recordings_check_tickers_against_the_book(tmp_path):
+    """On @depth@100ms a bookTicker comes before the diff batch ending on its u: held, it is checked
+    when the book gets there. The counts equal an independent reading of the same files."""
+    from hftbot.sim.__main__ import main as sim_main
+
+    assert sim_main(["generate", "--hours", "0.02", "--seed", "3", "--out", str(tmp_path)]) == 0
+    r = check([str(tmp_path)])
+    ref = reference_counts(tmp_path)
+    assert r["ticker_checks"] > 0 and r["ticker_mismatches"] == 0 and r["gaps"] == 0
+    assert (r["depth_applied"], r["ticker_checks"], r["ticker_checks_held"], r["trades"]) == (
+        ref.depth_applied,
+        ref.ticker_checks,
+        ref.ticker_checks - ref.ticker_checks_at_once,
+        ref.trades,
+    )
+
+
+def test_input_with_nothing_checked_is_not_ok_and_says_why(tmp_path, capsys):
+    empty = tmp_path / "empty.gz"
+    empty.write_bytes(gzip.compress(b""))
+    no_snapshot = tmp_path / "nosnap.gz"
+    _write(no_snapshot, [ln for ln in _lines()[:400] if b"lastUpdateId" not in ln[:80]])
+    no_tickers = tmp_path / "notickers.gz"
+    _write(no_tickers, [ln for ln in _lines()[:400] if b"bookTicker" not in ln[:80]])
+    for path, why in (
+        (empty, "the input holds no messages"),
+        (no_snapshot, "no depth diff was applied"),
+        (no_tickers, "no bookTicker was compared"),
+    ):
+        assert main([str(path)]) == 1, path
+        out = capsys.readouterr().out
+        r = json.loads(out.strip().splitlines()[-1])
+        assert out.startswith("FAIL") and f"why: nothing checked: {why}" in out
+        assert r["verdict"] == "FAIL" and any(why in x for x in r["reasons"]) and r["files"] == 1
+
+
+def test_a_truncated_gzip_is_reported_as_truncated(tmp_path, capsys):
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(CAPTURE.read_bytes()[:50_000])
+    assert main([str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cut}: truncated gzip file" in err and "malformed" not in err
+    (tmp_path / "zero.gz").write_bytes(b"")
+    assert main([str(tmp_path / "zero.gz")]) == 2
+    assert "zero.gz: empty file (0 bytes)" in capsys.readouterr().err
+
+
+def test_a_damaged_parquet_file_is_named(tmp_path, capsys):
+    w = RawRecordingWriter(tmp_path / "rec", "BTCUSDT", flush_s=1000, rotate_s=3600, source="binance")
+    for ns, stream, payload in itertools.islice(iter_raw(CAPTURE), 100):
+        w.append(ns, stream, payload)
+    w.close()
+    (good,) = (tmp_path / "rec").rglob("*.parquet")
+    bad = tmp_path / "bad.parquet"
+    data = good.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] + data[-8:])  # the footer magic survives, the middle is gone
+    assert main([str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_full_speed_replay_publishes_every_applied_book_flagged_replay(capture_counts):
     books, trades = [], []
     core = FeedCore(levels=10, replay=True)
     rep = Replayer(core, lambda a: books.append(a.copy()), lambda a: trades.append(a.copy()), speed=0)
     assert rep.run([CAPTURE])
     b = np.concatenate(books)
     valid = b[(b["flags"] & BOOK_VALID) != 0]
-    assert len(valid) == 6547 - 2 + 1  # the 2 buffered diffs applied at sync publish one record
+    ref = capture_counts
+    # the buffered diffs applied at a sync are one burst: they publish one record
+    assert len(valid) == ref.depth_applied - ref.applied_at_sync + ref.syncs
     assert np.all(b["flags"] & BOOK_REPLAY)
     assert valid["flags"][0] & BOOK_RESYNC and not np.any(valid["flags"][1:] & BOOK_RESYNC)
     assert np.all(np.diff(valid["update_id"]) > 0)
     assert np.all(valid["bid_px"][:, 0] < valid["ask_px"][:, 0])
-    assert sum(len(t) for t in trades) == 21308
+    assert sum(len(t) for t in trades) == ref.trades
 
 
 def test_paced_replay_keeps_the_capture_timing_divided_by_speed():

@@ -7,7 +7,9 @@ never in a silently wrong book.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import json
 import time
 
 import pytest
@@ -37,8 +39,8 @@ def settings(urls: dict, **kw) -> FeedSettings:
     return FeedSettings(**base)
 
 
-async def run_feed(server: ScriptedServer, until, timeout: float = 20.0, **kw):
-    core = FeedCore(levels=10)
+async def run_feed(server: ScriptedServer, until, timeout: float = 20.0, check: bool | str = False, **kw):
+    core = FeedCore(levels=10, check_tickers=check)
     books = []
     feed = BinanceFeed(
         settings(server.urls, **kw), core, lambda c: books.append(c.book_rec.copy()), lambda c: None
@@ -73,16 +75,37 @@ def assert_book_is(feed: BinanceFeed, k: int, books) -> None:
     assert first_valid["flags"] & BOOK_RESYNC
 
 
-def play(scripts, snapshots, k_final, timeout=20.0, **kw):
+def play(scripts, snapshots, k_final, timeout=20.0, check=False, **kw):
     async def scenario():
         async with ScriptedServer(scripts, snapshots) as srv:
-            feed, books = await run_feed(srv, synced_at(k_final), timeout, **kw)
+            feed, books = await run_feed(srv, synced_at(k_final), timeout, check, **kw)
             return srv, feed, books
 
     return asyncio.run(scenario())
 
 
 PRE = [("ev", 1), ("ev", 2), ("ev", 3), ("snap", 1)]
+
+
+def test_feed_settings_are_the_feed_section_with_urls():
+    """Every [feed] setting reaches the client as it is (FeedSettings extends FeedConfig: a new
+    setting is a config field and defaults.toml, nothing else)."""
+    from hftbot.config import FeedConfig, load_config
+    from hftbot.feed.process import settings_from_config
+
+    cfg = load_config(env={})
+
+    def changed(v):
+        return (not v) if isinstance(v, bool) else v + 1 if isinstance(v, int | float) else v + "x"
+
+    feed = dataclasses.replace(
+        cfg.feed, **{f.name: changed(getattr(cfg.feed, f.name)) for f in dataclasses.fields(FeedConfig)}
+    )
+    urls = {"rest": "http://h:1", "ws": "ws://h:1", "ws_api": "ws://h:1/ws-fapi/v1"}
+    s = settings_from_config(dataclasses.replace(cfg, feed=feed), urls)
+    for f in dataclasses.fields(FeedConfig):
+        assert getattr(s, f.name) == getattr(feed, f.name) != getattr(cfg.feed, f.name), f.name
+    assert (s.symbol, s.rest, s.ws, s.ws_api) == (cfg.runtime.symbol, *urls.values())
 
 
 def test_in_order_stream_builds_the_reference_book():
@@ -103,6 +126,53 @@ def test_gap_forces_resync_with_a_new_snapshot():
         i for i in range(1, len(flags)) if flags[i - 1] & BOOK_VALID and not flags[i] & BOOK_VALID
     )
     assert any(f & BOOK_RESYNC for f in flags[gap_marker:])
+
+
+def _ticker(u: int, k: int, bid_qty_lots: int | None = None) -> tuple[str, str]:
+    """A bookTicker frame with u and the best bid/ask of the book after event k."""
+    bids, asks = book_after(k)
+    bp, ap = max(bids), min(asks)
+    data = {
+        "e": "bookTicker",
+        "u": u,
+        "s": SYM,
+        "b": f"{bp / 100:.2f}",
+        "B": f"{(bids[bp] if bid_qty_lots is None else bid_qty_lots) / 1000:.3f}",
+        "a": f"{ap / 100:.2f}",
+        "A": f"{asks[ap] / 1000:.3f}",
+        "T": 1,
+        "E": 1,
+    }
+    return ("raw", json.dumps({"stream": f"{SYM.lower()}@bookTicker", "data": data}))
+
+
+def test_a_bookticker_that_disagrees_with_the_book_forces_a_resync():
+    """In the live feed's mode a ticker is checked when the book reaches its u (at once, or held
+    until the diff ending on it): a mismatch means the book is wrong, so a marker and a new
+    snapshot follow, and the book ends right."""
+    script = [
+        *PRE,
+        ("ev", 4),
+        ("ev", 5),
+        _ticker(50, 5),  # at the book's u: checked at once, agrees
+        _ticker(60, 6),  # ahead of the book: held, checked after event 6, agrees
+        _ticker(70, 7, bid_qty_lots=1),  # held; disagrees once event 7 is applied
+        ("ev", 6),
+        ("ev", 7),
+        ("ev", 8),
+        ("snap", 2),
+        ("ev", 9),
+        ("ev", 10),
+    ]
+    _, feed, books = play([script], [2, 9], 10, check="resync")
+    assert_book_is(feed, 10, books)
+    c = feed.counters()
+    assert (c["ticker_checks"], c["ticker_checks_held"], c["ticker_mismatches"]) == (3, 2, 1)
+    assert c["snapshot_requests"] == 2 and c["gaps"] == 0
+    valid = [int(b["update_id"]) for b in books if b["flags"] & BOOK_VALID]
+    assert 60 in valid and 70 not in valid  # the book at 7 disagreed: published as a marker instead
+    after_60 = [int(b["update_id"]) for b in books].index(60) + 1
+    assert not books[after_60]["flags"] & BOOK_VALID
 
 
 def test_duplicate_event_is_dropped_without_resync():

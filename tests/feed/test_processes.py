@@ -22,8 +22,12 @@ from hftbot.records import BOOK_REPLAY, BOOK_RESYNC, BOOK_VALID, TRADE_DTYPE, bo
 CAPTURE = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
 
 
-def test_replay_into_rings_is_recorded_whole(tmp_path):
-    cfg = load_config(env={})
+def test_replay_into_rings_is_recorded_whole(tmp_path, capture_counts):
+    from hftbot.run import preflight
+
+    cfg = load_config(env={}).override("replay", path=str(CAPTURE)).override("runtime", mode="replay")
+    cfg = preflight(cfg)  # the symbol comes from the data, as the supervisor does it
+    assert cfg.runtime.symbol == "BTCUSDT"
     cfg = dataclasses.replace(
         cfg,
         replay=dataclasses.replace(cfg.replay, path=str(CAPTURE), speed=0.0),
@@ -47,11 +51,12 @@ def test_replay_into_rings_is_recorded_whole(tmp_path):
             time.sleep(0.01)
         threads.append(threading.Thread(target=replay.main, args=(ctxs[0],)))
         threads[1].start()
-        while table.counters(0).get("depth_applied", 0) < 6547 and time.monotonic() < deadline:
+        ref = capture_counts
+        while table.counters(0).get("depth_applied", 0) < ref.depth_applied and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        assert table.counters(0)["depth_applied"] == 6547
-        assert trade.write_seq == 21308
+        assert table.counters(0)["depth_applied"] == ref.depth_applied
+        assert trade.write_seq == ref.trades
         published = watcher.read_many(1 << 14, timeout_s=1)
         for c in ctxs:
             c.request_stop()
@@ -63,6 +68,8 @@ def test_replay_into_rings_is_recorded_whole(tmp_path):
         assert not published["flags"][0] & BOOK_VALID or published["flags"][0] & BOOK_RESYNC
         recorded = read_book(tmp_path)
         assert np.array_equal(recorded, published)  # every published record, exact, in order
+        folders = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("book-*.parquet")}
+        assert folders == {("replay", "BTCUSDT")}  # under its own source and the data's symbol
     finally:
         for c in ctxs:
             c.request_stop()
@@ -105,9 +112,14 @@ def test_live_feed_process_against_the_simulator_publishes_and_records(tmp_path)
         reader = RingReader(Ring.attach(names["book"]), wait="block", start="oldest")
         t.start()
         deadline = time.monotonic() + 40
-        while table.counters(0).get("depth_applied", 0) < 20 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            beat = table.counters(0)
+            if beat.get("depth_applied", 0) >= 20 and beat.get("ticker_checks", 0) >= 3:
+                break
             time.sleep(0.05)
         ctx.request_stop()
+        # on @depth@100ms a bookTicker comes before the diff batch ending on its u: held, then checked
+        assert beat["ticker_checks"] >= 3 and beat["ticker_mismatches"] == 0, beat
         t.join(30)
         assert not t.is_alive()
         recs = reader.read_many(1 << 12, timeout_s=1)
@@ -137,10 +149,23 @@ def test_recorder_resumes_after_what_is_already_on_disk(tmp_path):
     from hftbot.feed.recorder import newest_recorded_ns
     from hftbot.feed.recording import BookRecordingWriter
 
-    assert newest_recorded_ns(tmp_path / "SOLUSDT") is None
+    assert newest_recorded_ns(tmp_path / "sim" / "SOLUSDT") is None
     recs = np.zeros(5, dtype=book_dtype(10))
     recs["recv_ns"] = 1_723_161_255_000_000_000 + np.arange(5)
     recs["publish_ns"] = recs["recv_ns"] + 7
-    with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10) as w:
+    with BookRecordingWriter(tmp_path, "SOLUSDT", levels=10, source="sim") as w:
         w.append(recs)
-    assert newest_recorded_ns(tmp_path / "SOLUSDT") == int(recs["publish_ns"][-1])
+    assert newest_recorded_ns(tmp_path / "sim" / "SOLUSDT") == int(recs["publish_ns"][-1])
+
+
+def test_the_recorder_imports_neither_the_feed_process_nor_websockets():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hftbot.feed.recorder\n"
+        "bad = [m for m in ('websockets', 'hftbot.feed.process', 'hftbot.feed.binance') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr

@@ -24,8 +24,8 @@ import numpy as np
 from hftbot.feed.recording import RawRecordingWriter, BookRecordingWriter
 from hftbot.records import book_dtype, BOOK_VALID
 root, flush_s = sys.argv[1], float(sys.argv[2])
-raw = RawRecordingWriter(root, "SOLUSDT", flush_s=flush_s, rotate_s=1.0)
-book = BookRecordingWriter(root, "SOLUSDT", levels=10, flush_s=flush_s, rotate_s=1.0)
+raw = RawRecordingWriter(root, "SOLUSDT", flush_s=flush_s, rotate_s=1.0, source="sim")
+book = BookRecordingWriter(root, "SOLUSDT", levels=10, flush_s=flush_s, rotate_s=1.0, source="sim")
 rec = np.zeros(1, dtype=book_dtype(10))
 rec["tick"], rec["lot"], rec["flags"] = 0.01, 0.01, BOOK_VALID
 i = 0

@@ -23,28 +23,28 @@ NS = 1_000_000_000
 
 
 def test_raw_round_trip_and_rotation_follow_recv_ns(tmp_path):
-    w = RawRecordingWriter(tmp_path, "btcusdt", flush_s=1000, rotate_s=60)
+    w = RawRecordingWriter(tmp_path, "btcusdt", flush_s=1000, rotate_s=60, source="binance")
     rows = [(T0 + i * 10 * NS, f"s{i}", f'{{"i":{i}}}') for i in range(60)]  # 10 minutes, crosses midnight
     for r in rows:
         w.append(*r)
     w.close()
     assert list(iter_raw(tmp_path)) == rows
-    days = sorted(p.name for p in (tmp_path / "BTCUSDT").iterdir())
+    days = sorted(p.name for p in (tmp_path / "binance" / "BTCUSDT").iterdir())
     assert days == ["2024-08-08", "2024-08-09"]
-    files = sorted(p.name for p in (tmp_path / "BTCUSDT" / "2024-08-09").iterdir())
+    files = sorted(p.name for p in (tmp_path / "binance" / "BTCUSDT" / "2024-08-09").iterdir())
     assert files[0] == "raw-20240809T000000-0.parquet"
     assert all(f.endswith("-0.parquet") for f in files)  # every finished segment is compacted
     # readable with pandas alone
-    df = pd.read_parquet(tmp_path / "BTCUSDT" / "2024-08-08")
+    df = pd.read_parquet(tmp_path / "binance" / "BTCUSDT" / "2024-08-08")
     assert df["recv_ns"].is_monotonic_increasing and len(df) + 0 > 0
 
 
 def test_raw_parts_appear_per_flush_and_compact_on_close(tmp_path):
-    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000, rotate_s=3600)
+    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000, rotate_s=3600, source="sim")
     for i in range(5):
         w.append(T0 + i, "a", "x")
         w.flush()
-    folder = tmp_path / "SOLUSDT" / "2024-08-08"
+    folder = tmp_path / "sim" / "SOLUSDT" / "2024-08-08"
     assert len(list(folder.glob("raw-*.parquet"))) == 5
     w.close()
     assert [p.name for p in folder.glob("raw-*.parquet")] == ["raw-20240808T230000-0.parquet"]
@@ -52,12 +52,12 @@ def test_raw_parts_appear_per_flush_and_compact_on_close(tmp_path):
 
 
 def test_restarted_writer_continues_segment_without_duplicates(tmp_path):
-    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000)
+    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000, source="sim")
     w.append(T0, "a", "1")
     w.close()
-    folder = tmp_path / "SOLUSDT" / "2024-08-08"
+    folder = tmp_path / "sim" / "SOLUSDT" / "2024-08-08"
     (folder / ".raw-20240808T230000-3.parquet.999.tmp").write_bytes(b"junk")  # crash leftover
-    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000)
+    w = RawRecordingWriter(tmp_path, "SOLUSDT", flush_s=1000, source="sim")
     w.append(T0 + 1, "a", "2")
     w.flush()
     assert [r[2] for r in iter_raw(folder)] == ["1", "2"]
@@ -76,14 +76,14 @@ def test_book_round_trip_is_exact(tmp_path):
     recs["lot"] = 0.001
     recs["bid_px"] = rng.integers(500_000, 700_000, (1000, 5))
     recs["ask_qty"] = rng.integers(0, 10**7, (1000, 5))
-    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=5, flush_s=1000, rotate_s=60)
+    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=5, flush_s=1000, rotate_s=60, source="replay")
     w.append(recs[:10])
     w.append(recs[10])
     w.append(recs[11:])
     w.close()
     back = read_book(tmp_path)
     assert np.array_equal(back, recs)
-    df = pd.read_parquet(tmp_path / "BTCUSDT" / "2024-08-08")
+    df = pd.read_parquet(tmp_path / "replay" / "BTCUSDT" / "2024-08-08")
     assert df["bid_px_0"].iloc[0] == pytest.approx(recs["bid_px"][0, 0] * 0.1)
 
 

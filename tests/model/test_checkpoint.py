@@ -173,3 +173,59 @@ def test_cli_writes_random_and_given_weights_and_flips_the_pointer(tmp_path, cap
     assert main(["write", "--random", "--no-flip", "--seed", "8", *args]) == 0
     assert read_pointer(tmp_path) == second
     assert "model_id=" in capsys.readouterr().out
+
+
+def test_a_verified_checkpoint_loads_again_from_the_cache_without_torch(copy):
+    """A restarted inference must not pay torch's import for the model it served: the verified
+    weights come back from `.verified/`, and what is checkable without torch is checked."""
+    import subprocess
+    import sys
+
+    from hftbot.model.checkpoint import VERIFIED_DIR, load_verified
+    from hftbot.model.engine import load_for_serving
+
+    assert load_verified(copy, Compat(levels=10)) is None  # never verified here: no cache yet
+    full = load_for_serving(copy, Compat(levels=10))
+    assert (copy.parent / VERIFIED_DIR / f"{_meta(copy)['sha256']}.npz").exists()
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from hftbot.model.engine import load_for_serving\nfrom hftbot.model.checkpoint import Compat\n"
+        f"c = load_for_serving(Path({str(copy)!r}), Compat(levels=10))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\nprint(c.model_id)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == full.model_id
+    cached = load_verified(copy, Compat(levels=10))
+    x = np.random.default_rng(3).standard_normal((W, 40)).astype(np.float32)
+    np.testing.assert_array_equal(cached.runtime().full_logits(x), full.runtime().full_logits(x))
+
+
+def test_the_cache_never_vouches_for_an_altered_model_or_bad_weights(copy):
+    from hftbot.model.checkpoint import VERIFIED_DIR, load_verified, save_verified
+
+    full = load_checkpoint(copy, Compat(levels=10))
+    save_verified(full)
+    cache = copy.parent / VERIFIED_DIR / f"{_meta(copy)['sha256']}.npz"
+    pt = copy.parent / _meta(copy)["model_file"]
+    blob = pt.read_bytes()
+    pt.write_bytes(blob[:-10])  # altered model file: refused, cache or not
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_verified(copy, Compat(levels=10))
+    pt.write_bytes(blob)
+    state = {k: v * 1.5 for k, v in full.state.items()}  # a cache entry that is not these weights
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    cache.write_bytes(buf.getvalue())
+    assert load_verified(copy, Compat(levels=10)) is None  # the serving runtime's self-test fails
+    cache.write_bytes(b"not an npz")
+    assert load_verified(copy, Compat(levels=10)) is None
+
+
+def test_cli_verify_of_the_model_file_names_the_metadata_it_wants(tmp_path, capsys):
+    assert main(["write", "--random", "--window", str(W), "--filters", "4", "8", "--dir", str(tmp_path)]) == 0
+    meta = read_pointer(tmp_path)
+    capsys.readouterr()
+    assert main(["verify", str(meta.with_suffix(".pt"))]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint's metadata file (the .json)" in err and str(meta) in err

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from hftbot.feed.recording import BookRecordingWriter, read_book
+from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.model.features import (
     FeatureSpec,
@@ -32,14 +31,14 @@ def test_offline_recording_and_online_ring_give_identical_windows(real_books, tm
     books = _with_breaks(real_books)
     spec = FeatureSpec(levels=10, window=50, mean=tuple(np.linspace(-1, 1, 40)), std=tuple(np.linspace(1, 3, 40)))
     # offline: the recorder's Parquet files, read back as the trainer will
-    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=10, flush_s=1e9)
+    w = BookRecordingWriter(tmp_path, "BTCUSDT", levels=10, flush_s=1e9, source="binance")
     w.append(books)
     w.close()
     recorded = read_book(tmp_path)
     assert len(recorded) == len(books)
     windows, ends = windows_from_records(recorded, spec)
     # online: the same records published into a real shared-memory ring, read one by one
-    ring = Ring.create(f"hft-test-feat-{os.getpid()}", book_dtype(10), 2048)
+    ring = Ring.create(shm.segment_name("test-feat"), book_dtype(10), 2048)
     try:
         writer, reader = RingWriter(ring), RingReader(ring, wait="spin", start="oldest")
         writer.publish_many(books)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, load_checkpoint, set_current, write_checkpoint
 from hftbot.model.deeplob import DeepLOB
@@ -42,9 +44,8 @@ class Harness:
 
     def __init__(self, ckdir: Path, capacity: int = 1 << 15, poll_s: float = 0.01,
                  verify_in_process: bool = False) -> None:
-        tag = f"{os.getpid()}-{id(self)}"
-        self.book = Ring.create(f"hft-test-ib-{tag}", book_dtype(10), capacity)
-        self.sig = Ring.create(f"hft-test-is-{tag}", SIGNAL_DTYPE, 1 << 17)
+        self.book = Ring.create(shm.segment_name(f"test-ib-{id(self)}"), book_dtype(10), capacity)
+        self.sig = Ring.create(shm.segment_name(f"test-is-{id(self)}"), SIGNAL_DTYPE, 1 << 17)
         self.writer = RingWriter(self.book)
         self.reader = RingReader(self.book, wait="spin_yield", start="next")
         self.sig_reader = RingReader(self.sig, wait="spin_yield", start="oldest")
@@ -318,3 +319,100 @@ def test_an_unprimed_model_is_primed_one_record_per_idle_step_and_restarts_when_
     assert eng.install_ready() is not None and eng.install_fed == 0 and eng.forced == 0
     alone, _ = prime(ck, eng.history)
     np.testing.assert_allclose(eng.runtime.probabilities(), alone.probabilities(), atol=1e-6)
+
+
+def _fresh(d: Path, seeds, current=None) -> dict[int, Path]:
+    out = {}
+    for k, seed in enumerate(seeds):
+        out[seed] = _write(d, seed)
+        t = time.time() - 100 + k  # later seeds are newer
+        os.utime(out[seed], (t, t))
+    if current is not None:
+        set_current(d, out[current].name)
+    return out
+
+
+def test_corrupt_current_at_start_falls_back_to_the_newest_checkpoint_that_verifies(real_books, tmp_path, caplog):
+    ck = _fresh(tmp_path, (11, 12, 13))
+    pt = ck[13].with_suffix(".pt")
+    pt.write_bytes(pt.read_bytes()[:-50])  # the newest one is broken
+    (tmp_path / "CURRENT").write_bytes(b"\xff\xfe torn write")
+    with caplog.at_level(logging.ERROR, logger="hftbot.inference"), Harness(tmp_path) as h:
+        _feed(h, real_books[:60], 0.0005)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        _feed(h, real_books[60:120], 0.0005)
+        h.wait_for(lambda: h.settled(120))
+    assert h.engine.model_id == load_checkpoint(ck[12]).model_id  # newest that verifies
+    assert h.watcher.fallbacks == 1 and h.watcher.no_model == 0
+    assert any("FALLING BACK" in r.getMessage() and ck[12].name in r.getMessage() for r in caplog.records)
+
+
+def test_with_no_checkpoint_that_verifies_it_serves_no_model_and_says_so(real_books, tmp_path, caplog):
+    ck = _fresh(tmp_path, (14,), current=14)
+    pt = ck[14].with_suffix(".pt")
+    pt.write_bytes(b"garbage")
+    with caplog.at_level(logging.ERROR, logger="hftbot.inference"), Harness(tmp_path) as h:
+        _feed(h, real_books[:50], 0.0005)
+        h.wait_for(lambda: h.watcher.settled and h.settled(50))
+        sig = h.drain()
+    assert h.watcher.no_model == 1 and h.engine.model_id == 0
+    assert np.all(sig["flags"] == SIGNAL_NO_MODEL)
+    assert any("SERVING NO MODEL" in r.getMessage() for r in caplog.records)
+
+
+def test_current_rewritten_to_the_same_name_with_a_new_file_is_loaded(real_books, tmp_path):
+    ck = _fresh(tmp_path, (15, 16), current=15)
+    with Harness(tmp_path) as h:
+        _feed(h, real_books[:40], 0.0005)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        first = h.engine.model_id
+        # the trainer replaces checkpoint 15's files under the same names with 16's content
+        meta16 = json.loads(ck[16].read_text())
+        meta15 = json.loads(ck[15].read_text())
+        meta16["model_file"] = meta15["model_file"]
+        from hftbot.atomic import write_bytes_atomic
+
+        write_bytes_atomic(tmp_path / meta15["model_file"], ck[16].with_suffix(".pt").read_bytes())
+        write_bytes_atomic(ck[15], json.dumps(meta16).encode())
+        set_current(tmp_path, ck[15].name)  # CURRENT rewritten, same name
+        h.wait_for(lambda: h.engine.swaps == 2)
+        _feed(h, real_books[40:80], 0.0005)
+        h.wait_for(lambda: h.settled(80))
+    assert first == meta15["model_id"]
+    assert h.engine.model_id == meta16["model_id"] != first
+
+
+def test_deleted_current_keeps_the_running_model(real_books, tmp_path, caplog):
+    _fresh(tmp_path, (17,), current=17)
+    with caplog.at_level(logging.WARNING, logger="hftbot.inference"), Harness(tmp_path) as h:
+        _feed(h, real_books[:40], 0.0005)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        served = h.engine.model_id
+        (tmp_path / "CURRENT").unlink()
+        time.sleep(0.1)
+        _feed(h, real_books[40:100], 0.0005)
+        h.wait_for(lambda: h.settled(100))
+        sig = h.drain()
+    assert h.engine.model_id == served and h.engine.swaps == 1
+    assert np.all(sig[sig["book_seq"] > 45]["model_id"] == served)
+    assert any("CURRENT was removed; keeping" in r.getMessage() for r in caplog.records)
+
+
+def test_non_finite_outputs_are_flagged_not_published_as_a_signal(real_books, tmp_path):
+    """A model whose outputs turn non-finite at run time (here: a normalisation that blows real
+    inputs up to inf; its self-test input passes) goes out flagged SIGNAL_NONFINITE, NaN."""
+    from hftbot.records import SIGNAL_NONFINITE
+
+    torch.manual_seed(18)
+    m = DeepLOB(levels=10, window=W, conv_filters=4, inception_filters=8, padding="valid")
+    spec = FeatureSpec(levels=10, window=W, std=tuple([1e-300] * 40))
+    write_checkpoint(m, spec, tmp_path, trained=False, note="blows up", flip=True, seed=18)
+    with Harness(tmp_path) as h:
+        _feed(h, real_books[:10], 0.0005)
+        h.wait_for(lambda: h.engine.swaps == 1)
+        _feed(h, real_books[10:120], 0.0005)
+        h.wait_for(lambda: h.settled(120))
+        sig = h.drain()
+    ready = sig[(sig["model_id"] != 0) & ((sig["flags"] & SIGNAL_WARMUP) == 0)]
+    assert len(ready) and np.all(ready["flags"] == SIGNAL_NONFINITE) and np.all(np.isnan(ready["p_up"]))
+    assert h.engine.nonfinite == len(ready) and h.engine.served == 0

@@ -64,6 +64,67 @@ def crash_later(ctx: ProcessContext) -> None:
     """Runs healthily for a second, then crashes."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < 1.0:
+        if ctx.stopping():
+            return
         ctx.beat()
         time.sleep(0.02)
     raise RuntimeError("deliberate late crash")
+
+
+def serving_reporter(ctx: ProcessContext) -> None:
+    """Says it serves 0.2 s after its start; beats its pid."""
+    t0 = time.monotonic()
+    while not ctx.stopping():
+        if time.monotonic() - t0 > 0.2:
+            ctx.serving()
+        ctx.beat(pid=os.getpid())
+        time.sleep(0.02)
+
+
+def with_helper(ctx: ProcessContext) -> None:
+    """Starts a helper process (a plain `sleep`, which knows nothing of parent-death signals) and
+    beats its pid: the supervisor must kill and reap it together with this process."""
+    import subprocess
+
+    helper = subprocess.Popen(["sleep", "1000"])
+    try:
+        while not ctx.stopping():
+            ctx.beat(helper=helper.pid, pid=os.getpid())
+            time.sleep(0.02)
+    finally:
+        helper.kill()
+        helper.wait()
+
+
+def silent_with_helper(ctx: ProcessContext) -> None:
+    """Beats once with its helper's pid, then hangs (killed on heartbeat timeout, helper too)."""
+    import subprocess
+
+    helper = subprocess.Popen(["sleep", "1000"])
+    ctx.beat(helper=helper.pid)
+    while True:
+        time.sleep(0.05)
+
+
+def finisher(ctx: ProcessContext) -> None:
+    """Does its work for half a second, then says it is done."""
+    t0 = time.monotonic()
+    n = 0
+    while not ctx.stopping() and time.monotonic() - t0 < 0.5:
+        n += 1
+        ctx.beat(work=n)
+        time.sleep(0.02)
+    ctx.beat(work=n, done=1)
+    ctx.finish()
+
+
+def counts_at_stop(ctx: ProcessContext) -> None:
+    """Keeps counting after the stop request (a drain) and reports the final count."""
+    n = 0
+    while not ctx.stopping():
+        ctx.beat(items=n)
+        time.sleep(0.02)
+    for _ in range(25):  # the drain: items the last heartbeat did not see
+        n += 1
+        time.sleep(0.004)
+    ctx.beat(items=n, drained=1)

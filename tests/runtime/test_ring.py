@@ -452,3 +452,67 @@ def test_requiring_the_c_path_without_it_is_a_clear_error(make_ring, monkeypatch
     with pytest.raises(RingError, match="not built"):
         RingWriter(ring, accelerated=True)
     assert RingWriter(ring)._c is None  # auto: the Python path
+
+
+def _sleeping_reader(name: str) -> None:
+    """A blocking reader that goes to sleep waiting for a record that never comes."""
+    ring = Ring.attach(name)
+    r = RingReader(ring, wait="block", start="next")
+    r.read(timeout_s=None)
+
+
+@pytest.mark.parametrize("accelerated", IMPLS)
+def test_reader_killed_in_its_sleep_costs_the_writer_a_bounded_number_of_wake_calls(
+    make_ring, monkeypatch, accelerated
+):
+    """kill -9 of a sleeping blocking reader leaves its `asleep` flag set; the writer must stop
+    calling FUTEX_WAKE for it (it finds the owner dead, zombie included, and frees the slot)."""
+    ring = make_ring("test-ring-deadsleeper", DT, 64)
+    p = mp.get_context("spawn").Process(target=_sleeping_reader, args=(ring.name,))
+    p.start()
+    deadline = time.monotonic() + 60
+    while ring.readers_q[1] != 1 and time.monotonic() < deadline:  # slot 0 announced: asleep
+        time.sleep(0.01)
+    assert ring.readers_q[0] == p.pid and ring.readers_q[1] == 1
+    os.kill(p.pid, 9)
+    while shm.pid_alive(p.pid) and time.monotonic() < deadline:  # dead, left unreaped (a zombie)
+        time.sleep(0.01)
+    calls = []
+    real_wake = ring_mod.futex.futex_wake
+    monkeypatch.setattr(ring_mod.futex, "futex_wake", lambda *a: calls.append(1) or real_wake(*a))
+    w = RingWriter(ring, accelerated=accelerated)
+    for v in range(1000):
+        fill(w.staging, v)
+        w.publish(w.staging)
+    assert len(calls) <= ring_mod._IDLE_WAKES_SWEEP
+    assert w.reclaimed == 1 and ring.readers_q[0] == 0 and ring.readers_q[1] == 0
+    p.join(10)
+    live = RingReader(ring, wait="block")  # the freed slot is claimed again
+    assert live._slot == 0
+    live.close()
+
+
+def test_supervisor_frees_the_slots_of_a_reader_it_saw_die(make_ring):
+    ring = make_ring("test-ring-reclaim", DT, 8)
+    p = mp.get_context("spawn").Process(target=_sleeping_reader, args=(ring.name,))
+    p.start()
+    deadline = time.monotonic() + 60
+    while ring.readers_q[1] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    mine = RingReader(ring, wait="block")
+    assert ring.reclaim_dead_readers({p.pid}) == 0  # alive: kept
+    p.kill()
+    p.join(10)
+    assert ring.reclaim_dead_readers({os.getpid()}) == 0  # only the pids asked about
+    assert ring.reclaim_dead_readers({p.pid}) == 1
+    assert ring.readers_q[0] == 0 and ring.readers_q[2 * mine._slot] == os.getpid()
+    mine.close()
+
+
+def test_segments_without_the_owner_pid_prefix_are_refused():
+    """remove_stale finds a crashed run's (or test's) segments by the `hftbot-<pid>-` prefix, so
+    no segment may be created without it."""
+    for bad in ("hft-test-ring", "hftbot-ring", f"x-hftbot-{os.getpid()}-ring"):
+        with pytest.raises(ValueError, match="segment name must be hftbot-<owner pid>-<name>"):
+            Ring.create(bad, DT, 8)
+        assert not (shm.SHM_DIR / bad).exists()

@@ -1,16 +1,25 @@
-"""Fixtures: a real simulator server on 127.0.0.1, run on its own event loop in a thread.
+"""Fixtures: a real simulator server on 127.0.0.1, run on its own event loop in a thread, and the
+`python -m hftbot.sim serve` command itself in a child process (`served`).
 
 Sync clients (requests, the Binance connector, ccxt) and async ones (websockets) can then talk to
-it the way they talk to Binance. Every server is stopped and its thread joined at teardown.
+it the way they talk to Binance. Every server is stopped and its thread joined (or its process
+stopped by pid) at teardown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from hftbot.sim.market import ModelParams
 from hftbot.sim.matching import warm_up
@@ -86,3 +95,57 @@ def sim() -> Iterator[ServerThread]:
         yield st
     finally:
         st.close()
+
+
+class ServeProcess:
+    """`python -m hftbot.sim serve --port 0`, as a user starts it; URLs read from what it prints."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hftbot.sim", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.printed: list[str] = []
+        deadline = time.monotonic() + 60
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.printed.append(line)
+            if m := re.search(r"listening on ([\d.]+):(\d+)", line):
+                host, port = m.group(1), int(m.group(2))
+                self.urls = {
+                    "rest": f"http://{host}:{port}",
+                    "ws": f"ws://{host}:{port}",
+                    "ws_api": f"ws://{host}:{port}/ws-fapi/v1",
+                }
+                return
+        self.close()
+        raise RuntimeError(f"sim serve did not print its URL: {''.join(self.printed)!r}")
+
+    def status(self) -> dict:
+        return requests.get(self.urls["rest"] + "/sim/status", timeout=5).json()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # Ctrl-C: the documented way to stop it
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def served() -> Iterator[ServeProcess]:
+    p = ServeProcess()
+    try:
+        yield p
+    finally:
+        p.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,10 +35,11 @@ def test_generated_recording_syncs_in_the_feed_without_a_gap(tmp_path, speed) ->
     assert core.synced and core.gaps == 0 and core.resyncs <= 1
     assert core.depth_applied >= depth - 1  # all but (at most) the one before the snapshot
     assert core.ticker_mismatches == 0
-    if speed == 0:  # a bookTicker follows its own diff only when diffs are per transaction
+    if speed == 0:  # diffs per transaction: a bookTicker follows its own diff
         assert core.ticker_checks > 100
-    else:  # about 10 depth updates per simulated second at @100ms
+    else:  # about 10 depth updates per simulated second at @100ms; tickers are held, then checked
         assert 0.6 * 72 * 10 <= depth <= 72 * 10
+        assert core.counters()["ticker_checks_held"] > 100
 
 
 def test_generate_refuses_a_bad_duration(tmp_path, capsys) -> None:
@@ -52,3 +56,23 @@ def test_stats_prints_model_beside_a_capture(tmp_path, capsys) -> None:
     facts = json.loads(out[-1])
     assert out[0].startswith("fact") and any("spread = 1 tick share" in line for line in out)
     assert facts["real"]["counts"]["depth"] > 0 and facts["model"]["spread_share"]["1"] > 0.5
+
+
+def test_packaged_capture_facts_are_the_captures() -> None:
+    from hftbot.sim import stats
+
+    capture = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
+    assert stats.reference_facts() == stats.compute(iter_raw(capture))
+
+
+def test_stats_without_a_path_works_from_any_folder(tmp_path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "hftbot.sim", "stats", "--minutes", "0.2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    facts = json.loads(p.stdout.strip().splitlines()[-1])
+    assert facts["real"]["counts"]["depth"] > 0 and "BTCUSDT 2024-08-08" in p.stdout.splitlines()[0]

@@ -120,6 +120,57 @@ def test_wrong_route_is_acknowledged_but_silent(sim) -> None:
     assert trade["e"] == "aggTrade" and set(trade) >= {"a", "p", "q", "f", "l", "T", "m"}
 
 
+def test_control_ids_are_echoed_with_their_json_type(sim) -> None:
+    """uuid4 strings (the official SDK), integers (ccxt) and null are accepted and echoed as sent;
+    other JSON types, negative and bool ids are refused with code 2."""
+    uid = "0b0c6a5e-3f1d-4c61-9a57-1f7f5c1e2a9b"
+
+    async def go():
+        out = []
+        async with connect(sim.urls["ws"] + "/public/ws") as ws:
+            for msg in (
+                {"method": "SUBSCRIBE", "params": ["solusdt@bookTicker"], "id": uid},
+                {"method": "LIST_SUBSCRIPTIONS", "id": 7},
+                {"method": "GET_PROPERTY", "params": ["combined"], "id": uid + "-p"},
+                {"method": "SET_PROPERTY", "params": ["combined", True], "id": None},
+                {"method": "UNSUBSCRIBE", "params": ["solusdt@bookTicker"], "id": "u"},
+                {"method": "LIST_SUBSCRIPTIONS", "id": 2**63},
+            ):
+                await ws.send(json.dumps(msg))
+                while True:  # skip market data until the reply
+                    r = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if "id" in r:
+                        out.append(r)
+                        break
+                await asyncio.sleep(0.12)  # under 10 incoming messages a second
+            for bad in (1.5, -1, True, {"a": 1}, [1]):
+                await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": bad}))
+                while True:
+                    r = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if "id" in r or "error" in r:
+                        out.append(r)
+                        break
+                await asyncio.sleep(0.12)  # under 10 incoming messages a second
+        async with connect(sim.urls["ws_api"]) as api:
+            await api.send(json.dumps({"id": uid, "method": "time", "params": {}}))
+            out.append(json.loads(await api.recv()))
+            await api.send(json.dumps({"id": 42, "method": "time", "params": {}}))
+            out.append(json.loads(await api.recv()))
+        return out
+
+    sub, lst, prop, setp, unsub, big, *rest_ = run(go())
+    bad, api_str, api_int = rest_[:5], rest_[5], rest_[6]
+    assert sub == {"result": None, "id": uid}
+    assert lst == {"result": ["solusdt@bookTicker"], "id": 7}
+    assert prop == {"result": False, "id": uid + "-p"}
+    assert setp == {"result": None, "id": None}
+    assert unsub == {"result": None, "id": "u"}
+    assert big == {"result": [], "id": 2**63}
+    assert all(b == {"error": {"code": 2, "msg": "Invalid request: invalid id"}, "id": None} for b in bad)
+    assert api_str["id"] == uid and api_str["status"] == 200
+    assert api_int["id"] == 42 and isinstance(api_int["id"], int)
+
+
 def test_partial_depth_and_book_ticker_shapes(sim) -> None:
     async def go():
         url = sim.urls["ws"] + "/public/stream?streams=solusdt@depth5@100ms/solusdt@bookTicker"

@@ -1,0 +1,559 @@
+"""The execution process: `main(ctx)` reads the rings, asks strategy → risk, writes the socket.
+
+A thin loop. It blocks on the ring whose records drive its strategy (signals for a strategy that
+trades on the model, books otherwise), then takes whatever else arrived without waiting, in the
+order that keeps decisions honest: books first (the risk manager checks every order against the
+newest book), then public trades, then signals. Every record goes to the strategy, and each
+call's intents go through the risk manager (and, approved, to the gateway) before the next call:
+approval enters the order in `positions.view`, which is all a strategy knows of its orders (the
+contract of docs/exec.md). When behind, the risk manager's stale-book guard is what stops an old
+decision. The gateway writes the frame on this thread; the order record (journal) is written
+after the frame has left.
+
+Between records it applies the venue's events (fills, order updates, rejections) to positions,
+runs the risk manager's PnL limits and its HALTED requests, checks the kill switch (the file
+`risk.kill_file`, SIGUSR1, `python -m hftbot.exec kill`), counts position mismatches against the
+venue, and once per heartbeat publishes a status record and beats.
+
+On stop (it stops first, rank 10, while the feed still runs): cancel everything, flatten if
+`exec.flatten_on_stop` (a reduce-only MARKET order through the risk manager, which still refuses
+it on a stale book), wait up to `gateway.flatten_wait_s` for the venue to confirm, then close the
+gateway (a REST cancel-all as the last safety net, the dead-man switch off).
+
+The wiring lives in `Executor` so tests and the benchmark drive the same code with real rings and
+a real venue. It owns no trading logic: strategies, the risk manager and positions do.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import queue
+import signal as signals
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hftbot.exec.gateway import Gateway, GatewayError, VenueSnapshot
+from hftbot.exec.ids import ClientIds, base36
+from hftbot.exec.journal import Journal
+from hftbot.exec.messages import (
+    BUY,
+    PENDING_NEW,
+    SELL,
+    UNKNOWN,
+    CancelAllRequest,
+    CancelRequest,
+    Fill,
+    ModifyRequest,
+    OrderRequest,
+    OrderUpdate,
+    Refused,
+    Rejected,
+)
+from hftbot.exec.modes import signer, venue_urls
+from hftbot.exec.positions import Positions
+from hftbot.exec.ratelimit import parse_rate_limits
+from hftbot.exec.risk import HALTED, RiskManager
+from hftbot.exec.tradelog import TradeLog, trades_dir
+from hftbot.ipc.ring import RingReader
+
+IDLE_S = 0.001  # longest wait on the driving ring before venue events are looked at
+HOUSEKEEPING_NS = 50_000_000  # risk limits, kill switch, mismatch check
+MISMATCH_SETTLE_NS = 2_000_000_000  # our position may differ from the venue's this long after a fill
+BATCH = 4096
+
+
+def kill_file(cfg) -> Path:
+    """Where the kill switch file lives (`risk.kill_file`, default `<data_dir>/KILL`)."""
+    return Path(cfg.risk.kill_file or Path(cfg.runtime.data_dir) / "KILL")
+
+
+class TradeLogThread:
+    """The trade log's files written off the trading thread.
+
+    A flush rewrites a day's Parquet and CSV files (tens to hundreds of ms on a busy machine); on
+    the loop's thread that stall would age every book waiting in the ring, and the orders decided
+    on them after it would leave with a tick-to-order of that stall. So closed trades go through
+    a queue to this thread, which owns the `TradeLog` (not thread-safe) and flushes every
+    `exec.trades_flush_s` and at close.
+    """
+
+    def __init__(self, log: TradeLog, flush_s: float, logger: logging.Logger) -> None:
+        self.log = log
+        self.flush_s = flush_s
+        self.logger = logger
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="trade-log", daemon=True)
+        self.thread.start()
+
+    def put(self, trades: list) -> None:
+        self.queue.put(trades)
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_s
+        while True:
+            try:
+                item = self.queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            self.log.append(item)
+            if time.monotonic() >= next_flush:
+                next_flush = time.monotonic() + self.flush_s
+                self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.log.flush()
+        except (OSError, ValueError) as e:  # a full disk must not stop trading: say it loudly
+            self.logger.error("trade log: flush failed: %s", e)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(30.0)
+
+
+class Executor:
+    """Strategy → risk → gateway, and venue events → positions; everything on one thread."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        positions: Positions,
+        risk: RiskManager,
+        strategy,
+        journal: Journal,
+        log: logging.Logger,
+        kill_path: Path | None = None,
+        trade_log: TradeLog | None = None,
+        trades_flush_s: float = 5.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.gw = gateway
+        self.positions = positions
+        self.view = positions.view
+        self.risk = risk
+        self.strategy = strategy
+        self.journal = journal
+        self.log = log
+        self.kill_path = kill_path
+        self.trade_log = TradeLogThread(trade_log, trades_flush_s, log) if trade_log is not None else None
+        self.clock_ns = clock_ns
+        self.needs_signal = bool(strategy is not None and strategy.needs_signal)
+        self.book = None  # the newest book record
+        self.signal = None  # the newest signal record
+        self.kill_requested = ""  # set from a signal handler: acted on at the next housekeeping
+        self.orders = 0  # order.place frames written
+        self.rejects = 0
+        self.refused = 0
+        self.books = self.trades = self.signals = 0
+        self.mismatches = 0
+        self._mismatch_since = 0
+        self._mismatch_counted = False
+        self._last_fill_ns = 0
+
+    # -------------------------------------------------------------------------------- inputs
+
+    def on_books(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        for i in range(len(recs)):
+            rec = recs[i : i + 1].reshape(())  # a 0-d view: its fields read ~2x faster than a row's
+            self.book = rec
+            self.books += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_book(rec, view)
+                if intents:
+                    self._decide(intents, read_ns, 0)
+
+    def on_trades(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        for i in range(len(recs)):
+            self.trades += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_trade(recs[i : i + 1].reshape(()), view)
+                if intents:
+                    self._decide(intents, read_ns, 0)
+
+    def on_signals(self, recs, read_ns: int) -> None:
+        strategy, view = self.strategy, self.view
+        for i in range(len(recs)):
+            rec = recs[i : i + 1].reshape(())
+            self.signal = rec
+            self.signals += 1
+            if strategy is not None:
+                view.now_ns = read_ns
+                intents = strategy.on_signal(rec, view)
+                if intents:
+                    self._decide(intents, read_ns, int(rec["seq"]))
+
+    # ------------------------------------------------------------------------------- decisions
+
+    def _decide(self, intents, read_ns: int, signal_seq: int) -> None:
+        risk, book, sig = self.risk, self.book, self.signal
+        for intent in intents:
+            r = risk.check(intent, book, self.clock_ns(), sig)
+            if type(r) is Refused:
+                self.refused += 1
+                continue
+            self.send(r, read_ns, signal_seq)
+
+    def send(self, req, read_ns: int = 0, signal_seq: int = 0) -> None:
+        """One approved request to the gateway, then its journal record(s)."""
+        t = type(req)
+        gw, journal = self.gw, self.journal
+        book_ns = int(self.book["recv_ns"]) if self.book is not None else 0
+        if t is CancelAllRequest:  # one order.cancel per open order: each is journalled
+            for cid in list(gw.orders):
+                sent = gw.cancel(cid)
+                if sent:
+                    journal.cancel(cid, req.tag, sent, read_ns, book_ns)
+            return
+        sent = gw.send(req)
+        if not sent:
+            return  # refused before it left, or its outcome is unknown: the gateway reports it
+        if t is OrderRequest:
+            self.orders += 1
+            journal.sent(req, sent, read_ns, signal_seq, req.model_id, req.book_recv_ns)
+        elif t is ModifyRequest:
+            journal.sent(req, sent, read_ns, signal_seq, 0, book_ns)
+        elif t is CancelRequest:
+            journal.cancel(req.client_id, req.tag, sent, read_ns, book_ns)
+
+    # ---------------------------------------------------------------------------- venue events
+
+    def drain_events(self) -> int:
+        """Apply what the venue said since the last call; returns how many events."""
+        events = self.gw.poll()
+        if not events:
+            if self.gw.has_unknown():
+                self._mark_unknown()
+            return 0
+        now = self.clock_ns()
+        pos, journal = self.positions, self.journal
+        for ev in events:
+            t = type(ev)
+            if t is Fill:
+                o = pos.orders.get(ev.client_id)
+                if pos.on_fill(ev):
+                    journal.fill(ev, now, o.tag if o is not None else "")
+                    self._last_fill_ns = now
+            elif t is OrderUpdate:
+                pos.on_update(ev)
+            elif t is Rejected:
+                self.rejects += 1
+                if ev.request == "place":  # a refused cancel or modify leaves the order as it was
+                    pos.on_rejected(ev)
+                journal.rejected(ev, now)
+                self.log.warning("venue refused %s %s: %d %s", ev.request, ev.client_id, ev.code, ev.msg)
+        if self.gw.has_unknown():
+            self._mark_unknown()
+        return len(events)
+
+    def _mark_unknown(self) -> None:
+        """A place whose outcome is unknown counts as open, both ways, until the venue settles it
+        (an order the venue already reported keeps its status: the venue's word wins)."""
+        orders = self.positions.orders
+        for cid in self.gw.take_unknown():
+            o = orders.get(cid)
+            if o is not None and o.status == PENDING_NEW:
+                self.positions.set_status(cid, UNKNOWN)
+
+    # ---------------------------------------------------------------------------- housekeeping
+
+    def housekeeping(self, now_ns: int) -> None:
+        """PnL limits (and HALTED's requests), the kill switch, the position check."""
+        if not self.kill_requested and self.kill_path is not None and self.kill_path.exists():
+            self.kill_requested = f"file {self.kill_path}"
+        if self.kill_requested and not self.risk.killed:
+            self.log.error(
+                "kill switch (%s): cancelling everything%s",
+                self.kill_requested,
+                ", flattening" if self.risk.cfg.flatten_on_halt else "",
+            )
+            for req in self.risk.kill(self.kill_requested, now_ns, self.book):
+                self.send(req)
+        for req in self.risk.update(now_ns, self.book):
+            self.send(req)
+        self._check_position(now_ns)
+        if self.trade_log is not None:
+            closed = self.positions.take_closed()
+            if closed:
+                self.trade_log.put(closed)
+
+    def _check_position(self, now_ns: int) -> None:
+        """Count a mismatch when ours and the venue's differ past the settling time after a fill."""
+        ours, venue = self.positions.position, self.gw.position.lots
+        if ours == venue:
+            self._mismatch_since = 0
+            self._mismatch_counted = False
+            return
+        if not self._mismatch_since:
+            self._mismatch_since = now_ns
+        settled = now_ns - max(self._mismatch_since, self._last_fill_ns) > MISMATCH_SETTLE_NS
+        if settled and not self._mismatch_counted:
+            self._mismatch_counted = True
+            self.mismatches += 1
+            self.log.error("position mismatch: ours %d lots, the venue's %d lots", ours, venue)
+
+    def mark_px(self) -> float:
+        """The newest valid mid in ticks (0.0 before the first two-sided book)."""
+        b = self.book
+        if b is None:
+            return self.risk.mark_px
+        bid, ask = int(b["bid_px"][0]), int(b["ask_px"][0])
+        return (bid + ask) * 0.5 if 0 < bid < ask else self.risk.mark_px
+
+    def publish_status(self) -> None:
+        self.journal.publish_status(
+            self.positions,
+            self.risk,
+            self.gw.position.lots,
+            self.orders,
+            self.rejects,
+            self.mismatches,
+            self.mark_px(),
+        )
+
+    def close(self) -> None:
+        """Write the last closed trades and a final status record (after `shutdown`)."""
+        if self.trade_log is not None:
+            self.trade_log.put(self.positions.take_closed())
+            self.trade_log.close()
+        self.publish_status()
+
+    def counters(self) -> dict[str, int]:
+        """At most 12 integers for the heartbeat (the floats go in the status record)."""
+        g = self.gw.counters
+        return {
+            "orders": self.orders,
+            "fills": self.positions.fills,
+            "rejects": self.rejects,
+            "refused": self.refused,
+            "open_orders": len(self.positions.orders),
+            "position": self.positions.position,
+            "venue_position": self.gw.position.lots,
+            "mismatches": self.mismatches,
+            "unknown": g["unknown"],
+            "halted": int(self.risk.state == HALTED),
+            "signals": self.signals,
+            "books": self.books,
+        }
+
+    # -------------------------------------------------------------------------------- shutdown
+
+    def shutdown(self, flatten: bool, wait_s: float) -> None:
+        """Cancel every order, flatten if asked, wait for the venue to confirm (bounded)."""
+        now = self.clock_ns()
+        self.drain_events()
+        self.send(self.risk.cancel_all(now, "stop"))
+        deadline = time.monotonic() + wait_s
+        flat_sent = False
+        while time.monotonic() < deadline:
+            self.drain_events()
+            if flatten and self.positions.position and not flat_sent:
+                req = self.risk.flatten(self.clock_ns(), self.book, tag="flatten_stop")
+                if req is not None:
+                    self.send(req)
+                    flat_sent = True
+                elif self.book is None:
+                    self.log.error("stop: cannot flatten %d lots: no book", self.positions.position)
+                    break
+            pending = [o for o in self.positions.orders.values() if not o.tag.startswith("flatten")]
+            done_flat = not flatten or self.positions.position == 0
+            if done_flat and not self.gw.orders and not pending:
+                break
+            time.sleep(0.005)
+        if flatten and self.positions.position:
+            self.log.error(
+                "stop: still %d lots after %.1f s (the venue says %d)",
+                self.positions.position,
+                wait_s,
+                self.gw.position.lots,
+            )
+
+
+def run(
+    ex: Executor,
+    book: RingReader,
+    trade: RingReader | None,
+    signal: RingReader | None,
+    stopping: Callable[[], bool],
+    beat: Callable[..., None] | None = None,
+    heartbeat_s: float = 0.5,
+) -> None:
+    """The loop: until `stopping()`, records → executor, venue events → executor, beats."""
+    primary = signal if (signal is not None and ex.needs_signal) else book
+    clock = ex.clock_ns
+    next_house = next_beat = 0
+    beat_ns = int(heartbeat_s * 1e9)
+    while not stopping():
+        recs = primary.read_many(BATCH, timeout_s=IDLE_S)
+        now = clock()
+        if primary is book:
+            if len(recs):
+                ex.on_books(recs, now)
+        else:
+            books = book.read_many(BATCH, timeout_s=0)
+            if len(books):
+                ex.on_books(books, now)
+        if trade is not None:
+            trades = trade.read_many(BATCH, timeout_s=0)
+            if len(trades):
+                ex.on_trades(trades, now)
+        if primary is signal:
+            if len(recs):
+                ex.on_signals(recs, now)
+        elif signal is not None:
+            sigs = signal.read_many(BATCH, timeout_s=0)
+            if len(sigs):
+                ex.on_signals(sigs, now)
+        ex.drain_events()
+        if now >= next_house:
+            next_house = now + HOUSEKEEPING_NS
+            ex.housekeeping(now)
+        if now >= next_beat:
+            next_beat = now + beat_ns
+            ex.publish_status()
+            if beat is not None:
+                beat(**ex.counters())
+
+
+def start_position(positions: Positions, lots: int, entry_px: float, time_ms: int) -> None:
+    """Enter a position found at the venue at start as one fill at its entry price.
+
+    The ledger then equals the venue from the first record on; that fill (order 0, trade 0, no
+    fee) opens the trade record the next exit closes.
+    """
+    if not lots:
+        return
+    px = round(entry_px / positions.tick) if entry_px > 0 else 0
+    side = BUY if lots > 0 else SELL
+    positions.on_fill(Fill("", 0, 0, side, abs(lots), px, 0.0, False, time_ms))
+
+
+def assemble(
+    cfg, gw: Gateway, snap: VenueSnapshot, journal_rings: tuple, mode: str, log: logging.Logger
+) -> Executor:
+    """The executor of a started gateway: ledger seeded from the venue's snapshot, strategy, risk."""
+    from hftbot.exec.strategy import fee_model, make_strategy
+
+    filters = gw.units.filters
+    fees = fee_model(cfg.exec)
+    now = time.time_ns()
+    ids = ClientIds(now, salt=base36(os.getpid() % 1296))
+    positions = Positions(filters.tick, filters.lot, fees, cfg.runtime.symbol, cfg.exec.strategy, ids.run)
+    start_position(positions, snap.position.lots, snap.position.entry_px, snap.position.time_ms)
+    for up in snap.open_orders:
+        positions.on_update(up)
+    strategy = make_strategy(cfg.exec, cfg.strategy, cfg.risk, fees)
+    limits = parse_rate_limits(gw.exchange_info.get("rateLimits", []))
+    risk = RiskManager(
+        cfg.risk,
+        filters,
+        positions,
+        ids,
+        strategy=cfg.exec.strategy,
+        needs_signal=bool(strategy and strategy.needs_signal),
+        now_ns=now,
+        rate_limits=limits or None,
+    )
+    journal = Journal(*journal_rings, filters.tick, filters.lot)
+    trade_log = TradeLog(trades_dir(cfg.runtime.data_dir, mode, cfg.runtime.symbol))
+    log.info(
+        "execution: %s on %s, venue position %d lots, %d open order(s) adopted, %d cancelled at start",
+        cfg.exec.strategy,
+        mode,
+        snap.position.lots,
+        len(snap.open_orders),
+        snap.cancelled_at_start,
+    )
+    return Executor(
+        gw, positions, risk, strategy, journal, log, kill_file(cfg), trade_log, cfg.exec.trades_flush_s
+    )
+
+
+def start_gateway(cfg, ctx, log: logging.Logger) -> tuple[Gateway | None, VenueSnapshot | None]:
+    """Connect to the venue, retrying while it cannot be reached (beating meanwhile).
+
+    In replay and paper the mirror venue listens only once the first book has arrived, and the
+    replay starts after us; a venue that answers and refuses (keys, filters) is not retried.
+    (None, None) when asked to stop first.
+    """
+    urls, sign = venue_urls(cfg, ctx.endpoints), signer(cfg)
+    delay = 0.1
+    while True:
+        gw = Gateway(urls, sign, cfg.gateway, log)
+        try:
+            return gw, gw.start()
+        except GatewayError as e:
+            gw.close(cancel_all=False)
+            if e.status:  # the venue answered: retrying would not help
+                raise
+            log.warning("execution: venue not reachable yet (%s): retrying in %.1f s", e, delay)
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            if ctx.stopping():
+                return None, None
+            ctx.beat()
+            time.sleep(min(0.1, delay))
+        delay = min(delay * 2, 1.0)
+
+
+def main(ctx) -> None:
+    """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
+    cfg = ctx.config
+    log = ctx.log
+    ctx.beat()  # alive while the venue comes up (the supervisor starts the next process on it)
+    gw, snap = start_gateway(cfg, ctx, log)
+    if gw is None:
+        return
+    rings = []
+    try:
+
+        def attach(name: str):
+            if name not in ctx.segments:
+                return None
+            rings.append(ctx.open_ring(name))
+            return rings[-1]
+
+        wait, spins = cfg.ring.wait, cfg.ring.spin_count
+        book = RingReader(attach("book"), wait=wait, start="next", spin_count=spins)
+        trade_ring = attach("trade")
+        trade = RingReader(trade_ring, wait="spin_yield", start="next") if trade_ring is not None else None
+        signal_ring = attach("signal") if cfg.inference.enabled else None
+        signal = (
+            RingReader(signal_ring, wait=wait, start="next", spin_count=spins)
+            if signal_ring is not None
+            else None
+        )
+        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log)
+        signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
+        gc.collect()
+        gc.freeze()  # everything built so far lives for the run: later collections skip it
+        ctx.beat(**ex.counters())
+        ctx.serving()  # connected and assembled: trading from here (the restart-to-serving figure)
+        run(ex, book, trade, signal, ctx.stopping, ctx.beat, cfg.runtime.heartbeat_s)
+        log.info("execution: stopping: cancel all%s", ", flatten" if cfg.exec.flatten_on_stop else "")
+        ex.shutdown(cfg.exec.flatten_on_stop, cfg.gateway.flatten_wait_s)
+        ex.close()
+        ctx.beat(**ex.counters())
+        p = ex.positions
+        log.info(
+            "execution stopped: %d orders, %d fills, position %d lots (venue %d), net PnL %.4f USDT",
+            ex.orders,
+            p.fills,
+            p.position,
+            gw.position.lots,
+            p.net_pnl(ex.mark_px()),
+        )
+    finally:
+        gw.close(cancel_all=True)
+        for r in rings:
+            r.close()

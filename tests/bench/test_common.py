@@ -1,0 +1,30 @@
+"""The benchmark command line and the one latency shape every benchmark prints."""
+
+from __future__ import annotations
+
+import json
+
+from hftbot.bench.__main__ import available, main
+from hftbot.bench.common import percentiles_us, print_json
+
+
+def test_only_benchmarks_are_offered(capsys):
+    names = available()
+    assert {"book", "exec", "inference", "ring", "sim", "strategy"} <= set(names)
+    assert "common" not in names  # a helper, not a benchmark
+    assert main(["common"]) == 2
+    assert "unknown benchmark 'common'" in capsys.readouterr().err
+
+
+def test_latency_shape_is_microseconds_with_fixed_keys():
+    p = percentiles_us([1000, 2000, 3000, 4000])
+    assert list(p) == ["p50", "p99", "p99.9", "max", "mean", "n"]
+    assert (p["p50"], p["max"], p["mean"], p["n"]) == (2.5, 4.0, 2.5, 4)
+    assert percentiles_us([])["n"] == 0
+
+
+def test_json_line_is_valid_json_with_nan_as_null(capsys):
+    print_json({"bench": "x", "lat_us": percentiles_us([])})
+    line = capsys.readouterr().out.strip()
+    d = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert d["lat_us"]["p50"] is None and d["lat_us"]["n"] == 0 and "machine" in d
