@@ -46,10 +46,8 @@ RATE_SCALE = 100_000_000  # fee rates are held as integers per 1e8
 
 def _rate_e8(name: str, rate: Decimal) -> int:
     scaled = rate * RATE_SCALE
-    if scaled != scaled.to_integral_value() or abs(rate) >= 1:
-        raise ValueError(
-            f"fee model: {name} rate must be a decimal with at most 8 places and < 1, got {rate}"
-        )
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise ValueError(f"fee model: {name} rate must be a decimal with at most 8 places, got {rate}")
     return int(scaled)
 
 
@@ -58,7 +56,8 @@ class FeeModel:
     """Maker/taker rates as fractions of notional (Binance USDⓈ-M VIP 0: 0.0002 / 0.0005).
 
     A negative rate is a rebate. Rates must have at most 8 decimal places (checked here), so the
-    kernels' integer fee `ticks × lots × rate_e8` is exact.
+    kernels' integer fee `ticks × lots × rate_e8` is exact (`MatchingEngine.place` checks that a
+    fill's product stays inside int64).
     """
 
     maker: Decimal = Decimal("0.0002")
