@@ -165,6 +165,7 @@ E_RANGE = -2  # price outside the ladder window
 E_PRICE = -3  # price <= 0
 E_QTY = -4  # quantity <= 0
 E_KIND = -5  # run_rows: unknown row kind
+E_FULL = -6  # the request table (orders waiting out their entry latency) is full
 R_GTX = -5022
 R_FOK = -5021
 R_UNKNOWN_ORDER = -2011
@@ -1303,7 +1304,7 @@ def place(lad, mem, order_id, side, typ, tif, px, qty, time_ns, reduce_only):
     ob[k, O_STATUS] = ST_PENDING_NEW
     if not _submit(mem, RQ_PLACE, k, order_id, px, qty, 0, time_ns):
         ob[k, O_STATE] = OS_FREE
-        return R_MAX_ORDERS
+        return E_FULL
     mem[S_NFREE] = n
     return k
 
@@ -1315,7 +1316,7 @@ def cancel_order(lad, mem, slot, order_id, time_ns, status):
     _clock(lad, mem, ob, time_ns)
     if not _immediate(mem):
         if not _submit(mem, RQ_CANCEL, slot, order_id, 0, 0, status, time_ns):
-            return R_UNKNOWN_ORDER
+            return E_FULL
         return OK
     if ob[slot, O_ID] != order_id or ob[slot, O_STATE] != OS_RESTING:
         return R_UNKNOWN_ORDER
@@ -1330,7 +1331,7 @@ def modify_order(lad, mem, slot, order_id, px, qty, time_ns):
     _clock(lad, mem, ob, time_ns)
     if not _immediate(mem):
         if not _submit(mem, RQ_MODIFY, slot, order_id, px, qty, 0, time_ns):
-            return R_NO_ORDER
+            return E_FULL
         return OK
     if ob[slot, O_ID] != order_id:
         return R_NO_ORDER

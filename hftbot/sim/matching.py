@@ -784,6 +784,8 @@ class MatchingEngine:
             raise ValueError(f"{what}: price must be > 0 ticks, got {px}")
         if r == k.E_QTY:
             raise ValueError(f"{what}: quantity must be > 0 lots")
+        if r == k.E_FULL:
+            raise RuntimeError(f"{what}: {self._mv[k.S_RCAP]} requests already wait out their entry latency")
         raise RejectError(r, REJECT_MESSAGES.get(r, f"rejected ({r})"))
 
     # -- our orders -------------------------------------------------------------------------
@@ -853,7 +855,7 @@ class MatchingEngine:
         )
         if r < 0:
             self._after()
-            raise RejectError(r, REJECT_MESSAGES.get(r, f"rejected ({r})"))
+            self._raise_book(r, o.side, o.px, "cancel")
         self._after()
         return o
 

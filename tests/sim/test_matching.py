@@ -717,3 +717,16 @@ def test_far_levels_regrid_the_ladder_and_keep_the_book_exact() -> None:
     assert tight.far_levels == 1 and len(tight.asks) == 0
     with pytest.raises(ValueError, match="outside the engine's window"):
         tight.add(SELL, 5000 + 20_000, 1)
+
+
+def test_a_full_request_table_is_an_error_not_a_silent_drop() -> None:
+    e = latent(capacity=1)  # room for 4 waiting requests
+    o = Order(e.new_order_id(), "a", BUY, "LIMIT", "GTC", 99, 1, 0)
+    e.place(o)
+    for t in (1, 2, 3):
+        e.cancel_order(o, t)
+    with pytest.raises(RuntimeError, match="4 requests already wait out their entry latency"):
+        e.cancel_order(o, 4)
+    e.advance(2000)  # the place lands, the first cancel takes it, the other two find it gone
+    assert o.status == CANCELED
+    assert [ev.reject_code for ev in e.drain().order_events if ev.exec_type == REJECTED] == [-2011, -2011]
