@@ -323,6 +323,9 @@ class MatchingEngine:
     (`regrid`: re-centred, or doubled up to max_width slots). capacity: our orders held at once (open or
     waiting under entry latency). log_levels: keep the changed-price log for publishers (a
     backtest can switch it off). seed: the engine's random stream (latency draws).
+
+    Prices, quantities and times are ints (Python or numpy): the compiled kernels are called
+    directly with int64 arguments, so a float would be truncated, not refused.
     """
 
     def __init__(
