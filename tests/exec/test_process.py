@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -127,3 +129,43 @@ def test_replay_trades_on_the_mirror_venue(tmp_path):
     assert ex["mark_px"] > 10_000  # BTCUSDT's grid and price, learnt from the capture
     assert list((tmp_path / "trades" / "replay" / "BTCUSDT" / "parquet").glob("*.parquet"))
     assert shm.list_segments(os.getpid()) == []
+
+
+def test_paper_trades_on_the_mirror_venue_against_a_live_market_data_server(tmp_path):
+    """Paper mode end to end, offline: a `sim serve` process stands in for Binance's public market
+    data (`[endpoints] live_*` pointed at it), so the real feed reads a live stream it does not
+    control, and orders go to the mirror venue whose matching engine follows that live book — the
+    simulator's own order book (its account) never sees an order."""
+    from hftbot.bench.common import start_sim_server
+
+    server, port = start_sim_server("--rate", "80", "--seed", "3")
+    try:
+        cfg = sim_config(
+            tmp_path,
+            HFTBOT_RUNTIME__MODE="paper",
+            HFTBOT_ENDPOINTS__LIVE_REST=f"http://127.0.0.1:{port}",
+            HFTBOT_ENDPOINTS__LIVE_WS=f"ws://127.0.0.1:{port}",
+        )
+        sup = Supervisor(cfg, panel=False)
+        names = [c.spec.name for c in sup.children]
+        assert "venue" in names and "sim" not in names and "execution" in names
+        assert run_until(sup, lambda c: c.get("fills", 0) >= 4) == 0
+        s = sup.summary()
+        ex, venue = s["execution"], s["processes"]["venue"]
+        assert ex["orders"] > 0 and ex["fills"] > 0 and ex["mismatches"] == 0
+        assert ex["position_lots"] == ex["venue_position_lots"] == venue["position_lots"] == 0  # flattened
+        assert venue["books"] > 0 and 0 < venue["orders"] <= ex["orders"]
+        # the market-data server took no order: paper never trades on the data venue
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sim/orders", timeout=5) as r:
+            data = json.loads(r.read())
+        assert data["position_lots"] == 0 and not data["open"]
+        assert not [n for _, n in data["requests"] if n == "order.place"]
+        # recorded as real-venue data, and closed trades logged under the paper source
+        assert list(tmp_path.glob("recordings/binance/SOLUSDT/*/book-*.parquet"))
+        assert ex["trades"] >= 1  # fills, then flat: at least one round trip closed
+        assert pq.read_table(tmp_path / "trades" / "paper" / "SOLUSDT" / "parquet").num_rows == ex["trades"]
+        assert all(not c.proc.is_alive() for c in sup.children)
+        assert shm.list_segments(os.getpid()) == []
+    finally:
+        server.kill()
+        server.wait(10)
