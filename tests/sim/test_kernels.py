@@ -11,6 +11,7 @@ from hftbot.sim.matching import (
     BUY,
     SELL,
     EmpiricalLatency,
+    FeeModel,
     JitterLatency,
     LatencyModel,
     MatchingEngine,
@@ -127,3 +128,27 @@ def test_kernel_latency_draws_follow_their_models() -> None:
         EmpiricalLatency(samples).sample_ns(0.0) == 150
         and EmpiricalLatency(samples).sample_ns(0.99) == 40_000
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 2_000_000),  # price, ticks
+    st.integers(1, 500_000),  # lots
+    st.integers(-50_000, 100_000),  # maker rate, 1e-8 (rebates included)
+    st.integers(0, 100_000),  # taker rate
+    st.sampled_from([(0.01, 0.01), (0.1, 0.001), (0.0001, 1.0)]),
+)
+def test_kernel_fees_equal_exact_decimal_arithmetic(px, lots, maker_e8, taker_e8, grid) -> None:
+    from decimal import Decimal
+
+    tick, lot = grid
+    maker, taker = Decimal(maker_e8) / 10**8, Decimal(taker_e8) / 10**8
+    e = MatchingEngine(tick=tick, lot=lot, fees=FeeModel(maker, taker), width=1 << 12, center_px=px)
+    e.add(SELL, px + 1, lots)
+    mine = e.place(Order(1, "m", BUY, "LIMIT", "GTC", px, lots, 0))
+    taker_order = e.place(Order(2, "t", BUY, "LIMIT", "IOC", px + 1, lots, 1))  # takes the ask at px + 1
+    e.market(SELL, lots, 2)  # fills our bid at px
+    unit = Decimal(repr(tick)) * Decimal(repr(lot))
+    assert mine.cum_fee == Decimal(px * lots) * unit * maker
+    assert taker_order.cum_fee == Decimal((px + 1) * lots) * unit * taker
+    assert mine.cum_quote == Decimal(px * lots) * unit and mine.status == "FILLED"
