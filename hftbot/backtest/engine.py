@@ -362,6 +362,7 @@ class Replay:
             equity=eq, fills=fl, signals=sg, trades=list(self.positions.trades) if self.ready else [],
             events=self.events, orders=self.venue.orders if self.ready else 0,
             rejected=self.rejected + self.refused, settings=settings,
+            order_log=self.venue.order_log if self.ready else [],
         )
 
 
