@@ -359,6 +359,9 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
         # -------------------------------------------------------------------------------- export
         out_dir = Path(a.out or cfg.runtime.checkpoints_dir)
         compat = Compat(cfg.feed.levels, cfg.inference.max_window)
+        pnl_ok, why = register_pnl_scorer(cfg, rec)
+        if not pnl_ok:
+            say(f"gate: {why}")
         decision = run_gate(torch_model_fn(model.cpu().eval()), spec, rec, split.test, rule, out_dir, compat,
                             m.promote_min_delta, a.force_promote)
         if a.no_promote:
@@ -408,6 +411,16 @@ def evaluate_at(model, rec, parts, spec, rule, threshold_bps, device, rank, worl
             pred = model(torch.from_numpy(b.x).to(device)).argmax(1).cpu().numpy()
             cm += torch.from_numpy(confusion(classify(b.change, threshold_bps), pred))
     return all_sum(cm, world).numpy()
+
+
+def register_pnl_scorer(cfg, rec) -> tuple[bool, str]:
+    """The gate also needs the candidate's net PnL better (the backtester trading its held-out
+    probabilities, hftbot.backtest.scorer) when the backtester is importable and the data has raw frames."""
+    try:
+        from hftbot.backtest.scorer import register
+    except ImportError as e:  # pragma: no cover - the backtester ships with the package
+        return False, f"backtester not importable ({e}): the gate decides on macro-F1 alone"
+    return register(cfg, rec)
 
 
 def train_half_spread(rec, parts) -> float:
