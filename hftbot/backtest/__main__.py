@@ -1,4 +1,5 @@
-"""`python -m hftbot.backtest PATH... [--strategy NAME] [--checkpoint FILE] [--start/--end] [--config FILE] [--out DIR]`.
+"""`python -m hftbot.backtest PATH... [--strategy NAME] [--checkpoint FILE] [--start/--end] [--config FILE]
+[--out DIR]`.
 
 One strategy and at most one checkpoint: one run, its report in `<out>/<run>/` (metrics.json,
 trades.parquet, PNGs, report.html). Several (`--strategy a,b,...` and/or `--checkpoint` given more

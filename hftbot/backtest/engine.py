@@ -117,6 +117,7 @@ class Replay:
             self.infer_ns = int(self.bt.inference_latency_us * 1000)
         self.zero_feed = self.bt.feed_latency == "zero"
         self.ready = False
+        self.stopped = False  # reached end_ns
         self.rows_pending = np.zeros(0, MARKET_EVENT_DTYPE)
         self.carry_sig: list[tuple[int, int]] = []  # (time, index) of signals due after the chunk
         self.events = 0
@@ -171,6 +172,8 @@ class Replay:
     # ---------------------------------------------------------------------------- the loop
 
     def feed(self, rb: RowBuilder, ch: Chunk) -> None:
+        if self.stopped:
+            return
         self.frames += ch.frames
         rows = ch.rows if not len(self.rows_pending) else np.concatenate([self.rows_pending, ch.rows])
         if len(rows):
@@ -212,9 +215,8 @@ class Replay:
         # rows the venue has applied by each event's time (running max: the clock never goes back)
         emax = np.maximum.accumulate(rows["exch_ns"]) if len(rows) else np.zeros(0, np.int64)
         upto = np.searchsorted(emax, times[order], side="right")
-        self._loop(rows, books, trades, times[order].tolist(), kinds[order].tolist(), where[order].tolist(),
-                   upto.tolist())
-        applied = upto[-1] if len(upto) else 0
+        applied = self._loop(rows, books, trades, times[order].tolist(), kinds[order].tolist(),
+                             where[order].tolist(), upto.tolist())
         self.rows_pending = rows[applied:].copy()
         if self.progress is not None:
             self.progress(self.frames, 0)
@@ -225,6 +227,9 @@ class Replay:
         start, end = self.start_ns, self.end_ns
         r = 0
         for t, kind, j, u in zip(times, kinds, where, upto, strict=True):
+            if t >= end:  # the replay ends here: the market after `end` is not applied
+                self.stopped = True
+                break
             if u > r:
                 eng.run(rows, r, u)
                 self.events += u - r
@@ -242,18 +247,18 @@ class Replay:
                 self.book = rec
                 if int(rec["flags"]) & BOOK_VALID and rec["bid_px"][0] > 0 and rec["ask_px"][0] > 0:
                     self.mid = (int(rec["bid_px"][0]) + int(rec["ask_px"][0])) * 0.5
-                if strategy is None or t < start or t >= end:
+                if strategy is None or t < start:
                     continue
                 view.now_ns = t
                 intents = strategy.on_book(rec, view)
             elif kind == K_TRADE:
-                if strategy is None or t < start or t >= end:
+                if strategy is None or t < start:
                     continue
                 view.now_ns = t
                 intents = strategy.on_trade(trades[j : j + 1].reshape(()), view)
             else:
                 s = self._signal(sigs, j, t)
-                if strategy is None or t < start or t >= end:
+                if strategy is None or t < start:
                     continue
                 if not s["flags"]:
                     self.sig_rows.append((int(s["book_recv_ns"]), float(s["p_down"]), float(s["p_flat"]),
@@ -262,7 +267,8 @@ class Replay:
                 intents = strategy.on_signal(s, view)
             if intents:
                 self._decide(intents, t)
-        self.t_last = times[-1] if times else self.t_last
+            self.t_last = t
+        return r
 
     def _signal(self, sigs: SignalSource, j: int, t: int):
         s = self._sig
@@ -328,11 +334,11 @@ class Replay:
         if not self.ready:
             return
         eng = self.engine
-        if len(self.rows_pending):
+        if len(self.rows_pending) and not self.stopped:
             eng.run(self.rows_pending)
             self.events += len(self.rows_pending)
             self.rows_pending = self.rows_pending[:0]
-        t = max(self.t_last, int(self.engine.now_ns))
+        t = self.t_last if self.stopped else max(self.t_last, int(self.engine.now_ns))
         eng.advance(t)
         self.venue.collect()
         self._deliver(t)
@@ -356,6 +362,7 @@ class Replay:
             equity=eq, fills=fl, signals=sg, trades=list(self.positions.trades) if self.ready else [],
             events=self.events, orders=self.venue.orders if self.ready else 0,
             rejected=self.rejected + self.refused, settings=settings,
+            order_log=self.venue.order_log if self.ready else [],
         )
 
 
@@ -409,7 +416,7 @@ def run_backtest(
         rep.feed(rb, ch)
         if name == "deeplob" and signals is None:
             rep.signals = None
-        if end_ns is not None and ch.last_recv_ns >= end_ns:
+        if rep.stopped:
             break
     rep.finish()
     res = rep.result(name if checkpoint is None else f"{name}:{checkpoint.name}",

@@ -47,8 +47,8 @@ def round_trips_ns(paths: list[Path]) -> np.ndarray:
     if not files:
         raise FileNotFoundError(f"backtest: order_latency = 'recorded' but no orders-*.parquet under {paths}")
     cols = ["kind", "send_ns", "flags", "client_id"]
-    sent: dict[bytes, int] = {}
-    answered: dict[bytes, int] = {}
+    sent: dict[str, int] = {}
+    answered: dict[str, int] = {}
     for f in files:
         t = pq.read_table(f, columns=cols)
         kind = t.column("kind").to_numpy()
@@ -56,7 +56,6 @@ def round_trips_ns(paths: list[Path]) -> np.ndarray:
         flags = t.column("flags").to_numpy()
         cid = t.column("client_id").to_pylist()
         for k, n, fl, c in zip(kind.tolist(), ns.tolist(), flags.tolist(), cid, strict=True):
-            c = bytes(c) if not isinstance(c, bytes) else c
             if k == ORDER_PLACE:
                 sent.setdefault(c, n)
             elif c not in answered and (k == ORDER_REJECT or (k == ORDER_FILL and not fl & ORDER_MAKER)):

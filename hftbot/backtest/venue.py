@@ -38,6 +38,7 @@ class EngineVenue:
         self._heap: list[tuple[int, int, object]] = []  # (resp_ns, seq, message)
         self._seq = 0
         self.orders = 0  # places that reached the engine's door
+        self.order_log: list[tuple] = []  # BacktestResult.order_log
         self.fills: list[tuple] = []  # (time_ns, resp_ns, side, px, qty, fee, maker, order_id) per fill
 
     # ------------------------------------------------------------------------------ requests
@@ -49,6 +50,8 @@ class EngineVenue:
         e.begin()
         if t is OrderRequest:
             self.orders += 1
+            self.order_log.append((now_ns, req.client_id, req.side, req.qty, req.px, req.type, req.tif,
+                                   req.reduce_only, req.tag))
             o = Order(e.new_order_id(), req.client_id, req.side, req.type, req.tif,
                       req.px if req.type == "LIMIT" else 0, req.qty, now_ns, req.reduce_only)
             self._requests[req.client_id] = "place"
