@@ -111,8 +111,9 @@ class EngineVenue:
             if x == "REJECTED":
                 push(resp, Rejected(cid, ev.reject_code, REJECT_MESSAGES.get(ev.reject_code, "rejected"), t_ms,
                                     self._requests.get(cid, "place")))
-                if not o.is_open:
+                if not o.is_open and o.status != "PENDING_NEW":
                     self._orders.pop(cid, None)
+                    self.engine.orders.pop(o.order_id, None)
                 continue
             if x == "TRADE":
                 fee = float(ev.fee) if isinstance(ev.fee, Decimal) else ev.fee
@@ -121,6 +122,8 @@ class EngineVenue:
             push(resp, OrderUpdate(cid, o.order_id, ev.status, x, o.side, o.qty, o.px, o.filled, t_ms))
             if ev.status in ("FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
                 self._orders.pop(cid, None)
+                self._requests.pop(cid, None)
+                self.engine.orders.pop(o.order_id, None)  # final: no event names it again (bounded memory)
 
     def next_ns(self) -> int:
         """When the next held message is due (a large number when none)."""

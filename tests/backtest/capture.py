@@ -51,6 +51,20 @@ class Tape:
         self.trade_id += 1
         return self
 
+    def write_raw(self, root: Path, rotate_s: float = 3600.0) -> Path:
+        """The same frames as a raw Parquet recording (the recorder's layout, a file per `rotate_s`);
+        the snapshot as the recorder stores it (`<symbol>@depthSnapshot` in the combined form)."""
+        from hftbot.feed.recording import RawRecordingWriter
+
+        with RawRecordingWriter(root, self.sym, flush_s=1e9, rotate_s=rotate_s, source="sim") as w:
+            for line in self.lines:
+                ns, text = line.split(" ", 1)
+                obj = json.loads(text)
+                if "stream" not in obj:
+                    obj = {"stream": f"{self.sym.lower()}@depthSnapshot", "data": obj}
+                w.append(int(ns), obj["stream"], json.dumps(obj, separators=(",", ":")))
+        return root
+
     def write(self, path: Path) -> Path:
         with gzip.open(path, "wt") as f:
             f.write("\n".join(self.lines) + "\n")
