@@ -141,7 +141,7 @@ def time_ns(text: str, what: str) -> int | None:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"train: {what} {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
+        raise ValueError(f"{what} {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
     return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1e9)
 
 

@@ -139,3 +139,15 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "nothing.gz: no such file or folder" in capsys.readouterr().err
     assert wf.main([str(tmp_path), "--step", "0"]) == 2
     assert "--step must be a positive duration" in capsys.readouterr().err
+
+
+def test_the_trainers_time_flags_refuse_bad_values(tape, tmp_path, capsys):
+    from tests.model.trainer import script_module
+
+    mod = script_module()
+    args = ["--data", str(tape), "--out", str(tmp_path / "ck"), "--logdir", str(tmp_path / "runs"), *TINY]
+    assert mod.main([*args, "--data-end", "soon"]) == 2
+    assert "train: --data-end 'soon' is neither an ISO-8601 time nor integer ns" in capsys.readouterr().err
+    assert mod.main([*args, "--data-end", "2024-07-26T13:00:00"]) == 2  # before the tape starts
+    assert "no book record received in [-, 2024-07-26T13:00:00" in capsys.readouterr().err
+    assert not (tmp_path / "ck").exists() or not list((tmp_path / "ck").glob("*.json"))
