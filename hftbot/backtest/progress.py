@@ -22,7 +22,8 @@ def _fmt_s(s: float) -> str:
 
 
 class ProgressBar:
-    """`bar(done, total)` draws `label [#####.....] 42.0%  1.2M/2.9M  3.4M ev/s  eta 0:01`."""
+    """`bar(done, total)` draws `label [#####.....] 42.0%  1.2M/2.9M  3.4M ev/s  eta 0:01`; with
+    `total` <= 0 (not known up front) `label  1.2M ev  3.4M ev/s  0:01`."""
 
     def __init__(self, label: str = "backtest", stream: TextIO | None = None, min_interval_s: float = 0.1,
                  unit: str = "ev", clock=time.monotonic) -> None:
@@ -46,7 +47,7 @@ class ProgressBar:
         if not self.enabled:
             return
         now = self._clock()
-        if now - self._last_draw < self.min_interval_s and done < total:
+        if now - self._last_draw < self.min_interval_s and (done < total or total <= 0):
             return
         self._last_draw = now
         self.stream.write("\r" + self.line(now))
@@ -56,10 +57,12 @@ class ProgressBar:
     def line(self, now: float | None = None) -> str:
         """The bar as text (what is drawn)."""
         now = self._clock() if now is None else now
-        frac = min(1.0, self.done / self.total) if self.total > 0 else 0.0
-        fill = round(frac * WIDTH)
         elapsed = now - self._t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
+        if self.total <= 0:  # total unknown (a replay that reads its files as it goes): count and rate
+            return f"{self.label}  {_si(self.done)} {self.unit}  {_si(rate)} {self.unit}/s  {_fmt_s(elapsed)}"
+        frac = min(1.0, self.done / self.total)
+        fill = round(frac * WIDTH)
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         return (f"{self.label} [{'#' * fill}{'.' * (WIDTH - fill)}] {frac * 100:5.1f}%  "
                 f"{_si(self.done)}/{_si(self.total)}  {_si(rate)} {self.unit}/s  "

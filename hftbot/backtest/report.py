@@ -66,18 +66,24 @@ def downsample(n: int, y: np.ndarray | None = None, max_points: int = MAX_POINTS
     return np.unique(np.concatenate(keep))
 
 
+def safe_name(name: str) -> str:
+    """A name usable as a folder name (anything but letters, digits, '.', '_', '-' becomes '_')."""
+    return _SAFE.sub("_", name).strip(".") or "run"
+
+
 def run_name(result: BacktestResult) -> str:
     start = datetime.fromtimestamp(result.start_ns / 1e9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{_SAFE.sub('_', result.name) or 'run'}-{start}"
+    return f"{safe_name(result.name)}-{start}"
 
 
-def _fresh_dir(out_dir: Path, run: str | None, result: BacktestResult) -> Path:
+def fresh_dir(out_dir: Path, base: str, run: str | None = None) -> Path:
+    """`out_dir/run` when a run name is given (written into), else `out_dir/base`, or `base-2`,
+    `base-3`, ... when that exists (an older report is kept). Created."""
     if run is not None:
         if not run or _SAFE.search(run) or run in (".", ".."):
             raise ValueError(f"report: run name {run!r} must be letters, digits, '.', '_' or '-'")
         folder = out_dir / run
     else:
-        base = run_name(result)
         folder, k = out_dir / base, 1
         while folder.exists():
             k += 1
@@ -86,11 +92,11 @@ def _fresh_dir(out_dir: Path, run: str | None, result: BacktestResult) -> Path:
     return folder
 
 
-def _times(t_ns: np.ndarray) -> np.ndarray:
+def as_datetimes(t_ns: np.ndarray) -> np.ndarray:
     return np.asarray(t_ns, dtype="datetime64[ns]")
 
 
-def _figure(rows: int = 1, height: float = 3.2, ratios: list[int] | None = None):
+def new_figure(rows: int = 1, height: float = 3.2, ratios: list[int] | None = None):
     from matplotlib.figure import Figure  # lazy: metrics alone never pays for matplotlib
 
     fig = Figure(figsize=(11, height * rows if ratios is None else height), dpi=100, layout="constrained")
@@ -101,7 +107,7 @@ def _figure(rows: int = 1, height: float = 3.2, ratios: list[int] | None = None)
     return fig, axes
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -112,10 +118,10 @@ def _png(fig) -> bytes:
 
 def plot_equity(result: BacktestResult) -> bytes:
     eq = result.equity
-    fig, (top, bottom) = _figure(2, height=5.5, ratios=[3, 1])
+    fig, (top, bottom) = new_figure(2, height=5.5, ratios=[3, 1])
     if len(eq):
         i = downsample(len(eq), eq["equity"])
-        t = _times(eq["t_ns"][i])
+        t = as_datetimes(eq["t_ns"][i])
         y = eq["equity"]
         peak = np.maximum.accumulate(np.maximum(y, 0.0))
         dd = (y - peak)[i]
@@ -126,52 +132,53 @@ def plot_equity(result: BacktestResult) -> bytes:
     top.set_title(f"{result.name}: equity (USDT)")
     top.axhline(0, color="black", lw=0.5)
     bottom.set_ylabel("drawdown")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_position(result: BacktestResult) -> bytes:
     eq = result.equity
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = new_figure(1)
     if len(eq):
         i = downsample(len(eq), eq["position_lots"].astype(np.float64))
-        ax.step(_times(eq["t_ns"][i]), eq["position_lots"][i] * result.lot, where="post", color="tab:purple", lw=1)
+        ax.step(as_datetimes(eq["t_ns"][i]), eq["position_lots"][i] * result.lot, where="post",
+                color="tab:purple", lw=1)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_title(f"{result.name}: position ({result.symbol}, base units)")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_price(result: BacktestResult) -> bytes:
     eq = result.equity
-    fig, (ax,) = _figure(1, height=4.0)
+    fig, (ax,) = new_figure(1, height=4.0)
     if len(eq):
         i = downsample(len(eq), eq["mid"])
-        ax.plot(_times(eq["t_ns"][i]), eq["mid"][i], color="tab:gray", lw=0.8, label="mid")
+        ax.plot(as_datetimes(eq["t_ns"][i]), eq["mid"][i], color="tab:gray", lw=0.8, label="mid")
     trades = result.trades
     if len(trades) > MAX_POINTS:  # markers beyond a few thousand are a smear; show an even sample
         trades = [trades[k] for k in np.linspace(0, len(trades) - 1, MAX_POINTS).astype(int)]
     for side, marker, color in (("LONG", "^", "tab:green"), ("SHORT", "v", "tab:red")):
         sel = [t for t in trades if t.side == side]
         if sel:
-            ax.scatter(_times(np.array([t.entry_ms for t in sel], dtype=np.int64) * 10**6),
+            ax.scatter(as_datetimes(np.array([t.entry_ms for t in sel], dtype=np.int64) * 10**6),
                        [t.entry_px for t in sel], marker=marker, color=color, s=28, zorder=3,
                        label=f"{side.lower()} entry")
     if trades:
-        ax.scatter(_times(np.array([t.exit_ms for t in trades], dtype=np.int64) * 10**6),
+        ax.scatter(as_datetimes(np.array([t.exit_ms for t in trades], dtype=np.int64) * 10**6),
                    [t.exit_px for t in trades], marker="x", color="black", s=22, zorder=3, label="exit")
     elif len(result.fills):  # no closed trade (an open position, a quoter that never went flat): the fills
         f = result.fills
         for side, color in ((1, "tab:green"), (-1, "tab:red")):
             m = f["side"] == side
-            ax.scatter(_times(f["t_ns"][m]), f["px"][m], color=color, s=10, zorder=3,
+            ax.scatter(as_datetimes(f["t_ns"][m]), f["px"][m], color=color, s=10, zorder=3,
                        label="buy fill" if side > 0 else "sell fill")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left")
     ax.set_title(f"{result.name}: {result.symbol} mid with entries and exits")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_calibration(calib: dict) -> bytes:
-    fig, (ax,) = _figure(1, height=4.5)
+    fig, (ax,) = new_figure(1, height=4.5)
     ax.plot([0, 1], [0, 1], color="black", lw=0.6, ls="--", label="perfectly calibrated")
     for name, color in zip(CLASS_NAMES, ("tab:red", "tab:gray", "tab:green"), strict=True):
         c = calib[name]
@@ -186,7 +193,7 @@ def plot_calibration(calib: dict) -> bytes:
     ax.legend(loc="upper left")
     ax.set_title("signal calibration (marker area ~ windows in the bin)")
     fig.set_size_inches(6.5, 5.0)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plots(result: BacktestResult, metrics: dict) -> dict[str, bytes]:
@@ -200,7 +207,7 @@ def plots(result: BacktestResult, metrics: dict) -> dict[str, bytes]:
 
 # ------------------------------------------------------------------------------------ html
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;
 text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}td.l,th.l{text-align:left}
 img{max-width:100%;display:block;margin:0.5em 0 1.5em}.note{color:#666}"""
@@ -270,7 +277,7 @@ def trades_html(result: BacktestResult) -> str:
 def page(result: BacktestResult, metrics: dict, pngs: dict[str, bytes]) -> str:
     m = metrics
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>backtest {html.escape(result.name)}</title>"
-             f"<style>{_CSS}</style></head><body>",
+             f"<style>{CSS}</style></head><body>",
              f"<h1>Backtest: {html.escape(result.name)}</h1>",
              f"<p>strategy <b>{html.escape(result.strategy)}</b> on {html.escape(result.symbol)}, "
              f"{iso_ns(result.start_ns)} – {iso_ns(result.end_ns)} ({fmt(m['duration_s'])} s, "
@@ -310,7 +317,7 @@ def write_report(result: BacktestResult, out_dir: Path, run: str | None = None, 
     """Write `<out_dir>/<run>/` (see the module docstring) and return that folder. `metrics`: already
     computed figures to reuse (the comparison passes them)."""
     m = compute_metrics(result, capital_usdt) if metrics is None else metrics
-    folder = _fresh_dir(Path(out_dir), run, result)
+    folder = fresh_dir(Path(out_dir), run_name(result), run)
     doc = {"metrics": m, "settings": json_ready(result.settings)}
     write_bytes_atomic(folder / "metrics.json",
                        json.dumps(doc, indent=1, allow_nan=False, default=str).encode())

@@ -78,3 +78,50 @@ def random_walk(name: str, n: int = 2000, seed: int = 0, strategy: str | None = 
         sig = signals([(t[i], *p[i], int(lab[i])) for i in range(n)])
     return result(name, strategy=strategy, end_s=float(n), equity=eq, fills=fl, trades=trades, signals=sig,
                   events=n * 10, orders=len(changes))
+
+
+def imbalance_tape(path, seconds: float = 300.0, step_ms: int = 100, seed: int = 7):
+    """A SOLUSDT `.gz` capture (tests/backtest/capture.py's format) where book imbalance leads the
+    price: a hidden regime (-1, 0, +1) makes one side of the top five levels heavy and moves the mid
+    a cent that way more often than the other. Long enough to train a tiny model on, quick to write."""
+    from tests.backtest.capture import T0_MS, Tape
+
+    rng = np.random.default_rng(seed)
+    tape = Tape()
+    mid = 10_000  # cents: the best bid; the best ask is a cent above
+
+    def book(mid_c: int, regime: int):
+        heavy, light = rng.uniform(8, 10, 5), rng.uniform(1, 2, 5)
+        bq = heavy if regime > 0 else light if regime < 0 else rng.uniform(1, 10, 5)
+        aq = light if regime > 0 else heavy if regime < 0 else rng.uniform(1, 10, 5)
+        bids = {mid_c - i: f"{q:.2f}" for i, q in enumerate(bq)}
+        asks = {mid_c + 1 + i: f"{q:.2f}" for i, q in enumerate(aq)}
+        return bids, asks
+
+    def text(side: dict) -> list[tuple[str, str]]:
+        return [(f"{p / 100:.2f}", q) for p, q in side.items()]
+
+    regime = 0
+    bids, asks = book(mid, regime)
+    tape.snapshot(T0_MS, text(bids), text(asks))
+    e = T0_MS
+    for _ in range(int(seconds * 1000 / step_ms)):
+        e += step_ms
+        if rng.random() < 0.04:
+            regime = int(rng.integers(-1, 2))
+        u = rng.random()
+        if regime:  # a cent the heavy side's way a quarter of the time, the other way 3 %
+            move = (1 if u < 0.25 else -1 if u < 0.28 else 0) * regime
+        else:
+            move = 1 if u < 0.05 else -1 if u < 0.1 else 0
+        if move > 0:
+            tape.trade(e, f"{(mid + 1) / 100:.2f}", "0.50", taker_sells=False)
+        elif move < 0:
+            tape.trade(e, f"{mid / 100:.2f}", "0.50", taker_sells=True)
+        mid += move
+        nb, na = book(mid, regime)
+        gone_b = {p: "0" for p in bids if p not in nb}
+        gone_a = {p: "0" for p in asks if p not in na}
+        tape.diff(e, bids=text({**gone_b, **nb}), asks=text({**gone_a, **na}))
+        bids, asks = nb, na
+    return tape.write(path)

@@ -60,3 +60,10 @@ def test_silent_when_not_a_terminal(tmp_path):
         ProgressBar(stream=pipe)(1, 2)
     assert read_all(r) == ""
     os.close(r)
+
+
+def test_an_unknown_total_shows_the_count_and_rate():
+    clock = iter([0.0, 2.0]).__next__
+    bar = ProgressBar("w01", stream=io.StringIO(), unit="frames", clock=clock)
+    bar.done, bar.total = 3_000_000, 0
+    assert bar.line(2.0) == "w01  3.0M frames  1.5M frames/s  0:02"
