@@ -50,7 +50,7 @@ from hftbot.feed.capture import iter_blocks
 from hftbot.feed.core import FeedCore
 from hftbot.records import BOOK_VALID, TRADE_DTYPE, book_dtype
 from hftbot.records import SIGNAL_DTYPE as RING_SIGNAL_DTYPE
-from hftbot.sim.kernels import MARKET_EVENT_DTYPE
+from hftbot.sim.kernels import MARKET_EVENT_DTYPE, MEF, S_BAD_ROW
 from hftbot.sim.matching import MatchingEngine
 from hftbot.sim.models import FeeModel as EngineFees
 from hftbot.sim.replayrows import RowBuilder
@@ -225,13 +225,20 @@ class Replay:
         eng, venue, strategy, view = self.engine, self.venue, self.strategy, self.view
         sigs = self.signals
         start, end = self.start_ns, self.end_ns
+        words = np.ascontiguousarray(rows).view(np.int64).reshape(len(rows), MEF)
+        run_rows, mv, after = eng._run_rows, eng._mv, eng._after
         r = 0
         for t, kind, j, u in zip(times, kinds, where, upto, strict=True):
             if t >= end:  # the replay ends here: the market after `end` is not applied
                 self.stopped = True
                 break
             if u > r:
-                eng.run(rows, r, u)
+                # the compiled kernel directly (the facade's run re-checks and re-views every call);
+                # the facade takes over when the kernel stops early (re-grid, events to drain)
+                got = run_rows(eng.lad, eng.mem, words, r, u, 0)
+                after()
+                if got != u:
+                    eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)
                 self.events += u - r
                 r = u
             eng.advance(t)
