@@ -85,8 +85,9 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
             while i < n:
                 i2, nb, nt = core.run(blk.data, blk.starts, blk.ends, blk.nss, i, min(n, i + chunk_frames),
                                       out_b, out_t)
-                for j in range(i, i2):
-                    rb.frame(int(blk.nss[j]), blk.frame(j), f"{blk.source} frame {j}")
+                nss, src = blk.nss, blk.source
+                for j in _row_frames(blk, i, i2).tolist():
+                    rb.frame(int(nss[j]), blk.frame(j), f"{src} frame {j}")
                 books = out_b[:nb].copy()
                 books["seq"] = np.arange(seq + 1, seq + nb + 1)
                 seq += nb
@@ -94,6 +95,23 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
                 i = i2
 
     return rb, gen()
+
+
+_HEAD = 64  # RowBuilder.frame looks for the stream name in a frame's first 64 bytes
+
+
+def _row_frames(blk, i0: int, i1: int) -> np.ndarray:
+    """Indices of frames i0..i1 that are not bookTicker (they carry nothing the diffs do not),
+    found in one vectorised pass (`np.strings.find` over the frames' first bytes) instead of a
+    Python call per frame."""
+    starts, ends = blk.starts[i0:i1], blk.ends[i0:i1]
+    if not len(starts):
+        return np.zeros(0, np.int64)
+    off = np.arange(_HEAD)
+    head = blk.data[np.minimum(starts[:, None] + off, len(blk.data) - 1)]
+    head[off >= (ends - starts)[:, None]] = 0  # past a short frame's end
+    ticker = np.strings.find(np.ascontiguousarray(head).view(f"S{_HEAD}").ravel(), b"bookTicker") >= 0
+    return np.flatnonzero(~ticker) + i0
 
 
 class Replay:
