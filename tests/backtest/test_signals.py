@@ -71,6 +71,16 @@ def test_batched_signals_equal_the_streaming_engine(ckpt_path, books):
     assert (src.labels[ok] >= 0).mean() > 0.9 and set(np.unique(src.labels)) <= {-1, 0, 1, 2}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU path above is the tested one")
+def test_cuda_batches_equal_the_cpu_ones(ckpt_path):
+    ckpt = load_checkpoint(ckpt_path)
+    cpu = compute_signals([CAPTURE], ckpt, device="cpu", chunk_frames=20_000, infer_ns=0)
+    gpu = compute_signals([CAPTURE], ckpt, device="cuda", chunk_frames=20_000, infer_ns=0)
+    assert np.array_equal(cpu.flags, gpu.flags)
+    ok = cpu.flags == 0
+    np.testing.assert_allclose(gpu.probs[ok], cpu.probs[ok], atol=1e-4, rtol=0)
+
+
 def test_deeplob_backtest_runs_on_a_checkpoint_and_reports_its_signals(ckpt_path):
     cfg = load_config(env={}).override("backtest", device="cpu", inference_latency_us=150.0)
     r = run_backtest([CAPTURE], strategy="deeplob", checkpoint=ckpt_path, cfg=cfg,
