@@ -8,12 +8,13 @@
                       (images inlined), with relative links to each run's own report
     <run>/            each run's full report (hftbot/backtest/report.py)
 
-and prints the table (aligned) and one JSON line. The runs must cover the same data (same symbol
-and the same [start_ns, end_ns]; an error says which differs), and the `imbalance` baseline must be
-among them: a strategy is judged by whether it beats the simplest signal on the same replay, not
-by its PnL alone. `with_baseline(strategies)` is what the CLI uses to add it when the user did not
-name it, so `--strategy deeplob` compares deeplob against imbalance, and a single
-`--strategy imbalance` stays a single run.
+and prints the table (aligned) and one JSON line. The runs must cover the same data — the same
+symbol, the same recordings when their `settings["paths"]` say, and the same [start_ns, end_ns]
+within one equity period (a run's first and last sample can differ by a signal's latency); an
+error names the run that differs — and the `imbalance` baseline must be among them: a strategy is
+judged by whether it beats the simplest signal on the same replay, not by its PnL alone. The CLI
+adds it when the user did not name it (`with_baseline`), so `--strategy deeplob,mm` compares
+three runs; one strategy with at most one checkpoint is a single run, not a comparison.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def _check_same_data(results: list[BacktestResult]) -> None:
     for r in results[1:]:
         if r.symbol != ref.symbol:
             raise ValueError(f"compare: {r.name!r} ran on {r.symbol}, {ref.name!r} on {ref.symbol}: not the same data")
-        if (r.start_ns, r.end_ns) != (ref.start_ns, ref.end_ns):
+        paths, ref_paths = r.settings.get("paths"), ref.settings.get("paths")
+        if paths is not None and ref_paths is not None and list(paths) != list(ref_paths):
+            raise ValueError(f"compare: {r.name!r} replayed {paths}, {ref.name!r} {ref_paths}: not the same data")
+        slack = max(r.period_ns, ref.period_ns)  # the loop's first/last sample may differ by a signal's latency
+        if abs(r.start_ns - ref.start_ns) > slack or abs(r.end_ns - ref.end_ns) > slack:
             raise ValueError(f"compare: {r.name!r} covers {iso_ns(r.start_ns)}..{iso_ns(r.end_ns)}, {ref.name!r} "
                              f"{iso_ns(ref.start_ns)}..{iso_ns(ref.end_ns)}: not the same data")
     if not any(r.strategy == BASELINE for r in results):

@@ -262,7 +262,7 @@ def trades_html(result: BacktestResult) -> str:
         cells = []
         for c in cols:
             v = getattr(t, c)
-            text = iso_ns(v * 10**6)[11:] if c in ("entry_ms", "exit_ms") else fmt(v)
+            text = iso_ns(v * 10**6)[5:] if c in ("entry_ms", "exit_ms") else fmt(v)
             cls = ' class="l"' if isinstance(v, str) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

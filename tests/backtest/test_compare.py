@@ -18,7 +18,9 @@ def run(name: str, strategy: str, net: float):
 
 
 def test_side_by_side_table_page_and_reports(tmp_path, capsys):
-    runs = [run("imbalance", "imbalance", 1.0), run("deeplob", "deeplob", 2.0), run("deeplob", "deeplob", 0.5)]
+    late = run("deeplob", "deeplob", 0.5)
+    late.end_ns += 1000  # its last sample a signal's latency later: still the same data
+    runs = [run("imbalance", "imbalance", 1.0), run("deeplob", "deeplob", 2.0), late]
     folder = cp.compare_runs(runs, tmp_path)
     out = capsys.readouterr().out.strip().splitlines()
     table = out[1:6]  # header, rule, three runs
@@ -50,9 +52,13 @@ def test_the_baseline_must_be_there_and_the_data_the_same(tmp_path):
     with pytest.raises(ValueError, match="'imbalance' baseline must be among the runs"):
         cp.compare_runs([run("a", "deeplob", 1.0), run("b", "mm", 1.0)], tmp_path)
     base = run("imbalance", "imbalance", 1.0)
-    longer = dataclasses.replace(run("deeplob", "deeplob", 1.0), end_ns=base.end_ns + 1)
+    longer = dataclasses.replace(run("deeplob", "deeplob", 1.0), end_ns=base.end_ns + base.period_ns + 1)
     with pytest.raises(ValueError, match="'deeplob' covers .*: not the same data"):
         cp.compare_runs([base, longer], tmp_path)
+    elsewhere = run("deeplob", "deeplob", 1.0)
+    base.settings["paths"], elsewhere.settings["paths"] = ["a.gz"], ["b.gz"]
+    with pytest.raises(ValueError, match=r"'deeplob' replayed \['b.gz'\], 'imbalance' \['a.gz'\]"):
+        cp.compare_runs([base, elsewhere], tmp_path)
     other = dataclasses.replace(run("deeplob", "deeplob", 1.0), symbol="BTCUSDT")
     with pytest.raises(ValueError, match="ran on BTCUSDT"):
         cp.compare_runs([base, other], tmp_path)
