@@ -36,7 +36,7 @@ import numpy as np
 
 from hftbot.backtest.latency import latency_model, queue_model
 from hftbot.backtest.result import EQUITY_DTYPE, FILL_DTYPE, SIGNAL_DTYPE, BacktestResult
-from hftbot.backtest.signals import SignalSource, compute_signals, no_model
+from hftbot.backtest.signals import SignalSource, compute_signals
 from hftbot.backtest.venue import EngineVenue
 from hftbot.config import Config, load_config
 from hftbot.exec.filters import SymbolFilters
@@ -417,8 +417,9 @@ def run_backtest(
     """Replay `paths` (raw recordings, .gz captures or folders) through `strategy`; see the module doc.
 
     deeplob takes its signals from `signals`, else from `checkpoint` (batched up front), else it
-    sees "no model" signals and trades nothing (as live without a checkpoint). `strategy` may also
-    be a `Strategy` object (tests' scripted strategies): it runs instead of `[exec] strategy`."""
+    sees no signal and trades nothing (as live without a checkpoint, where they say "no model").
+    `strategy` may also be a `Strategy` object (tests' scripted strategies): it runs instead of
+    `[exec] strategy`."""
     given = strategy if isinstance(strategy, Strategy) else None
     name = given.name if given is not None else strategy
     cfg = (cfg or load_config()).override("exec", strategy=name if given is None else "none")
@@ -435,12 +436,8 @@ def run_backtest(
     rep = Replay(cfg, name, signals, start_ns if start_ns is not None else -FAR,
                  end_ns if end_ns is not None else FAR, paths, progress, given)
     rb, gen = chunks(paths, cfg.feed.levels, bt.chunk_frames)
-    for ch in gen:
-        if name == "deeplob" and rep.signals is None:
-            rep.signals = no_model(ch.books["recv_ns"])  # replaced per chunk: "no model" everywhere
+    for ch in gen:  # deeplob without signals sees none (live: "no model" ones): it opens nothing
         rep.feed(rb, ch)
-        if name == "deeplob" and signals is None:
-            rep.signals = None
         if rep.stopped:
             break
     rep.finish()
