@@ -379,11 +379,18 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
         # -------------------------------------------------------------------------------- export
         out_dir = Path(a.out or cfg.runtime.checkpoints_dir)
         compat = Compat(cfg.feed.levels, cfg.inference.max_window)
+        from hftbot.model import gate as gate_mod
+
+        scorers = dict(gate_mod.SCORERS)
         pnl_ok, why = register_pnl_scorer(cfg, rec)
         if not pnl_ok:
             say(f"gate: {why}")
-        decision = run_gate(torch_model_fn(model.cpu().eval()), spec, rec, split.test, rule, out_dir, compat,
-                            m.promote_min_delta, a.force_promote)
+        try:
+            decision = run_gate(torch_model_fn(model.cpu().eval()), spec, rec, split.test, rule, out_dir, compat,
+                                m.promote_min_delta, a.force_promote)
+        finally:  # this run's data only: nothing left registered for the next caller
+            gate_mod.SCORERS.clear()
+            gate_mod.SCORERS.update(scorers)
         if a.no_promote:
             decision.promote, decision.reason = False, f"--no-promote (the gate said: {decision.reason})"
         say(decision.text())

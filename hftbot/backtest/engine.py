@@ -36,7 +36,7 @@ import numpy as np
 
 from hftbot.backtest.latency import latency_model, queue_model
 from hftbot.backtest.result import EQUITY_DTYPE, FILL_DTYPE, SIGNAL_DTYPE, BacktestResult
-from hftbot.backtest.signals import SignalSource, compute_signals, no_model
+from hftbot.backtest.signals import SignalSource, compute_signals
 from hftbot.backtest.venue import EngineVenue
 from hftbot.config import Config, load_config
 from hftbot.exec.filters import SymbolFilters
@@ -50,7 +50,7 @@ from hftbot.feed.capture import iter_blocks
 from hftbot.feed.core import FeedCore
 from hftbot.records import BOOK_VALID, TRADE_DTYPE, book_dtype
 from hftbot.records import SIGNAL_DTYPE as RING_SIGNAL_DTYPE
-from hftbot.sim.kernels import MARKET_EVENT_DTYPE
+from hftbot.sim.kernels import MARKET_EVENT_DTYPE, MEF, S_BAD_ROW
 from hftbot.sim.matching import MatchingEngine
 from hftbot.sim.models import FeeModel as EngineFees
 from hftbot.sim.replayrows import RowBuilder
@@ -85,8 +85,9 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
             while i < n:
                 i2, nb, nt = core.run(blk.data, blk.starts, blk.ends, blk.nss, i, min(n, i + chunk_frames),
                                       out_b, out_t)
-                for j in range(i, i2):
-                    rb.frame(int(blk.nss[j]), blk.frame(j), f"{blk.source} frame {j}")
+                nss, src = blk.nss, blk.source
+                for j in _row_frames(blk, i, i2).tolist():
+                    rb.frame(int(nss[j]), blk.frame(j), f"{src} frame {j}")
                 books = out_b[:nb].copy()
                 books["seq"] = np.arange(seq + 1, seq + nb + 1)
                 seq += nb
@@ -94,6 +95,23 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
                 i = i2
 
     return rb, gen()
+
+
+_HEAD = 64  # RowBuilder.frame looks for the stream name in a frame's first 64 bytes
+
+
+def _row_frames(blk, i0: int, i1: int) -> np.ndarray:
+    """Indices of frames i0..i1 that are not bookTicker (they carry nothing the diffs do not),
+    found in one vectorised pass (`np.strings.find` over the frames' first bytes) instead of a
+    Python call per frame."""
+    starts, ends = blk.starts[i0:i1], blk.ends[i0:i1]
+    if not len(starts):
+        return np.zeros(0, np.int64)
+    off = np.arange(_HEAD)
+    head = blk.data[np.minimum(starts[:, None] + off, len(blk.data) - 1)]
+    head[off >= (ends - starts)[:, None]] = 0  # past a short frame's end
+    ticker = np.strings.find(np.ascontiguousarray(head).view(f"S{_HEAD}").ravel(), b"bookTicker") >= 0
+    return np.flatnonzero(~ticker) + i0
 
 
 class Replay:
@@ -225,13 +243,20 @@ class Replay:
         eng, venue, strategy, view = self.engine, self.venue, self.strategy, self.view
         sigs = self.signals
         start, end = self.start_ns, self.end_ns
+        words = np.ascontiguousarray(rows).view(np.int64).reshape(len(rows), MEF)
+        run_rows, mv, after = eng._run_rows, eng._mv, eng._after
         r = 0
         for t, kind, j, u in zip(times, kinds, where, upto, strict=True):
             if t >= end:  # the replay ends here: the market after `end` is not applied
                 self.stopped = True
                 break
             if u > r:
-                eng.run(rows, r, u)
+                # the compiled kernel directly (the facade's run re-checks and re-views every call);
+                # the facade takes over when the kernel stops early (re-grid, events to drain)
+                got = run_rows(eng.lad, eng.mem, words, r, u, 0)
+                after()
+                if got != u:
+                    eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)
                 self.events += u - r
                 r = u
             eng.advance(t)
@@ -392,8 +417,9 @@ def run_backtest(
     """Replay `paths` (raw recordings, .gz captures or folders) through `strategy`; see the module doc.
 
     deeplob takes its signals from `signals`, else from `checkpoint` (batched up front), else it
-    sees "no model" signals and trades nothing (as live without a checkpoint). `strategy` may also
-    be a `Strategy` object (tests' scripted strategies): it runs instead of `[exec] strategy`."""
+    sees no signal and trades nothing (as live without a checkpoint, where they say "no model").
+    `strategy` may also be a `Strategy` object (tests' scripted strategies): it runs instead of
+    `[exec] strategy`."""
     given = strategy if isinstance(strategy, Strategy) else None
     name = given.name if given is not None else strategy
     cfg = (cfg or load_config()).override("exec", strategy=name if given is None else "none")
@@ -410,12 +436,8 @@ def run_backtest(
     rep = Replay(cfg, name, signals, start_ns if start_ns is not None else -FAR,
                  end_ns if end_ns is not None else FAR, paths, progress, given)
     rb, gen = chunks(paths, cfg.feed.levels, bt.chunk_frames)
-    for ch in gen:
-        if name == "deeplob" and rep.signals is None:
-            rep.signals = no_model(ch.books["recv_ns"])  # replaced per chunk: "no model" everywhere
+    for ch in gen:  # deeplob without signals sees none (live: "no model" ones): it opens nothing
         rep.feed(rb, ch)
-        if name == "deeplob" and signals is None:
-            rep.signals = None
         if rep.stopped:
             break
     rep.finish()

@@ -68,3 +68,10 @@ def test_without_raw_frames_the_gate_keeps_macro_f1_alone(tmp_path, monkeypatch)
 
     ok, why = register(cfg(), SimpleNamespace(roots=[str(tmp_path)]))
     assert not ok and "no raw frames" in why and "net_pnl" not in gate.SCORERS
+
+
+def test_net_pnl_must_not_be_worse_and_a_tie_lets_the_better_classifier_on():
+    assert gate.decide({"macro_f1": 0.5, "net_pnl": 0.0}, {"macro_f1": 0.4, "net_pnl": 0.0})[0]
+    promote, why = gate.decide({"macro_f1": 0.5, "net_pnl": -0.5}, {"macro_f1": 0.4, "net_pnl": 0.0})
+    assert not promote and "net_pnl -0.5000 < 0.0000" in why
+    assert not gate.decide({"macro_f1": 0.4, "net_pnl": 9.0}, {"macro_f1": 0.4, "net_pnl": 0.0})[0]
