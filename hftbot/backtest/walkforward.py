@@ -172,10 +172,19 @@ def trainer_argv(paths: list[Path], w: Window, folder: Path, config: Path | None
 
 
 def train_window(mod, argv: list[str]) -> Path:
-    """One ordinary training run; the checkpoint it wrote."""
-    a = mod.parse_args(argv)
-    m, cfg = mod.model_settings(a)
-    res = mod.train(a, m, cfg)
+    """One ordinary training run; the checkpoint it wrote. The trainer registers the gate's net-PnL
+    scorer for its data (a module-level table); it is restored afterwards, so running the trainer
+    in this process leaves the gate as it found it."""
+    from hftbot.model import gate
+
+    saved = dict(gate.SCORERS)
+    try:
+        a = mod.parse_args(argv)
+        m, cfg = mod.model_settings(a)
+        res = mod.train(a, m, cfg)
+    finally:
+        gate.SCORERS.clear()
+        gate.SCORERS.update(saved)
     if "checkpoint" not in res:
         raise RuntimeError(f"walkforward: the trainer wrote no checkpoint (result {res})")
     return Path(res["checkpoint"])

@@ -12,6 +12,7 @@ import pytest
 
 from hftbot.backtest import walkforward as wf
 from hftbot.model import dataset as ds
+from hftbot.model import gate
 from tests.backtest.build import T0, S, equity, fills, imbalance_tape, result, signals, trade
 from tests.model.trainer import TINY
 
@@ -98,6 +99,7 @@ def test_a_tiny_walk_forward_end_to_end(tape, tmp_path, capsys):
     cfg = tmp_path / "wf.toml"  # no fees and a large expected move, so the baseline trades on this tape
     cfg.write_text("[exec]\nmaker_fee = 0.0\ntaker_fee = 0.0\n[strategy]\ndeeplob_move_bps = 50.0\n"
                    "[backtest]\ninference_latency_us = 0.0\n")
+    scorers_before = set(gate.SCORERS)
     small = [*TINY, "--epoch-windows", "300", "--val-windows", "100", "--baseline-fit-windows", "500"]
     rc = wf.main([str(tape), "--train", "100s", "--test", "50s", "--config", str(cfg), "--out", str(tmp_path / "r"),
                   "--", *small])
@@ -131,6 +133,7 @@ def test_a_tiny_walk_forward_end_to_end(tape, tmp_path, capsys):
     for link in re.findall(r"href='([^']+)'", page):
         assert (folder / link).is_file(), link
     assert (folder / "overall" / "metrics.json").is_file()
+    assert set(gate.SCORERS) == scorers_before  # the in-process trainer's net-PnL scorer did not leak
     assert (folder / "overall-imbalance" / "trades.parquet").is_file()
 
 
