@@ -339,6 +339,8 @@ class Replay:
     def _sample(self, t: int, on_fill: bool = False) -> None:
         p = self.positions
         if not on_fill:
+            if t < self.start_ns:  # the market before --start is replayed (book, queues), not reported
+                return
             if self.next_sample == 0:
                 self.next_sample = t - t % self.period_ns
                 self.t_first = t

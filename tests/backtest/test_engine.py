@@ -106,6 +106,7 @@ def test_start_and_end_bound_the_orders(tmp_path):
     r = run_backtest([tape(tmp_path)], strategy=buy_at_bid(), cfg=cfg(), start_ns=T0 + 25 * MS)
     # the order leaves at the first book at or after 25 ms (the 40 ms diff): nothing trades after it
     assert r.orders == 1 and len(r.fills) == 0
+    assert r.start_ns >= T0 + 25 * MS and (r.equity["t_ns"] >= T0 + 25 * MS - r.period_ns).all()  # span from --start
     r = run_backtest([tape(tmp_path)], strategy=buy_at_bid(), cfg=cfg(), end_ns=T0 + 25 * MS)
     assert r.fills["t_ns"].tolist() == [T0 + 20 * MS]
 
