@@ -361,10 +361,18 @@ class Config:
 
     def override(self, section: str, **values: Any) -> Config:
         """A copy with some fields of one section replaced (validated; source 'command line')."""
+        return self.override_sections(**{section: values})
+
+    def override_sections(self, **sections: dict[str, Any]) -> Config:
+        """`override` across sections at once, validated together (for fields a cross-field rule
+        ties, such as `runtime.symbol` and `sim.symbol`)."""
         raw = to_dict(self)
-        for k, v in values.items():
-            _set(raw, section, k, v, "command line")
-        return _build(raw, {**sources_of(self), **{(section, k): "command line" for k in values}})
+        sources = dict(sources_of(self))
+        for section, values in sections.items():
+            for k, v in values.items():
+                _set(raw, section, k, v, "command line")
+                sources[(section, k)] = "command line"
+        return _build(raw, sources)
 
 
 SECTIONS: dict[str, type] = {

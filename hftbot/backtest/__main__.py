@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nbacktest: {label}: {e}", file=sys.stderr)
                 return 2
         results.append(res)
+        for reason, r in res.refusals.items():  # why a run traded less than asked, in the risk manager's words
+            print(f"backtest: {label}: the risk manager refused {r['count']:,} intents: {reason} "
+                  f"(first: {r['first']})", file=sys.stderr)
     if compare:
         from hftbot.backtest.compare import compare_runs
 

@@ -148,6 +148,8 @@ class Replay:
         self.signal = None
         self.mid = 0.0
         self.refused = 0
+        self.refusals: dict[str, int] = {}  # risk refusals per reason (hftbot.exec.risk.REASONS)
+        self.refusal_detail: dict[str, str] = {}  # the first refusal's words per reason
         self.rejected = 0
         self.t_first = 0
         self.t_last = 0
@@ -314,6 +316,9 @@ class Replay:
             req = risk.check(intent, self.book, t, self.signal)
             if type(req) is Refused:
                 self.refused += 1
+                self.refusals[req.reason] = self.refusals.get(req.reason, 0) + 1
+                if req.reason not in self.refusal_detail:
+                    self.refusal_detail[req.reason] = req.detail
                 continue
             venue.send(req, t)
         if venue.next_ns() <= t:
@@ -390,6 +395,7 @@ class Replay:
             events=self.events, orders=self.venue.orders if self.ready else 0,
             rejected=self.rejected + self.refused, settings=settings,
             order_log=self.venue.order_log if self.ready else [],
+            refusals={k: {"count": v, "first": self.refusal_detail[k]} for k, v in self.refusals.items()},
         )
 
 
@@ -403,6 +409,23 @@ def _settings(cfg: Config, strategy: str, checkpoint: Path | None, paths: list[P
         "maker_fee": cfg.exec.maker_fee, "taker_fee": cfg.exec.taker_fee, "period_s": bt.period_s,
         "chunk_frames": bt.chunk_frames,
     }
+
+
+def _with_data_symbol(cfg: Config, paths: list[Path]) -> Config:
+    """The symbol comes from the data (stream names, payload `s`, file metadata), as in a live
+    replay: a BTCUSDT capture is reported, filtered and logged as BTCUSDT whatever
+    `runtime.symbol` says. Paths that mix symbols are refused (ValueError naming them)."""
+    from hftbot.feed.recording import RecordingError, recording_symbol
+
+    try:
+        symbol = recording_symbol(paths)
+    except RecordingError as e:
+        if "mix" in str(e):
+            raise ValueError(f"backtest: {e}") from None
+        return cfg  # no raw data here: the loop says what is wrong with these paths
+    if symbol and symbol != cfg.runtime.symbol.upper():
+        return cfg.override_sections(runtime={"symbol": symbol}, sim={"symbol": symbol})
+    return cfg
 
 
 def run_backtest(
@@ -426,6 +449,7 @@ def run_backtest(
     name = given.name if given is not None else strategy
     cfg = (cfg or load_config()).override("exec", strategy=name if given is None else "none")
     paths = [Path(p) for p in paths]
+    cfg = _with_data_symbol(cfg, paths)
     bt = cfg.backtest
     t0 = time.perf_counter()
     if name == "deeplob" and signals is None and checkpoint is not None:

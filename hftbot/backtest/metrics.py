@@ -266,6 +266,7 @@ def compute_metrics(result: BacktestResult, capital_usdt: float | None = None) -
         "events": int(result.events),
         "orders": int(result.orders),
         "rejected": int(result.rejected),
+        "refusals": dict(getattr(result, "refusals", {}) or {}),
         "net_pnl": net,
         "gross_pnl": net + fees,
         "fees": fees,

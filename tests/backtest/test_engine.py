@@ -135,3 +135,16 @@ def test_rows_built_in_chunks_equal_the_rows_built_at_once():
     parts = [ch.rows for ch in gen]
     assert len(parts) > 5
     assert np.array_equal(np.concatenate(parts), whole.rows)
+
+
+def test_the_symbol_comes_from_the_data_and_risk_refusals_are_reported(tmp_path):
+    """The real BTCUSDT capture under the SOLUSDT default config: the run is BTCUSDT (grid, filters,
+    report), and mm's SOL-sized quotes (~62,000 USDT a BTC lot of the same count) are refused by the
+    order-notional limit — counted per reason with the limit's own words, not silently dropped."""
+    from pathlib import Path
+
+    capture = Path(__file__).resolve().parents[1] / "data" / "btcusdt_20240808.gz"
+    r = run_backtest([capture], strategy="mm", cfg=load_config(env={}), end_ns=None)
+    assert r.symbol == "BTCUSDT" and r.tick == pytest.approx(0.1) and r.lot == pytest.approx(0.001)
+    assert r.orders == 0 and r.refusals["max_order_notional"]["count"] == r.rejected > 0
+    assert "USDT >" in r.refusals["max_order_notional"]["first"]
