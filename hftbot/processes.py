@@ -5,6 +5,11 @@ starts after its readers). Stop order is `stop_rank`, lowest first: execution st
 (10), inference (20), the feed (30), the recorder flushes what everyone produced (40), the
 simulator goes last (90). `panel` picks the counters the status panel shows (80 columns). To add
 a process, add one line.
+
+`nice`: processes off the tick-to-order path (the recorder; the simulator, which stands in for a
+remote venue) run at a lower priority, so that on a small machine the scheduler gives a core to
+the feed, inference and execution first when a book update wakes them all at once (measured with
+`python -m hftbot.bench e2e`; docs/runtime.md, "Tick-to-order on two cores").
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from hftbot.process import ProcessSpec
 LIVE_DATA = ("sim", "paper", "testnet", "live")
 
 PROCESSES: list[ProcessSpec] = [
-    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90,
+    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90, nice=5,
                 panel=("events", "clients", "orders", "errors")),
     ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
                 panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "trades", "malformed", "raw_rows",
@@ -27,6 +32,7 @@ PROCESSES: list[ProcessSpec] = [
         critical=False,
         enabled=lambda c: c.recorder.enabled,
         panel=("book_rows", "book_files", "lost"),
+        nice=10,
     ),
     ProcessSpec(
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled,

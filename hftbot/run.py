@@ -320,6 +320,7 @@ class Supervisor:
             segments=dict(self.segments),
             endpoints=dict(self.endpoints),
             supervisor_pid=self.pid,
+            nice=c.spec.nice,
         )
         c.proc = self.mp.Process(target=child_main, args=(c.spec.entry, ctx), name=f"hftbot-{c.spec.name}")
         c.start_ns = time.time_ns()
