@@ -160,7 +160,7 @@ class SimConfig:
     predictability: float = _f(0.5, lo=0.0, hi=1.0)
     signal_timescale_s: float = _f(1.5, gt=0.0, hi=86400.0)
     update_id_gap: int = _f(0, lo=0, hi=10**6)
-    queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional"))
+    queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional", "power_prob"))
     maker_fee: float = _f(0.0002, lo=0.0, hi=0.1)
     taker_fee: float = _f(0.0005, lo=0.0, hi=0.1)
     wallet_usdt: float = _f(10000.0, lo=0.0, hi=1e12)

@@ -29,10 +29,13 @@ import urllib.request
 from hftbot.bench.common import print_json, start_sim_server
 from hftbot.sim.generate import generate_messages, generate_recording
 from hftbot.sim.market import ModelParams
+from hftbot.sim.matching import warm_up
 
 
 def bench_generate(hours: float, seed: int) -> dict:
     import pyarrow.parquet  # noqa: F401  (a one-off ~1 s import, not the generator's speed)
+
+    warm_up()  # the matching kernels load from numba's cache once per process (~1 s), likewise
 
     params = ModelParams(seed=seed)
     with tempfile.TemporaryDirectory(prefix="hftbot-bench-sim-") as d:

@@ -143,7 +143,7 @@ def main(ctx) -> None:
     import threading
 
     from hftbot.ipc.ring import RingReader
-    from hftbot.sim.process import from_config
+    from hftbot.sim.process import from_config, load_kernels
     from hftbot.sim.server import SimServer, run_loop
 
     cfg = ctx.config
@@ -155,6 +155,8 @@ def main(ctx) -> None:
         else None
     )
     ctx.beat(books=0, trades=0, orders=0)
+    if not load_kernels(ctx, books=0, trades=0, orders=0):
+        return
     first = first_book(books, ctx)
     if first is None:
         return

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 
 from hftbot.config import SimConfig
 from hftbot.sim.market import ModelParams
+from hftbot.sim.matching import warm_up
 from hftbot.sim.server import ServerSettings, SimServer, run_loop
 from hftbot.sim.venue import VenueSettings
 
@@ -27,11 +29,28 @@ def from_config(sim: SimConfig, port: int | None = None) -> tuple[ModelParams, V
     return ModelParams.from_config(sim), VenueSettings(sim=sim), ServerSettings(sim=sim)
 
 
+def load_kernels(ctx, **counters: int) -> bool:
+    """Compile (a cold numba cache: a minute or two on a small core) or load (~1-2 s) the matching
+    kernels in a thread while beating, so the supervisor never sees a silent start. False when
+    asked to stop meanwhile."""
+    heartbeat_s = float(getattr(ctx.config.runtime, "heartbeat_s", 1.0))
+    warm = threading.Thread(target=warm_up, name="matching-warm-up", daemon=True)
+    warm.start()
+    while warm.is_alive():
+        if ctx.stopping():
+            return False
+        ctx.beat(**counters)
+        warm.join(min(0.2, heartbeat_s / 4))
+    return True
+
+
 def main(ctx) -> None:
     """Run the simulator until the supervisor asks it to stop."""
     port = int(ctx.endpoints.get("sim_port") or ctx.config.sim.port)
     params, venue, server_settings = from_config(ctx.config.sim, port)
     heartbeat_s = float(getattr(ctx.config.runtime, "heartbeat_s", 1.0))
+    if not load_kernels(ctx):
+        return
 
     async def run() -> None:
         server = SimServer(params, venue, server_settings)

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from hftbot.sim.market import ModelParams
+from hftbot.sim.matching import warm_up
 from hftbot.sim.server import ServerSettings, SimServer
 from hftbot.sim.venue import VenueSettings
 
@@ -72,6 +73,13 @@ class ServerThread:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(15)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def matching_kernels_compiled() -> None:
+    """Compile (or load) the matching kernels once, before any test starts a simulator on a clock
+    (a cold numba cache takes about a minute on a small core; every later process loads it)."""
+    warm_up()
 
 
 def start_server(**kw) -> ServerThread:

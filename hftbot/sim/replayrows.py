@@ -1,0 +1,213 @@
+"""Market event rows for the matching engine from captures and raw recordings (replay input).
+
+The book is rebuilt by the documented futures procedure (`hftbot.feed.sync.DepthSync`, the feed's
+own state machine): each snapshot becomes an EV_CLEAR row and one EV_LEVEL row per level, each
+applied diff one EV_LEVEL row per level (bids, then asks; the last row of a message carries
+MF_LAST), each trade one EV_TRADE row with the taker's side. bookTicker frames are skipped: they
+carry nothing the diffs do not. Rows are in receive order, `exch_ns` is the exchange's event time
+(depth) or trade time, `recv_ns` the local receive time; prices in ticks, quantities in lots.
+
+Tick and lot are given, or inferred at the first snapshot as the feed does (greatest common
+divisor of the snapshot's and the buffered diffs' prices and quantities). A level that is not a
+whole number of ticks or lots is an error naming the file and frame, never a rounded row.
+
+Reads files; never changes them. The rows are what `MatchingEngine.run` and a backtest consume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hftbot.feed import decode as d
+from hftbot.feed.capture import CaptureError, iter_blocks
+from hftbot.feed.core import Instrument
+from hftbot.feed.sync import Action, DepthSync
+from hftbot.sim.kernels import (
+    EV_CLEAR,
+    EV_LEVEL,
+    EV_TRADE,
+    M_EXCH_NS,
+    M_FLAGS,
+    M_KIND,
+    M_PX,
+    M_QTY,
+    M_RECV_NS,
+    M_SIDE,
+    MARKET_EVENT_DTYPE,
+    MEF,
+    MF_LAST,
+)
+
+BUY = 1
+SELL = -1
+MS = 1_000_000
+
+
+@dataclass
+class MarketRows:
+    """Replay rows and what building them found."""
+
+    rows: np.ndarray  # MARKET_EVENT_DTYPE
+    tick_u: int  # 1e-8 units
+    lot_u: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tick(self) -> float:
+        return self.tick_u / d.FIXED
+
+    @property
+    def lot(self) -> float:
+        return self.lot_u / d.FIXED
+
+    @property
+    def level_rows(self) -> int:
+        return int(np.count_nonzero(self.rows["kind"] == EV_LEVEL))
+
+    def px_range(self) -> tuple[int, int]:
+        """Lowest and highest price (ticks) of any level or trade: what `MatchingEngine.fit` needs."""
+        px = self.rows["px"][self.rows["kind"] != EV_CLEAR]
+        if not len(px):
+            raise ValueError("market rows: no levels or trades")
+        return int(px.min()), int(px.max())
+
+
+class _Builder:
+    def __init__(self, inst: Instrument | None) -> None:
+        self.inst = inst
+        self.sync = DepthSync()
+        self.dec = d.FrameDecoder()
+        self.buf = np.zeros((1 << 16, MEF), dtype=np.int64)  # rows as int64 words, grown by doubling
+        self.n = 0
+        self.counts = {
+            "snapshots": 0,
+            "diffs": 0,
+            "trades": 0,
+            "trades_before_book": 0,
+            "gaps": 0,
+            "dropped": 0,
+        }
+
+    def _room(self, m: int) -> None:
+        if self.n + m > len(self.buf):
+            grown = np.zeros((max(2 * len(self.buf), self.n + m), MEF), dtype=np.int64)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+
+    def _levels(self, lv: np.ndarray, side: int, exch_ns: int, recv_ns: int, where: str) -> None:
+        inst = self.inst
+        assert inst is not None
+        m = len(lv)
+        if not m:
+            return
+        px, qty = lv[:, 0], lv[:, 1]
+        if (px % inst.tick_u).any() or (qty % inst.lot_u).any() or (px <= 0).any() or (qty < 0).any():
+            raise CaptureError(
+                f"{where}: a level is not a whole number of ticks ({inst.tick_u}) and lots ({inst.lot_u})"
+            )
+        self._room(m)
+        out = self.buf[self.n : self.n + m]
+        out[:, M_EXCH_NS] = exch_ns
+        out[:, M_RECV_NS] = recv_ns
+        out[:, M_KIND] = EV_LEVEL
+        out[:, M_SIDE] = side
+        out[:, M_PX] = px // inst.tick_u
+        out[:, M_QTY] = qty // inst.lot_u
+        out[:, M_FLAGS] = 0
+        self.n += m
+
+    def _row(self, exch_ns: int, recv_ns: int, kind: int, side: int, px: int, qty: int, flags: int) -> None:
+        self._room(1)
+        self.buf[self.n] = (exch_ns, recv_ns, kind, side, px, qty, flags)
+        self.n += 1
+
+    def _message(self, exch_ns: int, recv_ns: int, where: str) -> None:
+        h = self.dec.hdr
+        n0 = self.n
+        self._levels(self.dec.bids[: h[d.H_NB]], BUY, exch_ns, recv_ns, where)
+        self._levels(self.dec.asks[: h[d.H_NA]], SELL, exch_ns, recv_ns, where)
+        if self.n > n0:
+            self.buf[self.n - 1, M_FLAGS] = MF_LAST
+
+    def _diff(self, recv_ns: int, frame: bytes, where: str) -> None:
+        h = self.dec.hdr
+        act = self.sync.on_diff(int(h[d.H_FIRST]), int(h[d.H_LAST]), int(h[d.H_PREV]), (recv_ns, frame))
+        if act in (Action.APPLY, Action.APPLY_FIRST):
+            self.counts["diffs"] += 1
+            self._message(int(h[d.H_E]) * MS, recv_ns, where)
+        elif act == Action.RESYNC:
+            self.counts["gaps"] += 1
+        elif act == Action.DROP:
+            self.counts["dropped"] += 1
+
+    def _snapshot(self, recv_ns: int, where: str) -> None:
+        h = self.dec.hdr
+        bids = self.dec.bids[: h[d.H_NB]].copy()
+        asks = self.dec.asks[: h[d.H_NA]].copy()
+        pending = self.sync.on_snapshot(int(h[d.H_LAST_ID]))
+        if self.inst is None:
+            px, qty = [bids[:, 0], asks[:, 0]], [bids[:, 1], asks[:, 1]]
+            for _, _, _, (_, fr) in pending:
+                if self.dec.decode(fr) == d.K_DEPTH:
+                    px += [self.dec.bids[: h[d.H_NB], 0].copy(), self.dec.asks[: h[d.H_NA], 0].copy()]
+                    qty += [self.dec.bids[: h[d.H_NB], 1].copy(), self.dec.asks[: h[d.H_NA], 1].copy()]
+            self.inst = Instrument.infer(np.concatenate(px), np.concatenate(qty))
+        self.counts["snapshots"] += 1
+        n0 = self.n
+        self._row(recv_ns, recv_ns, EV_CLEAR, 0, 0, 0, 0)  # a REST snapshot has no event time
+        self._levels(bids, BUY, recv_ns, recv_ns, where)
+        self._levels(asks, SELL, recv_ns, recv_ns, where)
+        if self.n > n0:
+            self.buf[self.n - 1, M_FLAGS] = MF_LAST
+        for _, _, _, (ns, fr) in pending:
+            if self.dec.decode(fr) == d.K_DEPTH:
+                self._diff(ns, fr, f"{where} (buffered)")
+
+    def frame(self, recv_ns: int, frame: bytes, where: str) -> None:
+        if b"bookTicker" in frame[:64]:  # the stream name (or event type) comes first: skip undecoded
+            return
+        kind = self.dec.decode(frame)
+        if kind < 0:
+            raise CaptureError(f"{where}: {d.error_text(kind)}")
+        h = self.dec.hdr
+        if kind == d.K_DEPTH:
+            self._diff(recv_ns, frame, where)
+        elif kind == d.K_SNAPSHOT:
+            self._snapshot(recv_ns, where)
+        elif kind == d.K_TRADE:
+            if self.inst is None or not self.sync.synced:
+                self.counts["trades_before_book"] += 1
+                return
+            px, qty = int(h[d.H_PX]), int(h[d.H_QTY])
+            if px % self.inst.tick_u or qty % self.inst.lot_u:
+                raise CaptureError(f"{where}: trade price/quantity not a whole number of ticks/lots")
+            taker = SELL if h[d.H_MAKER] else BUY  # `m`: the buyer is the maker, so the taker sold
+            self._row(
+                int(h[d.H_T]) * MS,
+                recv_ns,
+                EV_TRADE,
+                taker,
+                px // self.inst.tick_u,
+                qty // self.inst.lot_u,
+                MF_LAST,
+            )
+            self.counts["trades"] += 1
+
+
+def load_rows(
+    paths: list[Path | str] | Path | str, tick: str | None = None, lot: str | None = None
+) -> MarketRows:
+    """Rows for every book change and trade under `paths` (`.gz` captures, raw recordings or folders)."""
+    inst = Instrument.from_strings(tick, lot) if tick and lot else None
+    b = _Builder(inst)
+    for block in iter_blocks(paths):
+        for j in range(len(block)):
+            b.frame(int(block.nss[j]), block.frame(j), f"{block.source} frame {j}")
+    if b.inst is None:
+        raise CaptureError(f"{paths}: no depth snapshot: cannot build a book")
+    rows = b.buf[: b.n].copy().view(MARKET_EVENT_DTYPE).reshape(b.n)
+    b.counts["gaps"] = b.sync.gaps
+    return MarketRows(rows, b.inst.tick_u, b.inst.lot_u, b.counts)
