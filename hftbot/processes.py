@@ -23,8 +23,7 @@ PROCESSES: list[ProcessSpec] = [
     ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90, nice=5,
                 panel=("events", "clients", "orders", "errors")),
     ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
-                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "trades", "malformed", "raw_rows",
-                       "raw_dropped")),
+                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "malformed", "raw_dropped")),
     ProcessSpec(
         "recorder",
         "hftbot.feed.recorder:main",
@@ -36,7 +35,7 @@ PROCESSES: list[ProcessSpec] = [
     ),
     ProcessSpec(
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled,
-        panel=("signals", "model_id", "swaps", "refused", "nonfinite", "lost"),
+        panel=("signals", "swaps", "refused", "nonfinite", "lost"),
     ),
     # replay and paper: orders go to the mirror venue, whose book follows the book and trade rings
     ProcessSpec(
@@ -47,7 +46,9 @@ PROCESSES: list[ProcessSpec] = [
         enabled=lambda c: c.exec.strategy != "none",
     ),
     ProcessSpec(
-        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none"
+        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none",
+        # position, orders and fills have the panel's exec line; these say whether it is healthy
+        panel=("books", "signals", "rejects", "refused", "mismatches", "unknown", "halted"),
     ),
     # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
     # them from the first record (live data, by contrast, must not wait for the readers).

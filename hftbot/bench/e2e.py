@@ -85,13 +85,13 @@ def breakdown(books: np.ndarray, signals: np.ndarray, orders: np.ndarray) -> dic
     ring watcher started later, a record lapped) is left out of its path's breakdown and counted
     in `unmatched`."""
     sent = orders[np.isin(orders["kind"], (ORDER_PLACE, ORDER_MODIFY)) & (orders["book_recv_ns"] > 0)]
-    t2o = (sent["send_ns"] - sent["book_recv_ns"]).astype(np.int64)
-    out: dict = {"tick_to_order_us": percentiles_us(t2o), "unmatched": 0}
-    # orders no record triggered (the risk manager's own: a halt's flatten, the flatten at the stop)
-    # count in tick-to-order but have no read time to split at
+    # orders no record triggered (a timer's or a venue answer's: the flatten at the stop, a halt's
+    # retry) waited on no tick: left out, as the supervisor's tick_to_order_us leaves them out
     triggered = (sent["read_ns"] > 0) & (sent["approve_ns"] > 0)
-    out["untriggered"] = int(np.count_nonzero(~triggered))
+    untriggered = int(np.count_nonzero(~triggered))
     sent = sent[triggered]
+    t2o = (sent["send_ns"] - sent["book_recv_ns"]).astype(np.int64)
+    out: dict = {"tick_to_order_us": percentiles_us(t2o), "unmatched": 0, "untriggered": untriggered}
 
     book_by_seq = {int(s): i for i, s in enumerate(books["seq"])}
     book_by_recv = {int(r): i for i, r in enumerate(books["recv_ns"])}
