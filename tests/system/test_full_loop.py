@@ -91,7 +91,7 @@ def loop(tmp_path_factory):
         "HFTBOT_EXEC__STYLE": "taker",
         "HFTBOT_STRATEGY__DEEPLOB_QTY": "0.1",
         "HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS": "2000",  # trades on most signals: this tests plumbing
-        "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": "40",  # ~0.5 s, so positions turn over
+        "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": "80",  # ~1 s: positions turn over, an exit outlasts a kill
         "HFTBOT_RISK__STALE_SIGNAL_MS": str(STALE_SIGNAL_MS),
         "HFTBOT_GATEWAY__RECONNECT_BACKOFF_S": "0.2",
         "HFTBOT_FEED__BACKOFF_MIN_S": "0.05",
@@ -115,9 +115,15 @@ def loop(tmp_path_factory):
         run.wait(lambda: run.pid("feed") not in (0, pid) and run.first_book_after(t), 90, "a valid book again")
         run.wait(lambda: len(run.orders_between(run.first_book_after(t), time.time_ns())) >= 1, 60,
                  "orders after the resync")
-        # -- kill -9 of inference
+        # -- kill -9 of inference, right after a position opened (its exit is due without the model)
+        def just_opened() -> bool:
+            pos, last = run.fills_before(time.time_ns())
+            return pos != 0 and time.time_ns() - last < 150_000_000
+
+        run.wait(just_opened, 120, "a position just opened")
         pid, t = run.kill("inference")
         run.notes["inference_killed"] = t
+        run.notes["position_at_kill"] = run.fills_before(t)[0]
         run.wait(lambda: run.pid("inference") not in (0, pid) and run.first_signal_after(t), 180, "fresh signals")
         run.wait(lambda: len(run.orders_between(run.first_signal_after(t), time.time_ns(),
                                                 kinds=(ORDER_PLACE,))) >= 1, 60, "orders on fresh signals")
@@ -203,8 +209,11 @@ def test_nothing_opened_while_inference_was_down(loop) -> None:
     t_kill = loop.notes["inference_killed"]
     t_fresh = loop.first_signal_after(t_kill)
     assert t_fresh > t_kill
-    window = loop.orders_between(t_kill + STALE_SIGNAL_MS * 1_000_000, t_fresh, kinds=(ORDER_PLACE,))
-    assert np.all((window["flags"] & ORDER_REDUCE_ONLY) != 0)  # exits only, if any
+    window = loop.orders_between(t_kill, t_fresh, kinds=(ORDER_PLACE,))
+    reduce_only = (window["flags"] & ORDER_REDUCE_ONLY) != 0
+    assert loop.notes["position_at_kill"] != 0 and reduce_only.any()  # the exit went on without the model
+    late = window[window["send_ns"] > t_kill + STALE_SIGNAL_MS * 1_000_000]
+    assert np.all((late["flags"] & ORDER_REDUCE_ONLY) != 0)  # nothing opened once the signal went stale
     faults = loop.summary["execution"]["faults"]
     assert faults["stale_signal"]["count"] >= 1 and faults["stale_signal"]["recovered"] >= 1
 

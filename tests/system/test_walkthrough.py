@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(600)
 RUN_ENV = {"HFTBOT_SIM__RATE_HZ": "80", "HFTBOT_FEED__DEPTH_SPEED": "0ms"}  # as the document lists them
 TRAIN_FLAGS = ("--epochs 1 --window 30 --horizon 20 --conv-filters 4 --inception-filters 8 --lstm-hidden 8 "
                "--epoch-windows 500 --val-windows 300 --baseline-fit-windows 500 --threads 1")
-RECORD_S = 30.0  # of book updates at 80/s before training: ~2,400 records
+RECORD_S = 20.0  # of book updates at 80/s before training: ~1,600 records
 
 
 def blocks() -> list[str]:
