@@ -328,6 +328,23 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    queue_model: str = _f("power_prob", choices=("risk_averse", "proportional", "power_prob"))
+    queue_power: float = _f(2.0, gt=0.0, hi=100.0)
+    feed_latency: str = _f("recorded", choices=("recorded", "zero"))
+    order_latency: str = _f("constant", choices=("constant", "recorded"))
+    order_entry_us: float = _f(1000.0, lo=0.0, hi=60e6)
+    order_response_us: float = _f(1000.0, lo=0.0, hi=60e6)
+    orders_path: str = _f("")
+    inference_latency_us: float = _f(-1.0, lo=-1.0, hi=60e6)
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"))
+    inference_batch: int = _f(2048, lo=1, hi=1 << 20)
+    period_s: float = _f(1.0, gt=0.0, hi=86400.0)
+    chunk_frames: int = _f(100_000, lo=100, hi=1 << 30)
+    seed: int = _f(1, lo=0)
+
+
+@dataclass(frozen=True)
 class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ring: RingConfig = field(default_factory=RingConfig)
@@ -342,6 +359,7 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def override(self, section: str, **values: Any) -> Config:
         """A copy with some fields of one section replaced (validated; source 'command line')."""

@@ -25,6 +25,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, fields
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,8 @@ no_promote = False     # write the checkpoint, never move CURRENT
 force_promote = False  # move CURRENT even when the current model cannot be scored on this data
 note = ""              # --note: appended to the checkpoint's note (e.g. how the data was made)
 book_levels = 0        # levels to rebuild raw recordings with; 0 = max(levels, 10)
+data_start = ""        # --data-start / --data-end: train on the records received in [start, end) only
+data_end = ""          # (ISO-8601 UTC or ns since the epoch; the walk-forward's "past"); "" = unbounded
 
 MODEL_FLAGS = {f.name for f in fields(ModelConfig)}
 
@@ -87,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--force-promote", action="store_true", default=force_promote)
     ap.add_argument("--note", default=note)
     ap.add_argument("--book-levels", type=int, default=book_levels)
+    ap.add_argument("--data-start", default=data_start, help="use records received at or after (ISO UTC or ns)")
+    ap.add_argument("--data-end", default=data_end, help="use records received before (ISO UTC or ns)")
     ap.add_argument("--config", default=None, help="hftbot config TOML (its [model] section applies)")
     ap.add_argument("--threshold", default=None, help="label threshold in bps, or 'cost' (fee + half-spread)")
     ap.add_argument("--watch", action="store_true", help="retrain on a schedule (see --every)")
@@ -125,6 +130,19 @@ def model_settings(a: argparse.Namespace) -> tuple[ModelConfig, object]:
 
 
 # ---------------------------------------------------------------------------------------- DDP
+
+
+def time_ns(text: str, what: str) -> int | None:
+    """ISO-8601 (UTC when no zone is given) or integer ns since the epoch; "" = None."""
+    if not text:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1e9)
 
 
 def ddp_env() -> tuple[int, int, int]:
@@ -178,6 +196,8 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
     barrier(world)
     if not lead:
         rec = ds.open_recordings(paths, levels_rebuilt, a.symbol or None, a.source or None, log=lambda s: None)
+    if a.data_start or a.data_end:
+        rec = rec.between(time_ns(a.data_start, "--data-start"), time_ns(a.data_end, "--data-end"))
     rec = rec.newest(m.train_days)
     say(f"data: {ds.dataset_summary(rec)}")
     spec = FeatureSpec(m.levels, m.window, m.price_ref)
@@ -359,8 +379,18 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
         # -------------------------------------------------------------------------------- export
         out_dir = Path(a.out or cfg.runtime.checkpoints_dir)
         compat = Compat(cfg.feed.levels, cfg.inference.max_window)
-        decision = run_gate(torch_model_fn(model.cpu().eval()), spec, rec, split.test, rule, out_dir, compat,
-                            m.promote_min_delta, a.force_promote)
+        from hftbot.model import gate as gate_mod
+
+        scorers = dict(gate_mod.SCORERS)
+        pnl_ok, why = register_pnl_scorer(cfg, rec)
+        if not pnl_ok:
+            say(f"gate: {why}")
+        try:
+            decision = run_gate(torch_model_fn(model.cpu().eval()), spec, rec, split.test, rule, out_dir, compat,
+                                m.promote_min_delta, a.force_promote)
+        finally:  # this run's data only: nothing left registered for the next caller
+            gate_mod.SCORERS.clear()
+            gate_mod.SCORERS.update(scorers)
         if a.no_promote:
             decision.promote, decision.reason = False, f"--no-promote (the gate said: {decision.reason})"
         say(decision.text())
@@ -408,6 +438,16 @@ def evaluate_at(model, rec, parts, spec, rule, threshold_bps, device, rank, worl
             pred = model(torch.from_numpy(b.x).to(device)).argmax(1).cpu().numpy()
             cm += torch.from_numpy(confusion(classify(b.change, threshold_bps), pred))
     return all_sum(cm, world).numpy()
+
+
+def register_pnl_scorer(cfg, rec) -> tuple[bool, str]:
+    """The gate also needs the candidate's net PnL better (the backtester trading its held-out
+    probabilities, hftbot.backtest.scorer) when the backtester is importable and the data has raw frames."""
+    try:
+        from hftbot.backtest.scorer import register
+    except ImportError as e:  # pragma: no cover - the backtester ships with the package
+        return False, f"backtester not importable ({e}): the gate decides on macro-F1 alone"
+    return register(cfg, rec)
 
 
 def train_half_spread(rec, parts) -> float:

@@ -66,3 +66,6 @@ class BacktestResult:
     orders: int = 0                   # orders sent (approved by the risk manager)
     rejected: int = 0                 # refused by risk or by the engine
     settings: dict = field(default_factory=dict)  # queue/latency/fee models, paths, checkpoint id
+    # every order sent to the engine, in order: (local send ns, client id, side, qty lots, px ticks,
+    # type, tif, reduce_only, tag) — what the parity test compares with the live run's order records
+    order_log: list[tuple] = field(default_factory=list)

@@ -211,9 +211,22 @@ class BookFile:
     first_ns: int
     last_ns: int
     levels: int
+    lo: int = 0  # first record of the cache this file stands for (a `Recordings.between` slice)
 
     def open(self) -> np.ndarray:
-        return np.load(self.cache, mmap_mode="r")
+        a = np.load(self.cache, mmap_mode="r")
+        return a if self.lo == 0 and self.n == len(a) else a[self.lo : self.lo + self.n]
+
+    def between(self, start_ns: int, end_ns: int) -> BookFile | None:
+        """The records received in [start_ns, end_ns), or None when there is none."""
+        t = self.open()["recv_ns"]
+        if len(t) > 1 and np.any(t[1:] < t[:-1]):
+            raise DatasetError(f"dataset: {self.origin}: book records are not in receive-time order; "
+                               f"cannot cut them by time")
+        a, b = int(np.searchsorted(t, start_ns, "left")), int(np.searchsorted(t, end_ns, "left"))
+        if b <= a:
+            return None
+        return BookFile(self.origin, self.cache, b - a, int(t[a]), int(t[b - 1]), self.levels, self.lo + a)
 
 
 def feed_code_hash() -> str:
@@ -404,6 +417,20 @@ class Recordings:
             return self
         cut = max(f.last_ns for f in self.files) - int(days * 86400 * NS)
         return Recordings([f for f in self.files if f.last_ns >= cut], self.symbol, self.source, self.roots)
+
+    def between(self, start_ns: int | None = None, end_ns: int | None = None) -> Recordings:
+        """Only the records received in [start_ns, end_ns) (None: unbounded). The walk-forward
+        trains each model on its past this way: windows and labels are cut from these records
+        alone, so nothing at or after `end_ns` is read (hftbot/backtest/walkforward.py)."""
+        lo = -(1 << 62) if start_ns is None else int(start_ns)
+        hi = 1 << 62 if end_ns is None else int(end_ns)
+        files = [g for f in self.files if f.last_ns >= lo and f.first_ns < hi
+                 for g in [f.between(lo, hi)] if g is not None]
+        if not files:
+            span = f"{iso_utc(self.files[0].first_ns)} .. {iso_utc(self.files[-1].last_ns)}" if self.files else "none"
+            raise DatasetError(f"dataset: no book record received in [{iso_utc(lo) if start_ns is not None else '-'}, "
+                               f"{iso_utc(hi) if end_ns is not None else '-'}) (the data covers {span})")
+        return Recordings(files, self.symbol, self.source, self.roots)
 
 
 def open_recordings(paths: Iterable[str | os.PathLike], levels: int = 10, symbol: str | None = None,

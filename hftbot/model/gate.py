@@ -3,9 +3,10 @@
 Both models are scored on the same windows of the most recent held-out period (the candidate's
 test split): the windows that are complete under both feature specs (each model gets its own
 rows, with its own normalisation) and carry a label under the candidate's rule. The decision
-needs the candidate to be better on every score the gate knows — macro-F1 now (by more than
-`min_delta`); a scorer registered with `register_scorer` (the backtester's net PnL, once it
-exists) joins the decision with no change here. No current model, or a current model that is
+needs the candidate better on macro-F1 (by more than `min_delta`) and not worse on every other
+score the gate knows: a scorer registered with `register_scorer` — the backtester's net PnL
+(`hftbot.backtest.scorer`, registered by the trainer for the duration of its gate when the data
+has raw frames) — joins the decision with no change here. No current model, or a current model that is
 refused at load, is no model to protect: the candidate is promoted. A current model that loads
 but cannot be scored on this data (more levels than the data has) blocks promotion unless forced.
 
@@ -77,16 +78,21 @@ class Decision:
 
 
 def decide(candidate: dict[str, float], current: dict[str, float] | None, min_delta: float = 0.0) -> tuple[bool, str]:
-    """(promote, why): better on every score both have; macro-F1 by more than min_delta."""
+    """(promote, why): macro-F1 better by more than min_delta, every other score both have (the
+    backtester's net PnL) not worse — two models that both trade nothing tie at 0 and the better
+    classifier goes on."""
     if current is None:
         return True, "no current model to beat"
     worse = []
     for k, v in candidate.items():
         if k not in current:
             continue
-        need = current[k] + (min_delta if k == "macro_f1" else 0.0)
-        if not v > need:
-            worse.append(f"{k} {v:.4f} <= {need:.4f}")
+        if k == "macro_f1":
+            need = current[k] + min_delta
+            if not v > need:
+                worse.append(f"{k} {v:.4f} <= {need:.4f}")
+        elif not v >= current[k]:
+            worse.append(f"{k} {v:.4f} < {current[k]:.4f}")
     if worse:
         return False, "candidate does not beat the current model: " + "; ".join(worse)
     return True, "candidate beats the current model on " + ", ".join(k for k in candidate if k in current)

@@ -197,6 +197,21 @@ class _Builder:
             self.counts["trades"] += 1
 
 
+class RowBuilder(_Builder):
+    """`load_rows` one piece at a time: give it frames in order (`frame`), take the rows built so far
+    (`take`). The sync state carries over, so a diff chain runs across pieces; memory is bounded by
+    what is taken at once (the backtester's chunks), not by the recording."""
+
+    def __init__(self, tick: str | None = None, lot: str | None = None) -> None:
+        super().__init__(Instrument.from_strings(tick, lot) if tick and lot else None)
+
+    def take(self) -> np.ndarray:
+        """The rows built since the last take (MARKET_EVENT_DTYPE), in order."""
+        rows = self.buf[: self.n].copy().view(MARKET_EVENT_DTYPE).reshape(self.n)
+        self.n = 0
+        return rows
+
+
 def load_rows(
     paths: list[Path | str] | Path | str, tick: str | None = None, lot: str | None = None
 ) -> MarketRows:

@@ -17,7 +17,7 @@ import pytest
 from hftbot.bench.faultrun import FaultRun
 from hftbot.config import load_config
 from hftbot.ipc import shm
-from hftbot.records import BOOK_VALID, ORDER_PLACE
+from hftbot.records import BOOK_VALID, ORDER_MARKET, ORDER_PLACE, ORDER_REDUCE_ONLY
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -139,7 +139,9 @@ def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
     sent = run.orders_between(t_feed, time.time_ns())
     assert len(sent) and set(sent["book_recv_ns"].tolist()) <= valid  # every later order on a valid book
     assert ex["state"] == "HALTED" and faults["precision"]["count"] >= 1
-    assert len(run.orders_between(run.notes["halted"], time.time_ns(), kinds=(ORDER_PLACE,))) == 0
+    # after the halt only the flatten and its retries (reduce-only market orders) may go out
+    late = run.orders_between(run.notes["halted"], time.time_ns(), kinds=(ORDER_PLACE,))
+    assert ((late["flags"] & (ORDER_REDUCE_ONLY | ORDER_MARKET)) == (ORDER_REDUCE_ONLY | ORDER_MARKET)).all()
     out = capfd.readouterr().out
     assert "fault      restart" in out and "stale_book" in out and "precision" in out
 
@@ -149,8 +151,9 @@ def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
 
 
 def test_soak_with_every_venue_fault_at_once(tmp_path) -> None:
-    """About 25 s of trading with every venue fault on together, streams cut on a timer; then calm."""
-    soak_s = 22.0
+    """About 15 s of trading with every venue fault on together, streams cut on a timer (each of the
+    six cuts once, 2.5 s apart); then calm."""
+    soak_s = 15.0
 
     def script(run: FaultRun) -> None:
         run.wait(lambda: run.counters("execution").get("fills", 0) >= 2, 150, "the first fills")

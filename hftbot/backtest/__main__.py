@@ -1,0 +1,134 @@
+"""`python -m hftbot.backtest PATH... [--strategy NAME] [--checkpoint FILE] [--start/--end] [--config FILE]
+[--out DIR]`.
+
+One strategy and at most one checkpoint: one run, its report in `<out>/<run>/` (metrics.json,
+trades.parquet, PNGs, report.html). Several (`--strategy a,b,...` and/or `--checkpoint` given more
+than once): each on the same data, side by side (`hftbot.backtest.compare`; the `imbalance`
+baseline is added when missing). `python -m hftbot.backtest walkforward ...` is the walk-forward
+(`hftbot.backtest.walkforward`). `--start` / `--end`: ISO-8601 UTC times (`2024-08-08T23:55:00`)
+or integer ns since the epoch; the book is built from the data before `--start`, no order is
+taken before it. Exit status 0 on success, 2 on bad input (the message says what and where).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASELINE = "imbalance"
+
+
+def parse_time_ns(text: str | None, what: str) -> int | None:
+    """ISO-8601 (UTC when no zone is given) or integer ns since the epoch."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1e9)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hftbot.backtest", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", type=Path, help="raw recordings, .gz captures or folders of them")
+    p.add_argument("--strategy", default=None,
+                   help="strategy name or comma-separated names (deeplob, imbalance, mm); default [exec] strategy")
+    p.add_argument("--checkpoint", action="append", type=Path, default=[],
+                   help="model checkpoint (.json) for deeplob; give several to compare them")
+    p.add_argument("--start", default=None, help="first time orders may be taken (ISO-8601 UTC or ns)")
+    p.add_argument("--end", default=None, help="end of the replay (exclusive)")
+    p.add_argument("--config", type=Path, default=None, help="TOML config over the defaults")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    return p
+
+
+def runs(strategies: list[str], checkpoints: list[Path]) -> list[tuple[str, Path | None]]:
+    """(strategy, checkpoint) per run: deeplob once per checkpoint, the others once."""
+    out: list[tuple[str, Path | None]] = []
+    for s in strategies:
+        if s == "deeplob" and checkpoints:
+            out.extend(("deeplob", c) for c in checkpoints)
+        else:
+            out.append((s, None))
+    if checkpoints and "deeplob" not in strategies:
+        out.extend(("deeplob", c) for c in checkpoints)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "walkforward":
+        from hftbot.backtest import walkforward
+
+        return int(walkforward.main(argv[1:]) or 0)
+    a = parser().parse_args(argv)
+    from hftbot.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(a.config)
+        start_ns = parse_time_ns(a.start, "--start")
+        end_ns = parse_time_ns(a.end, "--end")
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"backtest: {e}", file=sys.stderr)
+        return 2
+    names = [s.strip() for s in (a.strategy or cfg.exec.strategy).split(",") if s.strip()]
+    known = ("deeplob", "imbalance", "mm")
+    bad = [s for s in names if s not in known]
+    if bad or not names:
+        print(f"backtest: --strategy {a.strategy!r}: unknown {bad}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    for c in a.checkpoint:
+        if not c.is_file():
+            print(f"backtest: --checkpoint {c}: no such file", file=sys.stderr)
+            return 2
+    for p in a.paths:
+        if not p.exists():
+            print(f"backtest: {p}: no such file or folder", file=sys.stderr)
+            return 2
+    plan = runs(names, a.checkpoint)
+    compare = len(plan) > 1
+    if compare and BASELINE not in [s for s, _ in plan]:
+        plan.append((BASELINE, None))  # the baseline every model must beat is always in a comparison
+
+    from hftbot.backtest.engine import run_backtest
+    from hftbot.backtest.progress import ProgressBar
+    from hftbot.feed.recording import RecordingError
+
+    results = []
+    for strategy, ckpt in plan:
+        label = strategy if ckpt is None else f"{strategy}:{ckpt.name}"
+        with ProgressBar(label, unit="frames") as bar:
+            try:
+                res = run_backtest(list(a.paths), strategy=strategy, checkpoint=ckpt, cfg=cfg,
+                                   start_ns=start_ns, end_ns=end_ns, progress=bar)
+            except (RecordingError, ValueError, OSError) as e:
+                print(f"\nbacktest: {label}: {e}", file=sys.stderr)
+                return 2
+        results.append(res)
+    if compare:
+        from hftbot.backtest.compare import compare_runs
+
+        where = compare_runs(results, a.out)
+    else:
+        from hftbot.backtest.metrics import compute_metrics
+        from hftbot.backtest.report import write_report
+
+        where = write_report(results[0], a.out)
+        m = compute_metrics(results[0])
+        print(json.dumps({"run": results[0].name, "report": str(where), "net_pnl": m.get("net_pnl"),
+                          "trades": m.get("trades"), "events": results[0].events,
+                          "wall_s": round(results[0].settings.get("wall_s", 0.0), 3)}, default=str))
+    print(f"report: {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

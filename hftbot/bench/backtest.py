@@ -1,0 +1,131 @@
+"""`python -m hftbot.bench backtest`: how fast the backtester replays, and how much memory it holds.
+
+1. capture: the shared BTCUSDT capture (`tests/data/btcusdt_20240808.gz`, 345 s, 466,571 engine
+   rows) through `run_backtest` with the `mm` quoting strategy (0.002 BTC quotes), a
+   power-probability queue (n = 2) and constant 100 µs entry and response latency. Everything a
+   run does is inside the timing — gzip and JSON decoding by the feed's code, the engine rows,
+   the strategy, risk and positions in Python per book and trade record, the matching engine —
+   except the one-off kernel compile/load (a first run warms it). Best of `--repeat`.
+   `capture_wall_s` is reported beside hftbacktest 2.4.4's published figure for the same capture
+   (0.065-0.084 s, power-prob queue, constant latency, a quoting strategy — from its own
+   pre-converted event arrays, no JSON), and the engine-only replay of `bench match` is the
+   like-for-like number to put next to it.
+2. sim: `--hours` (default 24) of simulator data (`hftbot.sim.generate`, not timed) through the
+   same run: events/s and wall.
+3. memory: the process's peak RSS after each part (`ru_maxrss`); the bounded-memory claim itself
+   is `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
+
+`--quick`: the capture once and 0.05 h of simulator data (a smoke run, not a figure).
+Prints a table, then one JSON line. Not a test: the machine's load moves the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hftbot.bench.common import machine, print_json, print_table
+
+CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "btcusdt_20240808.gz"
+HFTBACKTEST_CAPTURE_S = (0.065, 0.084)
+
+
+def _cfg(strategy_qty: float):
+    from hftbot.config import load_config
+
+    return (load_config(env={})
+            .override("backtest", queue_model="power_prob", queue_power=2.0, feed_latency="recorded",
+                      order_latency="constant", order_entry_us=100.0, order_response_us=100.0, period_s=1.0)
+            .override("strategy", mm_qty=strategy_qty, mm_max_inventory=5 * strategy_qty)
+            .override("risk", max_position=10 * strategy_qty, max_order_qty=5 * strategy_qty))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_capture(repeat: int) -> dict:
+    from hftbot.backtest.engine import run_backtest
+
+    cfg = _cfg(0.002)
+    run_backtest([CAPTURE], strategy="mm", cfg=cfg)  # warm: kernels loaded, caches filled
+    best, res = float("inf"), None
+    for _ in range(repeat):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        r = run_backtest([CAPTURE], strategy="mm", cfg=cfg)
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, cpu, res = wall, time.process_time() - c0, r
+    return {
+        "capture_wall_s": round(best, 4),
+        "capture_cpu_s": round(cpu, 4),
+        "capture_events": res.events,
+        "capture_events_per_s": round(res.events / best),
+        "capture_orders": res.orders,
+        "capture_fills": len(res.fills),
+        "hftbacktest_capture_s": list(HFTBACKTEST_CAPTURE_S),
+        "capture_peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def bench_sim(hours: float) -> dict:
+    from hftbot.backtest.engine import run_backtest
+    from hftbot.sim.generate import generate_recording
+    from hftbot.sim.market import ModelParams
+
+    with tempfile.TemporaryDirectory() as tmp:
+        params = ModelParams(seed=7)
+        t0 = time.perf_counter()
+        generate_recording(tmp, params, hours)
+        gen_s = time.perf_counter() - t0
+        cfg = _cfg(1.0)
+        t0 = time.perf_counter()
+        r = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)
+        wall = time.perf_counter() - t0
+    return {
+        "sim_hours": hours,
+        "sim_generate_s": round(gen_s, 1),
+        "sim_wall_s": round(wall, 3),
+        "sim_events": r.events,
+        "sim_events_per_s": round(r.events / wall) if wall > 0 else 0,
+        "sim_orders": r.orders,
+        "sim_fills": len(r.fills),
+        "sim_peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hftbot.bench backtest", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--hours", type=float, default=24.0, help="hours of simulator data (default 24)")
+    p.add_argument("--quick", action="store_true", help="smoke run: one capture replay, 0.05 h of sim data")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.repeat, a.hours = 1, 0.05
+    figures = {"machine": machine()}
+    figures.update(bench_capture(a.repeat))
+    figures.update(bench_sim(a.hours))
+    print_table(
+        "backtest",
+        ["run", "wall s", "events", "events/s", "orders", "fills", "peak RSS MB"],
+        [
+            ["capture (mm, power-prob 2, 100 µs)", figures["capture_wall_s"], figures["capture_events"],
+             figures["capture_events_per_s"], figures["capture_orders"], figures["capture_fills"],
+             figures["capture_peak_rss_mb"]],
+            [f"sim {a.hours:g} h (mm)", figures["sim_wall_s"], figures["sim_events"], figures["sim_events_per_s"],
+             figures["sim_orders"], figures["sim_fills"], figures["sim_peak_rss_mb"]],
+        ],
+    )
+    print(f"hftbacktest 2.4.4, same capture (published, its own event arrays): "
+          f"{HFTBACKTEST_CAPTURE_S[0]}-{HFTBACKTEST_CAPTURE_S[1]} s")
+    print_json(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
