@@ -161,7 +161,7 @@ class SimConfig:
     signal_timescale_s: float = _f(1.5, gt=0.0, hi=86400.0)
     update_id_gap: int = _f(0, lo=0, hi=10**6)
     queue_model: str = _f("risk_averse", choices=("risk_averse", "proportional", "power_prob"))
-    maker_fee: float = _f(0.0002, lo=0.0, hi=0.1)
+    maker_fee: float = _f(0.0, lo=0.0, hi=0.1)  # a market maker's rate (defaults.toml, docs/exec.md)
     taker_fee: float = _f(0.0005, lo=0.0, hi=0.1)
     wallet_usdt: float = _f(10000.0, lo=0.0, hi=1e12)
     leverage: int = _f(20, lo=1, hi=125)
@@ -239,9 +239,11 @@ STRATEGIES = ("deeplob", "imbalance", "mm", "none")
 
 @dataclass(frozen=True)
 class ExecConfig:
-    strategy: str = _f("deeplob", choices=STRATEGIES)
+    # mm by default: on the simulator's default market a directional taker round trip (10.3 bps of
+    # fees + spread) is paid by ~3% of the shipped model's horizons, so deeplob rarely trades (docs/exec.md)
+    strategy: str = _f("mm", choices=STRATEGIES)
     style: str = _f("taker", choices=("taker", "maker"))
-    maker_fee: float = _f(0.0002, lo=-0.001, hi=0.01)
+    maker_fee: float = _f(0.0, lo=-0.001, hi=0.01)  # = sim.maker_fee (defaults.toml, docs/exec.md)
     taker_fee: float = _f(0.0005, lo=0.0, hi=0.01)
     flatten_on_stop: bool = _f(True)
     taker_slippage_ticks: int = _f(2, lo=0)

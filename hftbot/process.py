@@ -92,6 +92,7 @@ class ProcessSpec:
     stop_rank: int = 50  # lower stops first (execution 10, inference 20, feed 30, recorder 40, sim 90)
     enabled: Callable[[Config], bool] | None = None  # e.g. lambda cfg: cfg.recorder.enabled
     panel: tuple[str, ...] = ()  # counters the status panel shows (empty: all, as room allows)
+    nice: int = 0  # added to the process's nice value at start: > 0 for work off the tick-to-order path
 
 
 @dataclass
@@ -104,6 +105,7 @@ class ProcessContext:
     segments: dict[str, str]  # logical name ("book", "trade", "signal", "heartbeats") -> shm name
     endpoints: dict[str, Any]
     supervisor_pid: int
+    nice: int = 0  # ProcessSpec.nice: applied by child_main before the process's main runs
     _table: HeartbeatTable | None = field(default=None, repr=False)
     _counters: dict[str, int] = field(default_factory=dict, repr=False)
     _stop_local: bool = False
@@ -199,6 +201,8 @@ def child_main(entry: str, ctx: ProcessContext) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     linux.set_parent_death_signal(signal.SIGTERM)  # the supervisor died: stop now, not at a beat
     linux.set_process_name(f"hftbot: {ctx.name}")
+    if ctx.nice > 0:  # off the tick-to-order path: on a small machine the scheduler prefers the rest
+        os.nice(ctx.nice)
     configure_logging(ctx.config.runtime.log_level, ctx.name)
     row = ctx._row()
     row["pid"] = os.getpid()

@@ -5,6 +5,11 @@ starts after its readers). Stop order is `stop_rank`, lowest first: execution st
 (10), inference (20), the feed (30), the recorder flushes what everyone produced (40), the
 simulator goes last (90). `panel` picks the counters the status panel shows (80 columns). To add
 a process, add one line.
+
+`nice`: processes off the tick-to-order path (the recorder; the simulator, which stands in for a
+remote venue) run at a lower priority, so that on a small machine the scheduler gives a core to
+the feed, inference and execution first when a book update wakes them all at once (measured with
+`python -m hftbot.bench e2e`; docs/runtime.md, "Tick-to-order on two cores").
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ from hftbot.process import ProcessSpec
 LIVE_DATA = ("sim", "paper", "testnet", "live")
 
 PROCESSES: list[ProcessSpec] = [
-    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90,
+    ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90, nice=5,
                 panel=("events", "clients", "orders", "errors")),
     ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
-                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "trades", "malformed", "raw_rows",
-                       "raw_dropped")),
+                panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "malformed", "raw_dropped")),
     ProcessSpec(
         "recorder",
         "hftbot.feed.recorder:main",
@@ -27,10 +31,11 @@ PROCESSES: list[ProcessSpec] = [
         critical=False,
         enabled=lambda c: c.recorder.enabled,
         panel=("book_rows", "book_files", "lost"),
+        nice=10,
     ),
     ProcessSpec(
         "inference", "hftbot.model.inference:main", stop_rank=20, enabled=lambda c: c.inference.enabled,
-        panel=("signals", "model_id", "swaps", "refused", "nonfinite", "lost"),
+        panel=("signals", "swaps", "refused", "nonfinite", "lost"),
     ),
     # replay and paper: orders go to the mirror venue, whose book follows the book and trade rings
     ProcessSpec(
@@ -41,7 +46,9 @@ PROCESSES: list[ProcessSpec] = [
         enabled=lambda c: c.exec.strategy != "none",
     ),
     ProcessSpec(
-        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none"
+        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none",
+        # position, orders and fills have the panel's exec line; these say whether it is healthy
+        panel=("books", "signals", "rejects", "refused", "mismatches", "unknown", "halted"),
     ),
     # Replay starts last: its readers are already waiting, so a full-speed replay reaches all of
     # them from the first record (live data, by contrast, must not wait for the readers).

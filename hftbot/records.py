@@ -131,6 +131,7 @@ ORDER_DTYPE = np.dtype(
         ("publish_ns", "<i8"),
         ("client_id", "S40"),  # Binance allows 36 characters
         ("tag", "S16"),  # why: "entry", "exit_horizon", "flatten", ...
+        ("approve_ns", "<i8"),  # place/modify: the risk manager approved it (strategy + risk before, send after)
     ]
 )
 

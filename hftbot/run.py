@@ -58,7 +58,17 @@ from hftbot.ipc import shm
 from hftbot.ipc.ring import Ring, RingReader
 from hftbot.process import HeartbeatTable, ProcessContext, ProcessSpec, child_main, configure_logging
 from hftbot.processes import processes_for
-from hftbot.records import BOOK_VALID, EXEC_STATUS_DTYPE, ORDER_DTYPE, SIGNAL_DTYPE, TRADE_DTYPE, book_dtype
+from hftbot.records import (
+    BOOK_VALID,
+    EXEC_STATUS_DTYPE,
+    ORDER_DTYPE,
+    SIGNAL_DTYPE,
+    SIGNAL_NO_MODEL,
+    SIGNAL_NONFINITE,
+    SIGNAL_WARMUP,
+    TRADE_DTYPE,
+    book_dtype,
+)
 
 log = logging.getLogger("hftbot.supervisor")
 
@@ -108,6 +118,10 @@ class LatencyMonitor:
             "tick_to_signal_us": [],
         }
         self.exec = ExecMonitor(rings)  # tick-to-order and the execution status
+        self.last_book: np.void | None = None  # the newest valid book record (the panel's book line)
+        self.last_signal: np.void | None = None  # the newest signal record (the panel's signal line)
+        self.books = 0
+        self.signals = 0
 
     def poll(self) -> None:
         self.exec.poll()
@@ -117,10 +131,20 @@ class LatencyMonitor:
                 if len(recs) == 0:
                     break
                 if name == "book":
-                    self.valid_books += int(np.count_nonzero(recs["flags"] & BOOK_VALID))
+                    valid = recs["flags"] & BOOK_VALID
+                    self.valid_books += int(np.count_nonzero(valid))
+                    self.books += len(recs)
+                    if valid[-1]:
+                        self.last_book = recs[-1].copy()
+                    elif np.any(valid):
+                        self.last_book = recs[np.flatnonzero(valid)[-1]].copy()
+                    else:
+                        self.last_book = None  # resyncing: the panel says so
                     ok = recs["recv_ns"] > 0
                     self._add("feed_us", (recs["publish_ns"][ok] - recs["recv_ns"][ok]) / 1e3)
                 else:
+                    self.signals += len(recs)
+                    self.last_signal = recs[-1].copy()
                     ok = recs["model_id"] != 0
                     self._add("inference_us", (recs["infer_end_ns"][ok] - recs["infer_start_ns"][ok]) / 1e3)
                     ok &= recs["book_recv_ns"] > 0
@@ -211,6 +235,55 @@ def _fmt_count(v: int) -> str:
     if a < 10_000_000:
         return f"{v / 1e3:.0f}k"
     return f"{v / 1e6:.1f}M"
+
+
+def book_line(rec: np.void | None, now_ns: int) -> str:
+    """The panel's book line: best bid / ask (size), spread in ticks and bps, age of the record."""
+    if rec is None:
+        return "book    - (no synced book yet, or resyncing)"
+    tick, lot = float(rec["tick"]), float(rec["lot"])
+    bid, ask = int(rec["bid_px"][0]), int(rec["ask_px"][0])
+    if bid <= 0 or ask <= 0:
+        return "book    one side empty"
+    mid = (bid + ask) / 2
+    age_s = max(0.0, (now_ns - int(rec["recv_ns"])) / 1e9)
+    d = max(0, math.ceil(-math.log10(tick) - 1e-9)) if tick > 0 else 2  # the tick's decimals
+    return (f"book    {bid * tick:.{d}f} x {rec['bid_qty'][0] * lot:g} / {ask * tick:.{d}f} x "
+            f"{rec['ask_qty'][0] * lot:g}  spread {ask - bid} tick {(ask - bid) / mid * 1e4:.2f} bps"
+            f"  age {age_s:.1f}s")
+
+
+def signal_line(rec: np.void | None) -> str:
+    """The panel's signal line: p_down / p_flat / p_up and the id of the model that made them."""
+    if rec is None:
+        return "signal  - (none yet)"
+    model = int(rec["model_id"])
+    flags = int(rec["flags"])
+    if model == 0 or flags & SIGNAL_NO_MODEL:
+        return "signal  NO MODEL (no checkpoint verified): execution opens nothing on signals"
+    note = " WARMUP" if flags & SIGNAL_WARMUP else (" NONFINITE" if flags & SIGNAL_NONFINITE else "")
+    return (f"signal  down {rec['p_down']:.3f} flat {rec['p_flat']:.3f} up {rec['p_up']:.3f}"
+            f"  model {model}{note}")
+
+
+PANEL_LATENCIES = (  # (key, label): the panel's latency lines, µs p50/p99
+    ("feed_us", "feed"), ("inference_us", "infer"), ("tick_to_signal_us", "tick>signal"),
+    ("tick_to_order_us", "tick>order"), ("read_to_order_us", "read>order"),
+)
+
+
+def latency_lines(lat: dict[str, dict[str, float]], width: int = PANEL_WIDTH) -> list[str]:
+    """The panel's latency figures, `label p50/p99` in µs, folded at `width` columns."""
+    parts = [f"{label} {lat[k]['p50']:.0f}/{lat[k]['p99']:.0f}" for k, label in PANEL_LATENCIES if k in lat]
+    if not parts:
+        return []
+    lines, line = [], "lat µs p50/p99:"
+    for p in parts:
+        if len(line) + 1 + len(p) > width:
+            lines.append(line)
+            line = " " * 15
+        line += " " + p
+    return [*lines, line]
 
 
 # ----------------------------------------------------------------------------------- supervisor
@@ -320,6 +393,7 @@ class Supervisor:
             segments=dict(self.segments),
             endpoints=dict(self.endpoints),
             supervisor_pid=self.pid,
+            nice=c.spec.nice,
         )
         c.proc = self.mp.Process(target=child_main, args=(c.spec.entry, ctx), name=f"hftbot-{c.spec.name}")
         c.start_ns = time.time_ns()
@@ -753,14 +827,20 @@ class Supervisor:
         now = time.time_ns()
         for c in self.children:
             beat = int(self.table.rows[c.slot]["beat_ns"]) if self.table is not None else 0
-            age = f"{(now - beat) / 1e9:.1f}s" if beat else "-"
+            age = f"{max(0, now - beat) / 1e9:.1f}s" if beat else "-"  # a beat after `now` was read: 0
             pid = str(c.proc.pid) if c.proc is not None else "-"
             t.add_row(c.spec.name, pid, c.state, str(c.restarts), age, self._activity(c))
         lat = self._latency()
         rings = "  ".join(f"{n} {_fmt_count(v)}" for n, v in self._ring_counts().items())
-        lats = "  ".join(f"{k[:-3]} p50 {v['p50']:g} p99 {v['p99']:g} µs" for k, v in lat.items())
-        notes = list(self.monitor.exec.panel_lines()) if self.monitor is not None else []
-        notes += [f"rings: {rings}"] + ([lats] if lats else [])
+        m = self.monitor
+        notes = []
+        if m is not None:
+            if "book" in m.readers:
+                notes.append(book_line(m.last_book, now))
+            if "signal" in m.readers:
+                notes.append(signal_line(m.last_signal))
+            notes += m.exec.panel_lines()
+        notes += [f"rings: {rings}", *latency_lines(lat)]
         if self.failures:
             notes.append("FAILED: " + "; ".join(self.failures))
         notes.append("Ctrl-C stops (a second one hurries)")

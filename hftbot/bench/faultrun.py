@@ -33,10 +33,10 @@ ORDER_FIELDS = ("kind", "send_ns", "book_recv_ns", "flags", "side", "qty", "clie
 class RingWatch:
     """Copies of the book, signal and order records a run publishes (fields in *_FIELDS)."""
 
-    def __init__(self, segments: dict[str, str]) -> None:
+    def __init__(self, segments: dict[str, str], fields: dict[str, tuple[str, ...]] | None = None) -> None:
         self.rings = {n: Ring.attach(segments[n]) for n in ("book", "signal", "order", "exec") if n in segments}
         self.readers = {n: RingReader(r, wait="spin_yield", start="oldest") for n, r in self.rings.items()}
-        self.fields = {"book": BOOK_FIELDS, "signal": SIGNAL_FIELDS, "order": ORDER_FIELDS}
+        self.fields = {"book": BOOK_FIELDS, "signal": SIGNAL_FIELDS, "order": ORDER_FIELDS, **(fields or {})}
         self.chunks: dict[str, list[np.ndarray]] = {n: [] for n in self.rings if n != "exec"}
         self.status: dict | None = None  # the newest execution status record (the fault report)
         self.lost = 0
@@ -77,12 +77,14 @@ class RingWatch:
 class FaultRun:
     """The supervisor in sim mode, driven by `script(run)` on a thread of its own."""
 
-    def __init__(self, cfg, script: Callable[[FaultRun], None], poll_s: float = 0.02) -> None:
+    def __init__(self, cfg, script: Callable[[FaultRun], None], poll_s: float = 0.02,
+                 fields: dict[str, tuple[str, ...]] | None = None) -> None:
         from hftbot.run import Supervisor
 
         self.sup = Supervisor(cfg, panel=False)
         self.script = script
         self.poll_s = poll_s
+        self.fields = fields  # the record fields RingWatch keeps, per ring (default: *_FIELDS)
         self.error: BaseException | None = None
         self.marks: dict[str, int] = {}
         self.notes: dict[str, object] = {}
@@ -110,7 +112,7 @@ class FaultRun:
         poller = None
         try:
             self.wait(lambda: bool(sup.rings) and sup.table is not None, 60, "the supervisor's rings")
-            self.watch = RingWatch(dict(sup.segments))
+            self.watch = RingWatch(dict(sup.segments), self.fields)
             poller = threading.Thread(target=self._poll, name="fault-watch", daemon=True)
             poller.start()
             self.script(self)

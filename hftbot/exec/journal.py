@@ -64,6 +64,7 @@ class Journal:
         rec["kind"] = kind
         rec["client_id"] = client_id.encode()
         rec["tag"] = tag.encode()[:16]
+        rec["approve_ns"] = 0  # set by `sent` only
         return rec
 
     def _publish(self) -> None:
@@ -80,8 +81,9 @@ class Journal:
         signal_seq: int,
         model_id: int,
         book_recv_ns: int,
+        approve_ns: int = 0,
     ) -> None:
-        """An order.place or order.modify frame left at `send_ns`."""
+        """An order.place or order.modify frame left at `send_ns` (approved by risk at `approve_ns`)."""
         if self.orders is None:
             return
         place = type(req) is OrderRequest
@@ -92,6 +94,7 @@ class Journal:
             flags |= ORDER_MARKET if req.type == MARKET else 0
         rec["send_ns"] = send_ns
         rec["read_ns"] = read_ns
+        rec["approve_ns"] = approve_ns
         rec["book_recv_ns"] = book_recv_ns
         rec["signal_seq"] = signal_seq
         rec["model_id"] = model_id

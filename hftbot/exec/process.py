@@ -227,10 +227,11 @@ class Executor:
             if type(r) is Refused:
                 self.refused += 1
                 continue
-            self.send(r, read_ns, signal_seq)
+            self.send(r, read_ns, signal_seq, self.clock_ns())
 
-    def send(self, req, read_ns: int = 0, signal_seq: int = 0) -> None:
-        """One approved request to the gateway, then its journal record(s)."""
+    def send(self, req, read_ns: int = 0, signal_seq: int = 0, approve_ns: int = 0) -> None:
+        """One approved request to the gateway, then its journal record(s). `approve_ns`: when
+        the risk manager approved it (the e2e benchmark splits strategy + risk from the send)."""
         t = type(req)
         gw, journal = self.gw, self.journal
         book_ns = int(self.book["recv_ns"]) if self.book is not None else 0
@@ -245,9 +246,9 @@ class Executor:
             return  # refused before it left, or its outcome is unknown: the gateway reports it
         if t is OrderRequest:
             self.orders += 1
-            journal.sent(req, sent, read_ns, signal_seq, req.model_id, req.book_recv_ns)
+            journal.sent(req, sent, read_ns, signal_seq, req.model_id, req.book_recv_ns, approve_ns)
         elif t is ModifyRequest:
-            journal.sent(req, sent, read_ns, signal_seq, 0, book_ns)
+            journal.sent(req, sent, read_ns, signal_seq, 0, book_ns, approve_ns)
         elif t is CancelRequest:
             journal.cancel(req.client_id, req.tag, sent, read_ns, book_ns)
 

@@ -4,7 +4,9 @@
 (`hftbot.exec.journal`) and keeps latency samples measured by the system itself:
 
 - `tick_to_order_us`: order frame written − receive time of the book update behind it (every
-  order.place and order.modify that came from a book, i.e. whose `book_recv_ns` is set);
+  order.place and order.modify that a market-data record triggered: `read_ns` and `book_recv_ns`
+  set; an order a timer or a venue answer sent — the flatten at the stop, a halt's retry, a
+  replacement after a cancel — waited on no tick, and its book may be any age);
 - `read_to_order_us`: order frame written − when execution read the record that triggered it
   (strategy, risk and the gateway's send path), and `signal_to_order_us`, the same for the
   orders a signal record triggered (the "signal read → order frame ≤ 200 µs" target).
@@ -75,7 +77,7 @@ class ExecMonitor:
             ):
                 self.counts[name] += int(np.count_nonzero(kind == k))
             sent = (kind == ORDER_PLACE) | (kind == ORDER_MODIFY)
-            tick = sent & (recs["book_recv_ns"] > 0)
+            tick = sent & (recs["book_recv_ns"] > 0) & (recs["read_ns"] > 0)
             self._add("tick_to_order_us", (recs["send_ns"][tick] - recs["book_recv_ns"][tick]) / 1e3)
             read = sent & (recs["read_ns"] > 0)
             self._add("read_to_order_us", (recs["send_ns"][read] - recs["read_ns"][read]) / 1e3)

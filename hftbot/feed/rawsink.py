@@ -18,6 +18,11 @@ this thread writes more, smaller files (compacted hourly as before).
 
 It must never block the caller and never drop a frame silently: if the thread dies, `put` counts
 what it could not record (`dropped`) and the error is logged once.
+
+The thread drains the queue every `DRAIN_S` instead of waiting in it: a thread blocked in
+`get()` is woken by every `put()` and then asks the event loop's thread for the GIL, each frame,
+right while the loop decodes and publishes the book (the feed's receive → publish p99 was ~1.5 ms
+with it). Frames wait in the queue at most `DRAIN_S`, well inside the kill -9 bound above.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 
 from hftbot.feed.recording import RawRecordingWriter
 
 _STOP = object()
 RAW_FLUSH_S = 0.5  # part files at least this often: bounds a kill -9's loss of raw frames
+DRAIN_S = 0.05  # the writer thread takes what the event loop queued this often (never woken per frame)
 
 
 def stream_of(frame: bytes) -> str:
@@ -62,7 +69,6 @@ class RawSink:
         self.log = log or logging.getLogger("hftbot.feed.raw")
         self.dropped = 0
         self.error: BaseException | None = None
-        self._idle_s = min(0.5, flush_s / 4)
         self.thread = threading.Thread(target=self._run, name="raw-recorder", daemon=True)
         self.thread.start()
 
@@ -78,17 +84,22 @@ class RawSink:
 
     def _run(self) -> None:
         w = self.writer
+        q = self.q
         try:
-            while True:
-                try:
-                    item = self.q.get(timeout=self._idle_s)
-                except queue.Empty:
-                    w.maybe_flush()
-                    continue
-                if item is _STOP:
-                    break
-                ns, stream, frame = item
-                w.append(ns, stream or stream_of(frame), frame)
+            stop = False
+            while not stop:
+                time.sleep(DRAIN_S)
+                while True:
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    ns, stream, frame = item
+                    w.append(ns, stream or stream_of(frame), frame)
+                w.maybe_flush()
             w.close()
         except BaseException as e:  # a full disk must not take the feed down; it is reported
             self.error = e

@@ -12,10 +12,18 @@ full-speed replay may be done before the recorder is up - and skips records whos
 not newer than the newest one already on disk, so a restarted recorder never writes a record
 twice. It must never slow the feed (it only reads the ring) and flushes and compacts on a clean
 stop.
+
+With live data it polls the ring on a timer (`POLL_S` between reads that found less than a
+batch) instead of sleeping in it: a blocking reader is woken by every publish, at the very moment
+inference and execution need the cores — on a 2-core machine that wakeup alone pushed the book →
+inference hop from ~0.1 ms to ~0.7 ms (p50). 65,536 records wait in the ring meanwhile (minutes
+of data). A replay blocks as before: at full speed it publishes a ring's worth in a fraction of a
+second, and nothing there waits on latency.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +34,9 @@ from hftbot.feed.paths import recordings_root
 from hftbot.feed.recording import BookRecordingWriter, OrderRecordingWriter, recordings_dir, source_for_mode
 from hftbot.ipc.ring import RingReader
 from hftbot.records import book_levels
+
+POLL_S = 0.2  # live data: pause between two reads of the ring that found less than a batch
+BATCH = 4096
 
 
 def newest_recorded_ns(folder: Path) -> int | None:
@@ -46,7 +57,8 @@ def newest_recorded_ns(folder: Path) -> int | None:
 def main(ctx) -> None:
     cfg = ctx.config
     ring = ctx.open_ring("book")
-    reader = RingReader(ring, wait="block", start="oldest")
+    polled = cfg.runtime.mode != "replay"  # live data: read on a timer, never woken by a publish
+    reader = RingReader(ring, wait="spin_yield" if polled else "block", start="oldest")
     source = source_for_mode(cfg.runtime.mode)
     writer = BookRecordingWriter(
         recordings_root(cfg),
@@ -73,7 +85,8 @@ def main(ctx) -> None:
                     order_writer.append(recs)
                     order_rows += len(recs)
                 order_writer.maybe_flush()
-            batch = reader.read_many(4096, timeout_s=poll_s)
+            batch = reader.read_many(BATCH, timeout_s=0 if polled else poll_s)
+            full = len(batch) == BATCH  # behind: read again at once
             if len(batch) and last_ns is not None:
                 batch = batch[batch["publish_ns"] > last_ns]
                 if len(batch):
@@ -83,8 +96,10 @@ def main(ctx) -> None:
                 rows += len(batch)
             writer.maybe_flush()
             ctx.beat(book_rows=rows, book_files=writer.files_written, lost=reader.lost, order_rows=order_rows)
+            if polled and not full:
+                time.sleep(min(POLL_S, poll_s))
         # drain what the feed published before it stopped (the feed stops first)
-        while len(batch := reader.read_many(4096, timeout_s=0)):
+        while len(batch := reader.read_many(BATCH, timeout_s=0)):
             writer.append(batch)
             rows += len(batch)
         while orders is not None and len(recs := orders.read_many(4096, timeout_s=0)):

@@ -579,7 +579,13 @@ class RingReader:
         return np.empty(0, dtype=ring.dtype)
 
     def _wait(self, timeout_s: float | None) -> bool:
-        """Wait until a record past `last_seq` is published; False on timeout."""
+        """Wait until a record past `last_seq` is published; False on timeout.
+
+        A timeout of 0 (or less) is a poll: the caller has just looked, so this answers at once.
+        (It used to spin `spin_count` checks first: ~130 µs of CPU per empty poll of a spin_yield
+        reader, paid by execution on every pass between a signal and its order.)"""
+        if timeout_s is not None and timeout_s <= 0:
+            return False
         ring = self.ring
         target = self.last_seq + 1
         hdr = ring.hdr_q

@@ -27,7 +27,8 @@ in a second or two instead of paying torch's import (several seconds on a small 
 
 This module never touches rings or processes. CLI:
 `python -m hftbot.model.checkpoint write --random [--seed S] [--from WEIGHTS.pt] --dir checkpoints/`,
-`... verify PATH`, `... current --dir DIR`.
+`... verify PATH`, `... current --dir DIR`, `... promote PATH` (verify, then point its directory's
+CURRENT at it: serving a model the trainer's gate did not promote is a person's decision).
 """
 
 from __future__ import annotations
@@ -494,6 +495,23 @@ def _cmd_current(a: argparse.Namespace) -> int:
     return 0 if p is not None else 1
 
 
+def _cmd_promote(a: argparse.Namespace) -> int:
+    """Verify a checkpoint, then flip CURRENT in its own directory to it (a running inference
+    process picks it up at its next poll)."""
+    path = Path(a.path)
+    if path.suffix != ".json":
+        print(f"checkpoint promote: {path} is not a checkpoint's metadata file (the .json)", file=sys.stderr)
+        return 2
+    try:
+        c = load_checkpoint(path, Compat(levels=a.levels, max_window=a.max_window))
+    except CheckpointError as e:
+        print(f"checkpoint promote: not promoted: {e}", file=sys.stderr)
+        return 1
+    set_current(path.parent, path.name)
+    print(f"promoted {path.name} (model_id={c.model_id}): {path.parent / POINTER} points at it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hftbot.model.checkpoint", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -516,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--levels", type=int, default=10)
     v.add_argument("--max-window", type=int, default=Compat.max_window)
     v.set_defaults(fn=_cmd_verify)
+    pr = sub.add_parser("promote", help="verify a checkpoint and point its directory's CURRENT at it")
+    pr.add_argument("path", help="the checkpoint's metadata .json")
+    pr.add_argument("--levels", type=int, default=10)
+    pr.add_argument("--max-window", type=int, default=Compat.max_window)
+    pr.set_defaults(fn=_cmd_promote)
     c = sub.add_parser("current", help="print what CURRENT points at")
     c.add_argument("--dir", default="checkpoints")
     c.set_defaults(fn=_cmd_current)

@@ -22,7 +22,9 @@ def cfg(**bt):
     base = {"feed_latency": "zero", "order_latency": "constant", "order_entry_us": 0.0,
             "order_response_us": 0.0, "queue_model": "risk_averse", "period_s": 0.01}
     base.update(bt)
-    return load_config().override("backtest", **base)
+    # the VIP 0 maker rate (the defaults' is a market maker's 0, docs/exec.md): fees to check exactly
+    return load_config().override("exec", maker_fee=0.0002).override("sim", maker_fee=0.0002).override(
+        "backtest", **base)
 
 
 def tape(tmp_path, feed_latency_ms: float = 0.0, cancel_to: str | None = None):
@@ -55,7 +57,7 @@ def test_queue_ahead_trades_first_then_partial_fills_with_exact_fees(tmp_path):
     assert f["t_ns"].tolist() == [T0 + 20 * MS, T0 + 30 * MS]
     assert f["maker"].all() and (f["side"] == 1).all()
     # maker 0.0002 × 100.00 × 0.50 = 0.01 USDT each, exactly (the engine's integer fees)
-    maker = Decimal(repr(load_config().exec.maker_fee))
+    maker = Decimal(repr(cfg().exec.maker_fee))
     assert f["fee"].tolist() == [float(maker * Decimal("100.00") * Decimal("0.50"))] * 2
     last = r.equity[-1]
     assert last["position_lots"] == 100

@@ -10,7 +10,7 @@ from hftbot.bench.common import percentiles_us, print_json
 
 def test_only_benchmarks_are_offered(capsys):
     names = available()
-    assert {"book", "exec", "faults", "inference", "ring", "sim", "strategy"} <= set(names)
+    assert {"book", "e2e", "exec", "faults", "inference", "ring", "sim", "strategy"} <= set(names)
     assert "common" not in names and "faultrun" not in names  # helpers, not benchmarks
     assert main(["common"]) == 2
     assert "unknown benchmark 'common'" in capsys.readouterr().err

@@ -45,7 +45,8 @@ def test_make_strategy_builds_each_by_name():
         s = make_strategy(ExecConfig(strategy=name), StrategyConfig(), RiskConfig())
         assert isinstance(s, cls) and s.name == name
     assert make_strategy(ExecConfig(strategy="none"), StrategyConfig(), RiskConfig()) is None
-    assert make_strategy(ExecConfig(), StrategyConfig(), RiskConfig()).needs_signal
+    default = make_strategy(ExecConfig(), StrategyConfig(), RiskConfig())  # mm: see docs/exec.md
+    assert isinstance(default, MarketMaker) and not default.needs_signal
 
 
 # ------------------------------------------------------------------------------- deeplob

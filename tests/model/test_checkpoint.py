@@ -175,6 +175,22 @@ def test_cli_writes_random_and_given_weights_and_flips_the_pointer(tmp_path, cap
     assert "model_id=" in capsys.readouterr().out
 
 
+def test_cli_promote_verifies_then_flips_the_pointer_and_refuses_a_broken_checkpoint(tmp_path, capsys):
+    args = ["--window", str(W), "--filters", "4", "8", "--dir", str(tmp_path)]
+    assert main(["write", "--random", "--seed", "7", *args]) == 0
+    first = read_pointer(tmp_path)
+    assert main(["write", "--random", "--no-flip", "--seed", "8", *args]) == 0
+    (second,) = [p for p in tmp_path.glob("*.json") if p != first]
+    assert main(["promote", str(second)]) == 0
+    assert read_pointer(tmp_path) == second and f"promoted {second.name}" in capsys.readouterr().out
+    pt = first.with_suffix(".pt")
+    pt.write_bytes(pt.read_bytes()[:-32])  # altered: its sha256 no longer matches
+    assert main(["promote", str(first)]) == 1
+    assert read_pointer(tmp_path) == second  # left alone
+    assert "not promoted" in capsys.readouterr().err
+    assert main(["promote", str(pt)]) == 2
+
+
 def test_a_verified_checkpoint_loads_again_from_the_cache_without_torch(copy):
     """A restarted inference must not pay torch's import for the model it served: the verified
     weights come back from `.verified/`, and what is checkable without torch is checked."""
