@@ -1,4 +1,4 @@
-"""docs/walkthrough.md, run as written: its `sh` blocks, in order, in a scratch copy of the repo's
+"""README.md's walkthrough section, run as written: its `sh` blocks, in order, in a scratch copy of the repo's
 layout, with only the shortenings the document lists at its end. If a command in the document
 stops working, this fails; nothing here restates the commands."""
 
@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "walkthrough.md"
+README = ROOT / "README.md"
+
+
+def walkthrough() -> str:
+    """README.md from its `## Walkthrough` heading to the next `## ` heading."""
+    text = README.read_text()
+    m = re.search(r"^## Walkthrough.*?(?=^## )", text, re.M | re.S)
+    assert m, "README.md has no '## Walkthrough' section"
+    return m.group(0)
 pytestmark = pytest.mark.timeout(600)
 
 RUN_ENV = {"HFTBOT_SIM__RATE_HZ": "80", "HFTBOT_FEED__DEPTH_SPEED": "0ms"}  # as the document lists them
@@ -30,13 +38,13 @@ RECORD_S = 20.0  # of book updates at 80/s before training: ~1,600 records
 
 def blocks() -> list[str]:
     """The document's `sh` blocks, in order."""
-    return [b.strip() for b in re.findall(r"^```sh\n(.*?)^```", DOC.read_text(), re.M | re.S)]
+    return [b.strip() for b in re.findall(r"^```sh\n(.*?)^```", walkthrough(), re.M | re.S)]
 
 
 def step(text: str) -> str:
     """The block whose commands contain `text` (exactly one)."""
     found = [b for b in blocks() if text in b]
-    assert len(found) == 1, f"docs/walkthrough.md: {len(found)} sh blocks contain {text!r}"
+    assert len(found) == 1, f"README.md walkthrough: {len(found)} sh blocks contain {text!r}"
     return found[0]
 
 
