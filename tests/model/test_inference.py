@@ -166,7 +166,7 @@ def test_hot_reload_under_load_misses_and_repeats_no_update(real_books, tmp_path
         try:
             for k in range(1, swaps_wanted):
                 set_current(tmp_path, models[k % 3].name)
-                h.wait_for(lambda k=k: h.engine.swaps == k + 1)
+                h.wait_for(lambda k=k: h.engine.swaps == k + 1, 90)  # a verify under the GIL load: seconds to tens
         finally:
             done.set()
             t.join(10)
@@ -233,7 +233,7 @@ def test_with_idle_time_a_swap_feeds_the_new_model_nothing_inside_an_update(real
         try:
             for k in range(swaps_wanted):
                 set_current(tmp_path, models[k % 3].name)
-                h.wait_for(lambda k=k: h.engine.swaps == k + 1)
+                h.wait_for(lambda k=k: h.engine.swaps == k + 1, 90)  # a verify under the GIL load: seconds to tens
         finally:
             done.set()
             t.join(10)

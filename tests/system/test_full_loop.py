@@ -103,6 +103,8 @@ def loop(tmp_path_factory):
         ex = lambda k: run.counters("execution").get(k, 0)  # noqa: E731
         run.wait(lambda: ex("fills") >= 2, 240, "the first fills")
         # -- a new checkpoint mid-run
+        # (the counters are published with the heartbeat: wait until they name the served model)
+        run.wait(lambda: run.counters("inference").get("model_id", 0) != 0, 60, "the served model's id")
         old_id = run.counters("inference")["model_id"]
         run.notes["swap_at"] = time.time_ns()
         run.notes["old_id"], run.notes["new_id"] = old_id, new_checkpoint(ckpt)
