@@ -25,7 +25,6 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, fields
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,7 @@ from hftbot.model.labels import (
 )
 from hftbot.model.metrics import confusion, scores
 from hftbot.model.tblog import TBLog
+from hftbot.times import parse_time_ns
 
 # ---------------------------------------------------------------------------------------- config
 # The run's own values. Model, feature, label and optimisation settings are the [model] section
@@ -132,19 +132,6 @@ def model_settings(a: argparse.Namespace) -> tuple[ModelConfig, object]:
 # ---------------------------------------------------------------------------------------- DDP
 
 
-def time_ns(text: str, what: str) -> int | None:
-    """ISO-8601 (UTC when no zone is given) or integer ns since the epoch; "" = None."""
-    if not text:
-        return None
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{what} {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
-    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1e9)
-
-
 def ddp_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when run plainly."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -197,7 +184,7 @@ def train(a: argparse.Namespace, m: ModelConfig, cfg, trial=None) -> dict:
     if not lead:
         rec = ds.open_recordings(paths, levels_rebuilt, a.symbol or None, a.source or None, log=lambda s: None)
     if a.data_start or a.data_end:
-        rec = rec.between(time_ns(a.data_start, "--data-start"), time_ns(a.data_end, "--data-end"))
+        rec = rec.between(parse_time_ns(a.data_start, "--data-start"), parse_time_ns(a.data_end, "--data-end"))
     rec = rec.newest(m.train_days)
     say(f"data: {ds.dataset_summary(rec)}")
     spec = FeatureSpec(m.levels, m.window, m.price_ref)

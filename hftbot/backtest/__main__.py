@@ -15,25 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from hftbot.times import parse_time_ns
+
 BASELINE = "imbalance"
-
-
-def parse_time_ns(text: str | None, what: str) -> int | None:
-    """ISO-8601 (UTC when no zone is given) or integer ns since the epoch."""
-    if text is None:
-        return None
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is neither an ISO-8601 time nor integer ns since the epoch") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1e9)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -88,3 +88,24 @@ def start_sim_server(*args: str, timeout_s: float = 60.0) -> tuple[subprocess.Po
             return proc, int(line.rsplit(":", 1)[1].split()[0])
     proc.kill()
     raise RuntimeError(f"simulator server did not start: {' '.join(cmd)}")
+
+
+def latency_run_env(data_dir: str, horizon_updates: int) -> dict[str, str]:
+    """The settings both supervised latency benches (`exec`, `e2e`) run the pipeline with: the
+    shipped checkpoint, deeplob entering on nearly every signal (latency, not profit) and leaving
+    after `horizon_updates` books, start-up allowed for the model's process on a loaded machine."""
+    from pathlib import Path
+
+    ckpt = Path("checkpoints")
+    if not (ckpt / "CURRENT").exists():
+        ckpt = Path(__file__).resolve().parents[2] / "checkpoints"
+    return {
+        "HFTBOT_RUNTIME__DATA_DIR": data_dir,
+        "HFTBOT_RUNTIME__CHECKPOINTS_DIR": str(ckpt),
+        "HFTBOT_RUNTIME__LOG_LEVEL": "WARNING",
+        "HFTBOT_RUNTIME__START_TIMEOUT_S": "180",
+        "HFTBOT_EXEC__STRATEGY": "deeplob",
+        "HFTBOT_STRATEGY__DEEPLOB_QTY": "0.1",
+        "HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS": "2000",
+        "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": str(horizon_updates),
+    }

@@ -38,14 +38,11 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from hftbot.bench.common import percentiles_us, print_json, print_table
+from hftbot.bench.common import latency_run_env, percentiles_us, print_json, print_table
 from hftbot.records import ORDER_MODIFY, ORDER_PLACE
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FIELDS = {
     "book": ("seq", "recv_ns", "publish_ns", "flags"),
@@ -163,19 +160,7 @@ def run_e2e(seconds: float, env: dict[str, str], start_allowance_s: float = 180.
     from hftbot.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="hftbot-bench-e2e-") as d:
-        ckpt = Path("checkpoints")
-        if not (ckpt / "CURRENT").exists():
-            ckpt = ROOT / "checkpoints"
-        base = {
-            "HFTBOT_RUNTIME__DATA_DIR": d,
-            "HFTBOT_RUNTIME__CHECKPOINTS_DIR": str(ckpt),
-            "HFTBOT_RUNTIME__LOG_LEVEL": "WARNING",
-            "HFTBOT_RUNTIME__START_TIMEOUT_S": "180",  # the model's process on a loaded machine
-            "HFTBOT_EXEC__STRATEGY": "deeplob",
-            "HFTBOT_STRATEGY__DEEPLOB_QTY": "0.1",
-            "HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS": "2000",  # enter on nearly every signal: latency, not profit
-            "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": "1",  # ... and exit on the next book
-        }
+        base = latency_run_env(d, horizon_updates=1)  # exit on the next book
         cfg = load_config(env={**base, **env})
 
         def script(run: FaultRun) -> None:

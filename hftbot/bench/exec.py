@@ -30,13 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from hftbot.bench.common import percentiles_us, print_json, print_table, start_sim_server
-
-ROOT = Path(__file__).resolve().parents[2]
+from hftbot.bench.common import latency_run_env, percentiles_us, print_json, print_table, start_sim_server
 
 
 def bench_risk(n: int) -> dict:
@@ -171,20 +168,7 @@ def bench_e2e(seconds: float) -> dict:
     from hftbot.run import Supervisor
 
     with tempfile.TemporaryDirectory(prefix="hftbot-bench-exec-") as d:
-        ckpt = Path("checkpoints")
-        if not (ckpt / "CURRENT").exists():
-            ckpt = ROOT / "checkpoints"
-        env = {
-            "HFTBOT_RUNTIME__DATA_DIR": d,
-            "HFTBOT_RUNTIME__CHECKPOINTS_DIR": str(ckpt),
-            "HFTBOT_RUNTIME__LOG_LEVEL": "WARNING",
-            "HFTBOT_RUNTIME__START_TIMEOUT_S": "180",  # the model's process on a loaded machine
-            "HFTBOT_EXEC__STRATEGY": "deeplob",
-            "HFTBOT_STRATEGY__DEEPLOB_QTY": "0.1",
-            "HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS": "2000",  # trade on most signals: latency, not profit
-            "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": "10",
-            "HFTBOT_FEED__DEPTH_SPEED": "0ms",
-        }
+        env = {**latency_run_env(d, horizon_updates=10), "HFTBOT_FEED__DEPTH_SPEED": "0ms"}
         cfg = load_config(env=env)
         sup = Supervisor(cfg, panel=False)
         text = io.StringIO()
