@@ -329,7 +329,11 @@ def test_soak_of_random_kills_then_group_sigterm_leaves_nothing_and_misses_no_ro
     ranks = {s.name: s.stop_rank for s in processes_for(load_config(env={}))}
     assert order == sorted(SIM_PROCESSES, key=lambda n: ranks[n])  # the recorder after the feed
     total = sum(p["restarts"] for p in summary["processes"].values())
-    assert total == len(kills) + len(SIM_PROCESSES)  # the soak's kills and the kill-each test's
+    # every restart has a cause: the soak's kills and the kill-each test's, plus any the supervisor
+    # itself made for a process silent past its heartbeat timeout (a start slowed by a busy machine)
+    timeouts = [line for line in err.splitlines() if "; restart " in line and "heartbeat" in line]
+    assert total == len(kills) + len(SIM_PROCESSES) + len(timeouts), (total, len(kills), timeouts)
+    assert len(timeouts) <= 2, timeouts
     for name in SIM_PROCESSES:
         back = summary["serving"][name]
         assert back["start_s"] is not None and back["restart_s"], (name, back)
