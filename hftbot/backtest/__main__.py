@@ -20,13 +20,15 @@ from pathlib import Path
 from hftbot.times import parse_time_ns
 
 BASELINE = "imbalance"
+DEFAULT_STRATEGY = "deeplob"  # on checkpoints/CURRENT (runtime.checkpoints_dir) unless --checkpoint
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hftbot.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="raw recordings, .gz captures or folders of them")
     p.add_argument("--strategy", default=None,
-                   help="strategy name or comma-separated names (deeplob, imbalance, mm); default [exec] strategy")
+                   help="strategy name or comma-separated names (deeplob, imbalance, mm); "
+                   "default deeplob on checkpoints/CURRENT, or [exec] strategy when a config sets it")
     p.add_argument("--checkpoint", action="append", type=Path, default=[],
                    help="model checkpoint (.json) for deeplob; give several to compare them")
     p.add_argument("--start", default=None, help="first time orders may be taken (ISO-8601 UTC or ns)")
@@ -49,6 +51,15 @@ def runs(strategies: list[str], checkpoints: list[Path]) -> list[tuple[str, Path
     return out
 
 
+def default_strategy(cfg) -> str:
+    """`[exec] strategy` when a config file or the environment chose it, else deeplob: the
+    defaults' live strategy (mm, for the simulator) is not what a model's backtest asks about."""
+    from hftbot.config import sources_of
+
+    chosen = sources_of(cfg).get(("exec", "strategy"), "defaults") != "defaults"
+    return cfg.exec.strategy if chosen else DEFAULT_STRATEGY
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "walkforward":
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as e:
         print(f"backtest: {e}", file=sys.stderr)
         return 2
-    names = [s.strip() for s in (a.strategy or cfg.exec.strategy).split(",") if s.strip()]
+    names = [s.strip() for s in (a.strategy or default_strategy(cfg)).split(",") if s.strip()]
     known = ("deeplob", "imbalance", "mm")
     bad = [s for s in names if s not in known]
     if bad or not names:
@@ -79,6 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         if not p.exists():
             print(f"backtest: {p}: no such file or folder", file=sys.stderr)
             return 2
+    if "deeplob" in names and not a.checkpoint:  # the model being served, as the issue's default
+        from hftbot.model.checkpoint import CheckpointError, read_pointer
+
+        try:
+            current = read_pointer(cfg.runtime.checkpoints_dir)
+        except CheckpointError as e:
+            print(f"backtest: deeplob: {e}", file=sys.stderr)
+            return 2
+        if current is None or not current.is_file():
+            print(f"backtest: deeplob needs a model: no --checkpoint given and no CURRENT in "
+                  f"{cfg.runtime.checkpoints_dir!r} (runtime.checkpoints_dir)", file=sys.stderr)
+            return 2
+        a.checkpoint = [current]
     plan = runs(names, a.checkpoint)
     compare = len(plan) > 1
     if compare and BASELINE not in [s for s, _ in plan]:

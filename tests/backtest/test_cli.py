@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from hftbot.backtest.__main__ import parse_time_ns, runs
 from tests.backtest.test_parity import parity_tape
@@ -37,8 +38,12 @@ def test_one_run_writes_its_report_and_several_compare(tmp_path):
     assert summary["run"] == "imbalance" and summary["trades"] >= 2
     folder = tmp_path / "out" / summary["report"].split("/")[-1]
     assert {"metrics.json", "trades.parquet", "report.html"} <= {f.name for f in folder.iterdir()}
-    p = cli(str(tape), "--config", "bt.toml", "--strategy", "mm,deeplob", "--out", "cmp",
-            "--start", "2024-07-26T13:20:01", cwd=tmp_path)
+    p = cli(str(tape), "--config", "bt.toml", "--strategy", "mm,deeplob", "--out", "cmp", cwd=tmp_path)
+    assert p.returncode == 2 and "deeplob needs a model" in p.stderr  # no CURRENT here: said, not a silent 0
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints"
+    current = shipped / (shipped / "CURRENT").read_text().strip()
+    p = cli(str(tape), "--config", "bt.toml", "--strategy", "mm,deeplob", "--checkpoint", str(current),
+            "--out", "cmp", "--start", "2024-07-26T13:20:01", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "imbalance" in p.stdout and list((tmp_path / "cmp").glob("compare-*"))  # the baseline was added
 
