@@ -36,7 +36,7 @@ import numpy as np
 
 from hftbot.backtest.latency import latency_model, queue_model
 from hftbot.backtest.result import EQUITY_DTYPE, FILL_DTYPE, SIGNAL_DTYPE, BacktestResult
-from hftbot.backtest.signals import SignalSource, compute_signals
+from hftbot.backtest.signals import SignalSource, compute_signals, frame_chunks
 from hftbot.backtest.venue import EngineVenue
 from hftbot.config import Config, load_config
 from hftbot.exec.filters import SymbolFilters
@@ -46,9 +46,7 @@ from hftbot.exec.positions import Positions
 from hftbot.exec.risk import RiskManager
 from hftbot.exec.strategy import Strategy, fee_model, make_strategy
 from hftbot.feed import decode as d
-from hftbot.feed.capture import iter_blocks
-from hftbot.feed.core import FeedCore
-from hftbot.records import BOOK_VALID, TRADE_DTYPE, book_dtype
+from hftbot.records import BOOK_VALID
 from hftbot.records import SIGNAL_DTYPE as RING_SIGNAL_DTYPE
 from hftbot.sim.kernels import MARKET_EVENT_DTYPE, MEF, S_BAD_ROW
 from hftbot.sim.matching import MatchingEngine
@@ -76,23 +74,11 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
     rb = RowBuilder()
 
     def gen():
-        core = FeedCore(levels=levels, replay=True)
-        out_b = np.zeros(chunk_frames, dtype=book_dtype(levels))
-        out_t = np.zeros(chunk_frames, dtype=TRADE_DTYPE)
-        seq = 0
-        for blk in iter_blocks(paths):
-            i, n = 0, len(blk)
-            while i < n:
-                i2, nb, nt = core.run(blk.data, blk.starts, blk.ends, blk.nss, i, min(n, i + chunk_frames),
-                                      out_b, out_t)
-                nss, src = blk.nss, blk.source
-                for j in _row_frames(blk, i, i2).tolist():
-                    rb.frame(int(nss[j]), blk.frame(j), f"{src} frame {j}")
-                books = out_b[:nb].copy()
-                books["seq"] = np.arange(seq + 1, seq + nb + 1)
-                seq += nb
-                yield Chunk(books, out_t[:nt].copy(), rb.take(), i2 - i, int(blk.nss[i2 - 1]))
-                i = i2
+        for blk, i, i2, books, trades in frame_chunks(paths, levels, chunk_frames):
+            nss, src = blk.nss, blk.source
+            for j in _row_frames(blk, i, i2).tolist():
+                rb.frame(int(nss[j]), blk.frame(j), f"{src} frame {j}")
+            yield Chunk(books, trades, rb.take(), i2 - i, int(nss[i2 - 1]))
 
     return rb, gen()
 

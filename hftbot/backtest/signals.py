@@ -72,8 +72,10 @@ class SignalSource:
         return np.where(hit, i, -1)
 
 
-def record_chunks(paths: list[Path], levels: int, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(book records, trade records) of every `chunk_frames` raw frames, by the live feed's code."""
+def frame_chunks(paths: list[Path], levels: int, chunk_frames: int) -> Iterator[tuple]:
+    """(block, first frame, end frame, book records, trade records) per `chunk_frames` raw frames,
+    by the live feed's code (`FeedCore` in replay mode); book `seq` numbered across the run. The
+    one chunking of a recording that the signals and the replay loop (`engine.chunks`) share."""
     core = FeedCore(levels=levels, replay=True)
     out_b = np.zeros(chunk_frames, dtype=book_dtype(levels))
     out_t = np.zeros(chunk_frames, dtype=TRADE_DTYPE)
@@ -85,8 +87,14 @@ def record_chunks(paths: list[Path], levels: int, chunk_frames: int) -> Iterator
             books = out_b[:nb].copy()
             books["seq"] = np.arange(seq + 1, seq + nb + 1)
             seq += nb
+            yield blk, i, i2, books, out_t[:nt].copy()
             i = i2
-            yield books, out_t[:nt].copy()
+
+
+def record_chunks(paths: list[Path], levels: int, chunk_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(book records, trade records) of every `chunk_frames` raw frames, by the live feed's code."""
+    for _blk, _i, _i2, books, trades in frame_chunks(paths, levels, chunk_frames):
+        yield books, trades
 
 
 def pick_device(device: str) -> str:
