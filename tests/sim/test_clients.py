@@ -97,8 +97,9 @@ def test_official_sdk_conformance_steps(served) -> None:
             fill = r.new_order(
                 symbol="SOLUSDT", side=NewOrderSideEnum.BUY, type=NewOrderTypeEnum.MARKET, quantity=0.1
             ).data()
-            for _ in range(100):
-                if sum(_trade(e, fill.order_id) for e in user) and len(diffs) >= 6:
+            for _ in range(400):  # (a busy machine: diffs after the snapshot may take seconds to come)
+                after_snap = sum(d.u >= snap.last_update_id for d in diffs)
+                if sum(_trade(e, fill.order_id) for e in user) and after_snap >= 6:
                     break
                 await asyncio.sleep(0.05)
             (pos,) = r.position_information_v3(symbol="SOLUSDT").data()
