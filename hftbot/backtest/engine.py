@@ -133,9 +133,7 @@ class Replay:
         self.book = None
         self.signal = None
         self.mid = 0.0
-        self.refused = 0
-        self.refusals: dict[str, int] = {}  # risk refusals per reason (hftbot.exec.risk.REASONS)
-        self.refusal_detail: dict[str, str] = {}  # the first refusal's words per reason
+        self.refusals: dict[str, dict] = {}  # risk refusals: {reason: {count, first: its detail}}
         self.rejected = 0
         self.t_first = 0
         self.t_last = 0
@@ -301,10 +299,8 @@ class Replay:
         for intent in intents:
             req = risk.check(intent, self.book, t, self.signal)
             if type(req) is Refused:
-                self.refused += 1
-                self.refusals[req.reason] = self.refusals.get(req.reason, 0) + 1
-                if req.reason not in self.refusal_detail:
-                    self.refusal_detail[req.reason] = req.detail
+                seen = self.refusals.setdefault(req.reason, {"count": 0, "first": req.detail})
+                seen["count"] += 1
                 continue
             venue.send(req, t)
         if venue.next_ns() <= t:
@@ -379,9 +375,9 @@ class Replay:
             start_ns=self.t_first, end_ns=self.t_last, period_ns=self.period_ns, tick=self.tick, lot=self.lot,
             equity=eq, fills=fl, signals=sg, trades=list(self.positions.trades) if self.ready else [],
             events=self.events, orders=self.venue.orders if self.ready else 0,
-            rejected=self.rejected + self.refused, settings=settings,
+            rejected=self.rejected + sum(r["count"] for r in self.refusals.values()), settings=settings,
             order_log=self.venue.order_log if self.ready else [],
-            refusals={k: {"count": v, "first": self.refusal_detail[k]} for k, v in self.refusals.items()},
+            refusals={k: dict(v) for k, v in self.refusals.items()},
         )
 
 

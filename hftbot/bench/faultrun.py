@@ -188,6 +188,15 @@ class FaultRun:
         os.kill(pid, sig)
         return pid, t
 
+    def kill_feed_until_trading(self, timeout_s: float = 60.0) -> tuple[int, int]:
+        """kill -9 of the feed, then wait for its successor's first valid book and an order after
+        it (the resync is done and trading resumed); (pid killed, the time sent in ns)."""
+        pid, t = self.kill("feed")
+        self.wait(lambda: self.pid("feed") not in (0, pid) and self.first_book_after(t), timeout_s, "a valid book")
+        self.wait(lambda: len(self.orders_between(self.first_book_after(t), time.time_ns())) >= 1, timeout_s,
+                  "orders after the resync")
+        return pid, t
+
     # ------------------------------------------------------------------------------ after the run
 
     def orders_between(self, t0_ns: int, t1_ns: int, kinds=(ORDER_PLACE, ORDER_MODIFY)) -> np.ndarray:

@@ -100,11 +100,7 @@ def test_hung_killed_execution_and_killed_feed(tmp_path, capfd) -> None:
         run.notes["requests"] = run.admin("/sim/orders")["requests"]
         run.sleep(1.0)
         # -- feed
-        pid, t_feed = run.kill("feed")
-        run.notes["feed"] = t_feed
-        run.wait(lambda: run.pid("feed") not in (0, pid) and run.first_book_after(t_feed), 60, "a valid book")
-        run.wait(lambda: len(run.orders_between(run.first_book_after(t_feed), time.time_ns())) >= 1, 60,
-                 "orders after the resync")
+        _, run.notes["feed"] = run.kill_feed_until_trading(60)
         # -- a precision refusal: a bug on our side, so HALTED (cancel all, flatten), nothing after
         run.set_faults(reject_code=-1111, reject_every=1)
         run.wait(lambda: run.counters("execution").get("halted", 0) == 1, 60, "the halt")

@@ -112,11 +112,7 @@ def loop(tmp_path_factory):
         run.wait(lambda: ex("orders") >= 4, 60, "orders on the new model")
         run.sleep(1.0)
         # -- kill -9 of the feed
-        pid, t = run.kill("feed")
-        run.notes["feed_killed"] = t
-        run.wait(lambda: run.pid("feed") not in (0, pid) and run.first_book_after(t), 90, "a valid book again")
-        run.wait(lambda: len(run.orders_between(run.first_book_after(t), time.time_ns())) >= 1, 60,
-                 "orders after the resync")
+        _, run.notes["feed_killed"] = run.kill_feed_until_trading(90)
         # -- kill -9 of inference, right after a position opened (its exit is due without the model)
         def just_opened() -> bool:
             pos, last = run.fills_before(time.time_ns())
