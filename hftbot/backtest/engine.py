@@ -397,13 +397,13 @@ def _with_data_symbol(cfg: Config, paths: list[Path]) -> Config:
     """The symbol comes from the data (stream names, payload `s`, file metadata), as in a live
     replay: a BTCUSDT capture is reported, filtered and logged as BTCUSDT whatever
     `runtime.symbol` says. Paths that mix symbols are refused (ValueError naming them)."""
-    from hftbot.feed.recording import RecordingError, recording_symbol
+    from hftbot.feed.recording import MixedSymbolsError, RecordingError, recording_symbol
 
     try:
         symbol = recording_symbol(paths)
-    except RecordingError as e:
-        if "mix" in str(e):
-            raise ValueError(f"backtest: {e}") from None
+    except MixedSymbolsError as e:
+        raise ValueError(f"backtest: {e}") from None
+    except RecordingError:
         return cfg  # no raw data here: the loop says what is wrong with these paths
     if symbol and symbol != cfg.runtime.symbol.upper():
         return cfg.override_sections(runtime={"symbol": symbol}, sim={"symbol": symbol})

@@ -95,6 +95,10 @@ class RecordingError(ValueError):
     """A recording or capture file that cannot be read as what it claims to be."""
 
 
+class MixedSymbolsError(RecordingError):
+    """Recordings of more than one symbol were given together (readers refuse to mix them)."""
+
+
 def _utc(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // NS, tz=UTC)
 
@@ -520,7 +524,7 @@ def check_one_symbol(files: Iterable[Path]) -> str:
             f"{sym}: {', '.join(str(p) for p in fs[:3])}{f' and {len(fs) - 3} more' if len(fs) > 3 else ''}"
             for sym, fs in sorted(by_symbol.items())
         )
-        raise RecordingError(f"recordings mix symbols {', '.join(sorted(by_symbol))} ({detail}); "
+        raise MixedSymbolsError(f"recordings mix symbols {', '.join(sorted(by_symbol))} ({detail}); "
                              f"read one symbol's folder (<root>/<source>/<SYMBOL>/)")
     return next(iter(by_symbol), "")
 
