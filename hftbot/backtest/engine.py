@@ -51,7 +51,7 @@ from hftbot.records import SIGNAL_DTYPE as RING_SIGNAL_DTYPE
 from hftbot.sim.kernels import MARKET_EVENT_DTYPE, MEF, S_BAD_ROW
 from hftbot.sim.matching import MatchingEngine
 from hftbot.sim.models import FeeModel as EngineFees
-from hftbot.sim.replayrows import RowBuilder
+from hftbot.sim.replayrows import RowBuilder, row_frames
 
 HOUSEKEEPING_NS = 50_000_000
 K_BOOK, K_TRADE, K_SIGNAL = 0, 1, 2
@@ -75,29 +75,10 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
 
     def gen():
         for blk, i, i2, books, trades in frame_chunks(paths, levels, chunk_frames):
-            nss, src = blk.nss, blk.source
-            for j in _row_frames(blk, i, i2).tolist():
-                rb.frame(int(nss[j]), blk.frame(j), f"{src} frame {j}")
-            yield Chunk(books, trades, rb.take(), i2 - i, int(nss[i2 - 1]))
+            rb.frames(blk, row_frames(blk, i, i2))
+            yield Chunk(books, trades, rb.take(), i2 - i, int(blk.nss[i2 - 1]))
 
     return rb, gen()
-
-
-_HEAD = 64  # RowBuilder.frame looks for the stream name in a frame's first 64 bytes
-
-
-def _row_frames(blk, i0: int, i1: int) -> np.ndarray:
-    """Indices of frames i0..i1 that are not bookTicker (they carry nothing the diffs do not),
-    found in one vectorised pass (`np.strings.find` over the frames' first bytes) instead of a
-    Python call per frame."""
-    starts, ends = blk.starts[i0:i1], blk.ends[i0:i1]
-    if not len(starts):
-        return np.zeros(0, np.int64)
-    off = np.arange(_HEAD)
-    head = blk.data[np.minimum(starts[:, None] + off, len(blk.data) - 1)]
-    head[off >= (ends - starts)[:, None]] = 0  # past a short frame's end
-    ticker = np.strings.find(np.ascontiguousarray(head).view(f"S{_HEAD}").ravel(), b"bookTicker") >= 0
-    return np.flatnonzero(~ticker) + i0
 
 
 class Replay:

@@ -11,6 +11,12 @@ Tick and lot are given, or inferred at the first snapshot as the feed does (grea
 divisor of the snapshot's and the buffered diffs' prices and quantities). A level that is not a
 whole number of ticks or lots is an error naming the file and frame, never a rounded row.
 
+Speed: the common frames - a diff that continues the `pu` chain while in sync, a trade, a
+control reply - never leave compiled code (`build_rows`, one numba loop over a block's frames, the
+feed fast path's pattern). Every other case (out of sync, a snapshot, a gap, an error, a level off
+the grid, a full buffer) hands the frame back to the Python `frame`, the one definition of what
+each case means; the kernel only ever does what `frame` would do, and a test holds the two equal.
+
 Reads files; never changes them. The rows are what `MatchingEngine.run` and a backtest consume.
 """
 
@@ -19,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from hftbot.feed import decode as d
-from hftbot.feed.capture import CaptureError, iter_blocks
+from hftbot.feed.capture import Block, CaptureError, iter_blocks
 from hftbot.feed.core import Instrument
 from hftbot.feed.sync import Action, DepthSync
 from hftbot.sim.kernels import (
@@ -44,6 +51,94 @@ from hftbot.sim.kernels import (
 BUY = 1
 SELL = -1
 MS = 1_000_000
+
+# build_rows state words (int64): what it reads, then what it counts
+ST_SYNCED, ST_LAST_U, ST_TICK, ST_LOT, ST_WHY, ST_DIFFS, ST_TRADES, ST_EARLY_TRADES = range(8)
+ST_SIZE = 8
+WHY_FRAME, WHY_ROOM = 1, 2  # why build_rows stopped: a frame for `frame`, or rows past the buffer
+
+
+@nb.njit(cache=True)
+def _emit_levels(buf, n, lv, m, side, exch_ns, recv_ns, tick, lot):
+    for k in range(m):
+        buf[n, M_EXCH_NS] = exch_ns
+        buf[n, M_RECV_NS] = recv_ns
+        buf[n, M_KIND] = EV_LEVEL
+        buf[n, M_SIDE] = side
+        buf[n, M_PX] = lv[k, 0] // tick
+        buf[n, M_QTY] = lv[k, 1] // lot
+        buf[n, M_FLAGS] = 0
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _off_grid(lv, m, tick, lot):
+    """Levels among lv[:m] that `_levels` refuses (off the tick/lot grid, price <= 0, qty < 0)."""
+    bad = 0
+    for k in range(m):
+        bad += lv[k, 0] <= 0 or lv[k, 1] < 0 or lv[k, 0] % tick != 0 or lv[k, 1] % lot != 0
+    return bad
+
+
+@nb.njit(cache=True)
+def build_rows(data, starts, ends, nss, idx, k0, hdr, bids, asks, buf, n, st):
+    """Rows of frames idx[k0:] of one block into buf[n:] while each is a common case.
+
+    Returns (k, n): k is where in `idx` it stopped (len(idx): all done; else st[ST_WHY] says why),
+    n the rows now in buf. In sync (st[ST_SYNCED]) a diff whose pu is st[ST_LAST_U] becomes its
+    level rows and moves ST_LAST_U; a trade becomes its row (out of sync: only counted, as
+    `frame` does); control replies and tickers are nothing. Anything else stops the loop."""
+    cap = buf.shape[0]
+    tick = st[ST_TICK]
+    lot = st[ST_LOT]
+    for k in range(k0, idx.shape[0]):
+        j = idx[k]
+        a = starts[j]
+        kind = d.scan(data[a : ends[j]], ends[j] - a, hdr, bids, asks)
+        if kind == d.K_OTHER or kind == d.K_BOOK_TICKER:
+            continue
+        if kind == d.K_TRADE:
+            if not st[ST_SYNCED]:
+                st[ST_EARLY_TRADES] += 1
+                continue
+            px = hdr[d.H_PX]
+            qty = hdr[d.H_QTY]
+            if px % tick or qty % lot:
+                st[ST_WHY] = WHY_FRAME
+                return k, n
+            if n + 1 > cap:
+                st[ST_WHY] = WHY_ROOM
+                return k, n
+            buf[n, M_EXCH_NS] = hdr[d.H_T] * MS
+            buf[n, M_RECV_NS] = nss[j]
+            buf[n, M_KIND] = EV_TRADE
+            buf[n, M_SIDE] = SELL if hdr[d.H_MAKER] else BUY
+            buf[n, M_PX] = px // tick
+            buf[n, M_QTY] = qty // lot
+            buf[n, M_FLAGS] = MF_LAST
+            n += 1
+            st[ST_TRADES] += 1
+            continue
+        if kind != d.K_DEPTH or not st[ST_SYNCED] or hdr[d.H_PREV] != st[ST_LAST_U]:
+            st[ST_WHY] = WHY_FRAME
+            return k, n
+        nb_, na = hdr[d.H_NB], hdr[d.H_NA]
+        if _off_grid(bids, nb_, tick, lot) or _off_grid(asks, na, tick, lot):
+            st[ST_WHY] = WHY_FRAME
+            return k, n
+        if n + nb_ + na > cap:
+            st[ST_WHY] = WHY_ROOM
+            return k, n
+        n0 = n
+        e = hdr[d.H_E] * MS
+        n = _emit_levels(buf, n, bids, nb_, BUY, e, nss[j], tick, lot)
+        n = _emit_levels(buf, n, asks, na, SELL, e, nss[j], tick, lot)
+        if n > n0:
+            buf[n - 1, M_FLAGS] = MF_LAST
+        st[ST_LAST_U] = hdr[d.H_LAST]
+        st[ST_DIFFS] += 1
+    return idx.shape[0], n
 
 
 @dataclass
@@ -75,6 +170,23 @@ class MarketRows:
         return int(px.min()), int(px.max())
 
 
+_HEAD = 64  # RowBuilder.frame looks for the stream name in a frame's first 64 bytes
+
+
+def row_frames(blk: Block, i0: int, i1: int) -> np.ndarray:
+    """Indices of frames i0..i1 that are not bookTicker (they carry nothing the diffs do not),
+    found in one vectorised pass (`np.strings.find` over the frames' first bytes) instead of a
+    Python call per frame."""
+    starts, ends = blk.starts[i0:i1], blk.ends[i0:i1]
+    if not len(starts):
+        return np.zeros(0, np.int64)
+    off = np.arange(_HEAD)
+    head = blk.data[np.minimum(starts[:, None] + off, len(blk.data) - 1)]
+    head[off >= (ends - starts)[:, None]] = 0  # past a short frame's end
+    ticker = np.strings.find(np.ascontiguousarray(head).view(f"S{_HEAD}").ravel(), b"bookTicker") >= 0
+    return np.flatnonzero(~ticker) + i0
+
+
 class _Builder:
     def __init__(self, inst: Instrument | None) -> None:
         self.inst = inst
@@ -90,6 +202,34 @@ class _Builder:
             "gaps": 0,
             "dropped": 0,
         }
+
+    def frames(self, blk: Block, idx: np.ndarray) -> None:
+        """`frame` for each of blk's frames `idx` (ascending): the common cases in `build_rows`, the
+        rest here. The sync state goes in and comes back, so either side may take the next frame."""
+        st = np.zeros(ST_SIZE, np.int64)
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        k, m = 0, len(idx)
+        while k < m:
+            inst, sync = self.inst, self.sync
+            st[:] = 0
+            st[ST_SYNCED] = sync.synced and inst is not None
+            st[ST_LAST_U] = sync.last_u
+            if inst is not None:
+                st[ST_TICK], st[ST_LOT] = inst.tick_u, inst.lot_u
+            k, self.n = build_rows(blk.data, blk.starts, blk.ends, blk.nss, idx, k, self.dec.hdr,
+                                   self.dec.lv[0], self.dec.lv[1], self.buf, self.n, st)
+            sync.last_u = int(st[ST_LAST_U])
+            self.counts["diffs"] += int(st[ST_DIFFS])
+            self.counts["trades"] += int(st[ST_TRADES])
+            self.counts["trades_before_book"] += int(st[ST_EARLY_TRADES])
+            if k >= m:
+                return
+            if st[ST_WHY] == WHY_ROOM:
+                self._room(len(self.buf))  # doubles; the frame is taken again by the kernel
+                continue
+            j = int(idx[k])
+            self.frame(int(blk.nss[j]), blk.frame(j), f"{blk.source} frame {j}")
+            k += 1
 
     def _room(self, m: int) -> None:
         if self.n + m > len(self.buf):
@@ -219,8 +359,7 @@ def load_rows(
     inst = Instrument.from_strings(tick, lot) if tick and lot else None
     b = _Builder(inst)
     for block in iter_blocks(paths):
-        for j in range(len(block)):
-            b.frame(int(block.nss[j]), block.frame(j), f"{block.source} frame {j}")
+        b.frames(block, row_frames(block, 0, len(block)))
     if b.inst is None:
         raise CaptureError(f"{paths}: no depth snapshot: cannot build a book")
     rows = b.buf[: b.n].copy().view(MARKET_EVENT_DTYPE).reshape(b.n)

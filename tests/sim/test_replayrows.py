@@ -82,3 +82,74 @@ def test_bad_captures_are_refused_with_the_frame_named(tmp_path) -> None:
     none.write_bytes(gzip.compress(lines[1] + b"\n"))
     with pytest.raises(CaptureError, match="no depth snapshot"):
         load_rows(none)
+
+
+def _frame_by_frame(path: Path):
+    """The rows by the Python `frame` alone, one call per frame: the definition `build_rows` follows."""
+    from hftbot.sim.replayrows import _Builder
+
+    b = _Builder(None)
+    for blk in iter_blocks([path]):
+        for j in range(len(blk)):
+            b.frame(int(blk.nss[j]), blk.frame(j), f"{blk.source} frame {j}")
+    return b.buf[: b.n].copy(), b.counts
+
+
+def _diff(U: int, u: int, pu: int, bids: str = '[["100.1","1"]]', asks: str = "[]", e: int = 5) -> bytes:
+    return (b'{"stream":"x@depth","data":{"e":"depthUpdate","E":%d,"T":%d,"s":"X","U":%d,"u":%d,"pu":%d,'
+            b'"b":%s,"a":%s}}' % (e, e, U, u, pu, bids.encode(), asks.encode()))
+
+
+def _trade(px: str, maker: str = "true") -> bytes:
+    return (b'{"stream":"x@aggTrade","data":{"e":"aggTrade","E":7,"s":"X","a":1,"p":"%s","q":"2",'
+            b'"f":1,"l":1,"T":7,"m":%s}}' % (px.encode(), maker.encode()))
+
+
+def test_the_compiled_rows_equal_the_frame_by_frame_definition(tmp_path) -> None:
+    """Every case `build_rows` hands back (snapshots, buffered diffs, a gap and its resync, a dropped
+    diff, trades before the book, tickers, a buffer that must grow) gives the rows and counts of the
+    one-frame-at-a-time Python path, on the real capture and on a hand-built one."""
+    snap = b'{"lastUpdateId":%d,"E":1,"T":1,"bids":[["100.0","1"],["99.9","3"]],"asks":[["101.0","1"]]}'
+    frames = [
+        _trade("100.0"),  # before the book: counted, no row
+        _diff(8, 9, 7),  # buffered until the snapshot, then dropped (older than it)
+        _diff(10, 12, 9, asks='[["101.0","0"],["101.2","4"]]'),  # buffered, applied first
+        snap % 10,
+        _diff(13, 14, 12),
+        b'{"stream":"x@bookTicker","data":{"e":"bookTicker","u":14,"b":"100.1","B":"1","a":"101.2","A":"4"}}',
+        _trade("100.1", "false"),
+        _diff(13, 14, 12),  # a duplicate: dropped
+        _diff(20, 22, 19),  # a gap: resync
+        _trade("100.2"),  # out of sync: counted, no row
+        snap % 25,
+        _diff(24, 26, 23, bids='[["100.3","2"],["100.2","0"]]'),
+        _diff(27, 28, 26, bids="[]", asks='[["101.4","1"]]'),
+        _trade("101.4"),
+    ]
+    synthetic = tmp_path / "cases.gz"
+    synthetic.write_bytes(gzip.compress(b"".join(b"%d %s\n" % (100 + i, f) for i, f in enumerate(frames))))
+    for path in (synthetic, CAPTURE):
+        want, counts = _frame_by_frame(path)
+        got = load_rows(path)
+        assert np.array_equal(got.rows.view(np.int64).reshape(want.shape), want)
+        assert got.counts == {**counts, "gaps": got.counts["gaps"]}
+    got = load_rows(synthetic)
+    assert got.counts["gaps"] == 1 and got.counts["snapshots"] == 2 and got.counts["trades"] == 2
+    assert got.counts["trades_before_book"] == 2 and got.counts["dropped"] == 3 and got.counts["diffs"] == 4
+
+
+def test_the_compiled_rows_grow_their_buffer_and_refuse_off_grid_levels(tmp_path) -> None:
+    from hftbot.sim.kernels import MEF
+    from hftbot.sim.replayrows import RowBuilder, row_frames
+
+    rb = RowBuilder()
+    rb.buf = np.zeros((2, MEF), np.int64)  # far too small: build_rows stops, the buffer doubles
+    blocks = list(iter_blocks([CAPTURE]))
+    for blk in blocks:
+        rb.frames(blk, row_frames(blk, 0, len(blk)))
+    assert np.array_equal(rb.take(), load_rows(CAPTURE).rows)
+    path = tmp_path / "off.gz"
+    snap = b'{"lastUpdateId":10,"E":1,"T":1,"bids":[["100.0","1"]],"asks":[["101.0","1"]]}'
+    path.write_bytes(gzip.compress(b"1 %s\n2 %s\n3 %s\n" % (snap, _diff(10, 12, 9), _trade("100.05"))))
+    with pytest.raises(CaptureError, match=r"off.gz frame 2: trade price/quantity not a whole number"):
+        load_rows(path, tick="0.1", lot="1")
