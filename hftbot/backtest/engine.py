@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hftbot.backtest.latency import latency_model, queue_model
+from hftbot.backtest.prepared import Chunk, Grid, prepared_chunks
 from hftbot.backtest.result import EQUITY_DTYPE, FILL_DTYPE, SIGNAL_DTYPE, BacktestResult
 from hftbot.backtest.signals import SignalSource, compute_signals, frame_chunks
 from hftbot.backtest.venue import EngineVenue
@@ -56,17 +56,6 @@ from hftbot.sim.replayrows import RowBuilder, row_frames
 HOUSEKEEPING_NS = 50_000_000
 K_BOOK, K_TRADE, K_SIGNAL = 0, 1, 2
 FAR = 1 << 62
-
-
-@dataclass
-class Chunk:
-    """One piece of the recording: the records execution reads and the engine's rows."""
-
-    books: np.ndarray  # book_dtype(levels)
-    trades: np.ndarray  # TRADE_DTYPE
-    rows: np.ndarray  # MARKET_EVENT_DTYPE, receive order
-    frames: int
-    last_recv_ns: int
 
 
 def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilder, object]:
@@ -123,7 +112,7 @@ class Replay:
 
     # ---------------------------------------------------------------------------- set-up
 
-    def _setup(self, rb: RowBuilder, rec) -> None:
+    def _setup(self, rb: RowBuilder | Grid, rec) -> None:
         """Built at the first valid book: the grid is known from then on (as the mirror venue does)."""
         cfg = self.cfg
         self.tick, self.lot = float(rec["tick"]), float(rec["lot"])
@@ -151,12 +140,16 @@ class Replay:
             center_px=int(rec["bid_px"][0]) or int(rec["ask_px"][0]),
         )
         self.venue = EngineVenue(self.engine)
+        # a strategy that keeps the base class's on_trade reads no trade record: the loop does not
+        # stop at them (the engine applies their rows all the same, and answers are delivered at
+        # their own response times), which is most of the capture's records
+        self.wants_trades = self.strategy is not None and type(self.strategy).on_trade is not Strategy.on_trade
         self._sig = np.zeros((), RING_SIGNAL_DTYPE)
         self.ready = True
 
     # ---------------------------------------------------------------------------- the loop
 
-    def feed(self, rb: RowBuilder, ch: Chunk) -> None:
+    def feed(self, rb: RowBuilder | Grid, ch: Chunk) -> None:
         if self.stopped:
             return
         self.frames += ch.frames
@@ -193,6 +186,8 @@ class Replay:
         if late.any():
             self.carry_sig = list(zip(sig_t[late].tolist(), sig_i[late].tolist(), strict=True))
             sig_t, sig_i = sig_t[~late], sig_i[~late]
+        if not self.wants_trades:  # the engine still applies every trade row; no hook reads them
+            t_t = t_t[:0]
         times = np.concatenate([t_b, t_t, sig_t])
         kinds = np.concatenate([np.full(len(t_b), K_BOOK), np.full(len(t_t), K_TRADE), np.full(len(sig_t), K_SIGNAL)])
         where = np.concatenate([np.arange(len(t_b)), np.arange(len(t_t)), sig_i])
@@ -202,6 +197,9 @@ class Replay:
         upto = np.searchsorted(emax, times[order], side="right")
         applied = self._loop(rows, books, trades, times[order].tolist(), kinds[order].tolist(),
                              where[order].tolist(), upto.tolist())
+        tail = max(int(t_b[-1]) if len(t_b) else 0, int(trades["recv_ns"][-1]) if len(trades) else 0)
+        if not self.stopped and self.strategy is not None and tail >= self.start_ns:
+            self.t_last = max(self.t_last, tail)  # the span reaches the last record, read by a hook or not
         self.rows_pending = rows[applied:].copy()
         if self.progress is not None:
             self.progress(self.frames, 0)
@@ -228,8 +226,8 @@ class Replay:
                 r = u
             eng.advance(t)
             venue.collect()
-            if venue.next_ns() <= t:
-                self._deliver(t)
+            while (due := venue.next_ns()) <= t:  # each answer at its own response time
+                self._deliver(due)
             if t >= self.next_sample:
                 self._sample(t)
             if t >= self.next_house:
@@ -370,7 +368,7 @@ def _settings(cfg: Config, strategy: str, checkpoint: Path | None, paths: list[P
         "order_latency": bt.order_latency, "order_entry_us": bt.order_entry_us,
         "order_response_us": bt.order_response_us, "inference_latency_ns": infer_ns,
         "maker_fee": cfg.exec.maker_fee, "taker_fee": cfg.exec.taker_fee, "period_s": bt.period_s,
-        "chunk_frames": bt.chunk_frames,
+        "chunk_frames": bt.chunk_frames, "cache": bt.cache,
     }
 
 
@@ -424,11 +422,14 @@ def run_backtest(
                                   batch=bt.inference_batch, chunk_frames=bt.chunk_frames, infer_ns=infer)
     rep = Replay(cfg, name, signals, start_ns if start_ns is not None else -FAR,
                  end_ns if end_ns is not None else FAR, paths, progress, given)
-    rb, gen = chunks(paths, cfg.feed.levels, bt.chunk_frames)
-    for ch in gen:  # deeplob without signals sees none (live: "no model" ones): it opens nothing
-        rep.feed(rb, ch)
-        if rep.stopped:
-            break
+    rb, gen = prepared_chunks(paths, cfg.feed.levels, bt.chunk_frames, chunks, use_cache=bt.cache)
+    try:
+        for ch in gen:  # deeplob without signals sees none (live: "no model" ones): it opens nothing
+            rep.feed(rb, ch)
+            if rep.stopped:
+                break
+    finally:
+        gen.close()  # a cache being written is finished only by a run that read every chunk
     rep.finish()
     res = rep.result(name if checkpoint is None else f"{name}:{checkpoint.name}",
                      _settings(cfg, name, checkpoint, paths, rep.infer_ns))

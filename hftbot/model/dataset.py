@@ -45,7 +45,6 @@ import itertools
 import json
 import os
 import re
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,14 +55,13 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from hftbot.atomic import atomic_path
+from hftbot.filecache import CACHE_DIR, NpyWriter, cache_folder, code_hash, file_identity  # noqa: F401 (CACHE_DIR re-exported)
 from hftbot.model.features import FeatureSpec, rows_from_records
 from hftbot.model.labels import LabelRule, mid_prices, segment_ids, smoothed_change, usable_mask, window_ends
 from hftbot.records import BOOK_RESYNC, TRADE_DTYPE, book_dtype, book_levels
 
 SOURCES = ("sim", "replay", "binance", "testnet")
 UNKNOWN = "unknown"
-CACHE_DIR = ".hftbot-cache"
 CACHE_VERSION = 1
 DEFAULT_CHUNK_RECORDS = 500_000
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -233,36 +231,11 @@ def feed_code_hash() -> str:
     """sha256 of the feed's book code: rebuilt records change when it does."""
     import hftbot.feed
 
-    h = hashlib.sha256()
-    root = Path(hftbot.feed.__file__).parent
-    for name in _FEED_CODE:
-        h.update(name.encode())
-        h.update((root / name).read_bytes())
-    return h.hexdigest()
-
-
-def _identity(p: Path) -> str:
-    st = p.stat()
-    return f"{p.parent.name}/{p.name}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _cache_folder(origin: Path) -> Path:
-    d = origin.parent / CACHE_DIR
-    try:
-        d.mkdir(exist_ok=True)
-        probe = d / f".probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-        return d
-    except OSError:  # a read-only recordings folder: cache in the temp dir, keyed by the folder
-        tag = hashlib.sha256(str(origin.parent.resolve()).encode()).hexdigest()[:16]
-        d = Path(tempfile.gettempdir()) / "hftbot-cache" / tag
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+    return code_hash(hftbot.feed.__file__, _FEED_CODE)
 
 
 def _cache_path(origin: Path, levels: int, key: str) -> Path:
-    return _cache_folder(origin) / f"{origin.name}.L{levels}.{key[:20]}.npy"
+    return cache_folder(origin) / f"{origin.name}.L{levels}.{key[:20]}.npy"
 
 
 STALE_CACHE_S = 86400.0  # a replaced cache is deleted once it is this old (see _drop_stale)
@@ -289,52 +262,18 @@ def _describe(origin: Path, cache: Path) -> BookFile:
     return BookFile(origin, cache, n, first, last, book_levels(a.dtype))
 
 
-class _NpyWriter:
-    """Stream record chunks into an .npy file (header rewritten in place with the final length:
-    numpy pads headers so axis 0 can grow), atomically: the name appears only when complete."""
-
-    def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self._ctx = atomic_path(path)
-        self._tmp = self._ctx.__enter__()
-        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self.dtype = dtype
-        self.n = 0
-        self._header(0)
-        self._data_at = self._fh.tell()
-
-    def _header(self, n: int) -> None:
-        np.lib.format.write_array_header_2_0(
-            self._fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (n,)})
-
-    def write(self, chunk: np.ndarray) -> None:
-        self._fh.write(np.ascontiguousarray(chunk, dtype=self.dtype).tobytes())
-        self.n += len(chunk)
-
-    def close(self) -> None:
-        self._fh.seek(0)
-        self._header(self.n)
-        if self._fh.tell() != self._data_at:  # pragma: no cover - numpy changed its padding rule
-            raise RuntimeError("npy header grew; cannot rewrite it in place")
-        self._fh.close()
-        self._ctx.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException) -> None:
-        self._fh.close()
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-
-
 def _cache_book_file(f: SourceFile, log: Callable[[str], None]) -> BookFile:
     from hftbot.feed.recording import read_book
 
-    key = hashlib.sha256(f"{CACHE_VERSION}|book|{_identity(f.path)}".encode()).hexdigest()
+    key = hashlib.sha256(f"{CACHE_VERSION}|book|{file_identity(f.path)}".encode()).hexdigest()
     # the level count is what the file holds; known only after reading it, so look for any
-    existing = sorted(_cache_folder(f.path).glob(f"{f.path.name}.L*.{key[:20]}.npy"))
+    existing = sorted(cache_folder(f.path).glob(f"{f.path.name}.L*.{key[:20]}.npy"))
     if existing:
         return _describe(f.path, existing[0])
     recs = read_book(f.path)
     lv = book_levels(recs.dtype)
     cache = _cache_path(f.path, lv, key)
-    w = _NpyWriter(cache, recs.dtype)
+    w = NpyWriter(cache, recs.dtype)
     try:
         w.write(recs)
     except BaseException as e:
@@ -354,7 +293,7 @@ def _rebuild_chain(files: list[SourceFile], levels: int, code: str,
 
     keys, h = [], hashlib.sha256(f"{CACHE_VERSION}|raw|{levels}|{code}".encode())
     for f in files:
-        h.update(_identity(f.path).encode())
+        h.update(file_identity(f.path).encode())
         keys.append(h.copy().hexdigest())
     caches = [_cache_path(f.path, levels, k) for f, k in zip(files, keys, strict=True)]
     if all(c.exists() for c in caches):
@@ -366,7 +305,7 @@ def _rebuild_chain(files: list[SourceFile], levels: int, code: str,
     out_t = np.zeros(8192, dtype=TRADE_DTYPE)
     result: list[BookFile] = []
     for f, cache in zip(files, caches, strict=True):
-        writer = None if cache.exists() else _NpyWriter(cache, dt)  # state must still pass through
+        writer = None if cache.exists() else NpyWriter(cache, dt)  # state must still pass through
         try:
             for block in iter_blocks([f.path]):
                 s = _block_symbol(block)

@@ -1,0 +1,97 @@
+"""The prepared-replay cache: a second run reads arrays back and gets the very same result; a corrupt,
+stale or unfinished cache is never read; `cache = false` neither reads nor writes one."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hftbot.backtest import engine
+from hftbot.backtest.engine import run_backtest
+from hftbot.backtest.prepared import cache_dir
+from hftbot.config import load_config
+from tests.backtest.build import imbalance_tape
+from tests.backtest.capture import T0_MS
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def tape(tmp_path):
+    return imbalance_tape(tmp_path / "solusdt.gz", seconds=120.0)
+
+
+def _cfg(**bt):
+    return load_config(env={}).override("backtest", order_entry_us=100.0, order_response_us=100.0, **bt)
+
+
+def _facts(r) -> tuple:
+    return (r.events, r.orders, len(r.fills), r.start_ns, r.end_ns, r.fills.tobytes(), r.equity.tobytes(),
+            [(t.side, t.qty, t.net_pnl) for t in r.trades])
+
+
+def _no_decoding(monkeypatch) -> None:
+    def refuse(*_a, **_k):
+        raise AssertionError("the recording was decoded again: the cache was not read")
+
+    monkeypatch.setattr(engine, "chunks", refuse)
+
+
+def test_a_second_run_reads_the_prepared_arrays_and_gets_the_same_result(tape, monkeypatch) -> None:
+    cfg = _cfg()
+    first = run_backtest([tape], strategy="mm", cfg=cfg)
+    folder = cache_dir([tape], cfg.feed.levels, cfg.backtest.chunk_frames)
+    assert folder is not None and (folder / "meta.json").exists()
+    assert folder.parent == tape.parent / ".hftbot-cache"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["lengths"]["rows"] == first.events > 0 and meta["tick_u"] > 0
+    assert first.orders > 0 and len(first.fills) > 0  # a run that trades: the comparison means something
+    _no_decoding(monkeypatch)
+    second = run_backtest([tape], strategy="mm", cfg=cfg)
+    assert _facts(second) == _facts(first)
+    # small chunks are another key (their own cache), and give the same result again
+    monkeypatch.undo()
+    small = _cfg(chunk_frames=300)
+    assert cache_dir([tape], small.feed.levels, 300) != folder
+    assert _facts(run_backtest([tape], strategy="mm", cfg=small))[:5] == _facts(first)[:5]
+
+
+def test_a_corrupt_cache_is_reported_and_rebuilt(tape, capsys) -> None:
+    cfg = _cfg()
+    first = run_backtest([tape], strategy="mm", cfg=cfg)
+    folder = cache_dir([tape], cfg.feed.levels, cfg.backtest.chunk_frames)
+    rows = folder / "rows.npy"
+    rows.write_bytes(rows.read_bytes()[: rows.stat().st_size // 2])  # truncated
+    again = run_backtest([tape], strategy="mm", cfg=cfg)
+    err = capsys.readouterr().err
+    assert f"prepared cache {folder} is unusable" in err and "rebuilding it from the recording" in err
+    assert _facts(again) == _facts(first)
+    assert (folder / "meta.json").exists() and len(np.load(rows, mmap_mode="r")) == first.events
+    (folder / "meta.json").write_text("{not json")
+    assert _facts(run_backtest([tape], strategy="mm", cfg=cfg)) == _facts(first)
+    assert "unusable" in capsys.readouterr().err
+
+
+def test_a_changed_recording_gets_a_new_cache_and_an_early_stop_finishes_none(tape) -> None:
+    cfg = _cfg()
+    end = T0_MS * MS + 30_000 * MS  # --end a quarter of the way in
+    short = run_backtest([tape], strategy="mm", cfg=cfg, end_ns=end)
+    folder = cache_dir([tape], cfg.feed.levels, cfg.backtest.chunk_frames)
+    assert short.end_ns < end and not (folder / "meta.json").exists()
+    assert not list(folder.glob("*.npy"))  # only the writers' temporary files were there, and went
+    full = run_backtest([tape], strategy="mm", cfg=cfg)
+    assert (folder / "meta.json").exists() and full.end_ns > short.end_ns
+    # the cache answers --end runs too, with what the recording gives
+    assert _facts(run_backtest([tape], strategy="mm", cfg=cfg, end_ns=end)) == _facts(short)
+    st = tape.stat()
+    os.utime(tape, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed: another key
+    assert cache_dir([tape], cfg.feed.levels, cfg.backtest.chunk_frames) != folder
+
+
+def test_cache_off_neither_reads_nor_writes(tape) -> None:
+    cfg = _cfg(cache=False)
+    run_backtest([tape], strategy="mm", cfg=cfg)
+    assert not (tape.parent / ".hftbot-cache").exists()
