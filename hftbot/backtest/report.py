@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from hftbot.atomic import atomic_path, write_bytes_atomic
 from hftbot.backtest.metrics import compute_metrics, json_ready
 from hftbot.backtest.result import BacktestResult
-from hftbot.exec.tradelog import _table as trades_table
+from hftbot.exec.tradelog import trades_table
 from hftbot.model.metrics import CLASS_NAMES
 
 MAX_POINTS = 4000  # per plotted curve

@@ -54,7 +54,8 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
-def _table(rows: list[TradeRecord]) -> pa.Table:
+def trades_table(rows: list[TradeRecord]) -> pa.Table:
+    """Trade records as the one Parquet/CSV schema (the trade log and the backtest report share it)."""
     cols: dict[str, list] = {f: [] for f in COLUMNS}
     for t in rows:
         for f in dataclasses.fields(TradeRecord):
@@ -105,7 +106,7 @@ class TradeLog:
             return 0
         added = 0
         for day, rows in sorted(self._pending.items()):
-            table = pa.concat_tables([self._existing(day), _table(rows)])
+            table = pa.concat_tables([self._existing(day), trades_table(rows)])
             with atomic_path(self.path(day)) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
             with atomic_path(self.path(day, "csv")) as tmp:
