@@ -21,14 +21,19 @@ meta.json, or cannot be read, is reported on stderr and rebuilt from the recordi
 ever a copy. A run that stops early (`--end`) or fails finishes no cache (its files are temporary
 until the last chunk went through). Two processes building the same key write the same bytes,
 each file atomically, so either may finish it. `[backtest] cache = false` neither reads nor
-writes one. Size: about 56 bytes per engine row (30 MB for the 345 s BTCUSDT capture).
+writes one. Size: about 56 bytes per engine row (30 MB for the 345 s BTCUSDT capture), plus the
+book records; a cache no run has read for a day is removed when another one in the same folder is
+finished (every read touches its meta.json), so caches of old code or changed files do not pile up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +114,8 @@ def _read(folder: Path, levels: int) -> tuple[Grid, Iterator[Chunk]] | None:
         meta_path.unlink(missing_ok=True)  # not complete any more; the rebuild writes it last
         return None
 
+    os.utime(meta_path)  # in use: not stale (see _prune)
+
     def gen() -> Iterator[Chunk]:
         ob = ot = orow = 0
         for c in idx.tolist():
@@ -148,10 +155,30 @@ def _writing(folder: Path, levels: int, rb, chunks: Iterator[Chunk]) -> Iterator
             meta = {"version": VERSION, "levels": levels, "lengths": {p: w.n for p, w in writers.items()},
                     "tick_u": inst.tick_u if inst else 0, "lot_u": inst.lot_u if inst else 0}
             write_bytes_atomic(folder / "meta.json", json.dumps(meta, indent=1).encode())
+            _prune(folder)
         else:  # stopped early (--end, an error, the consumer closed us): no half cache. The folder
             # stays (without meta.json it is ignored): another process may be writing the same key
             for w in writers.values():
                 w.abort(GeneratorExit())
+
+
+STALE_S = 86400.0
+
+
+def _prune(keep: Path) -> None:
+    """Remove the other prepared caches in this cache folder that no run has read for a day (an
+    older code version's, another chunk size's, files since changed): disk is not a log."""
+    now = time.time()
+    for other in keep.parent.glob("backtest.*"):
+        if other == keep or not other.is_dir():
+            continue
+        meta = other / "meta.json"
+        try:
+            age = now - (meta.stat().st_mtime if meta.exists() else other.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+        if age >= STALE_S:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def prepared_chunks(paths: list[Path], levels: int, chunk_frames: int, build, use_cache: bool = True):

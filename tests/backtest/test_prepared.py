@@ -95,3 +95,21 @@ def test_cache_off_neither_reads_nor_writes(tape) -> None:
     cfg = _cfg(cache=False)
     run_backtest([tape], strategy="mm", cfg=cfg)
     assert not (tape.parent / ".hftbot-cache").exists()
+
+
+def test_caches_unread_for_a_day_are_pruned_when_another_is_finished(tape) -> None:
+    import time
+
+    from hftbot.backtest.prepared import STALE_S
+
+    cfg = _cfg()
+    run_backtest([tape], strategy="mm", cfg=cfg)
+    old = cache_dir([tape], cfg.feed.levels, cfg.backtest.chunk_frames)
+    recent = old.parent / "backtest.recently-read"
+    recent.mkdir()
+    (recent / "meta.json").write_text("{}")
+    day_ago = time.time() - STALE_S - 60
+    os.utime(old / "meta.json", (day_ago, day_ago))
+    run_backtest([tape], strategy="mm", cfg=_cfg(chunk_frames=500))  # another key, finished
+    assert not old.exists() and recent.exists()
+    assert cache_dir([tape], cfg.feed.levels, 500).exists()
