@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hftbot.backtest.latency import latency_model, queue_model
-from hftbot.backtest.prepared import Chunk, Grid, prepared_chunks
+from hftbot.backtest.prepared import Chunk, Grid, prepare, prepared_chunks
 from hftbot.backtest.result import EQUITY_DTYPE, FILL_DTYPE, SIGNAL_DTYPE, BacktestResult
 from hftbot.backtest.signals import SignalSource, compute_signals, frame_chunks
 from hftbot.backtest.venue import EngineVenue
@@ -387,6 +387,13 @@ def _with_data_symbol(cfg: Config, paths: list[Path]) -> Config:
     if symbol and symbol != cfg.runtime.symbol.upper():
         return cfg.override_sections(runtime={"symbol": symbol}, sim={"symbol": symbol})
     return cfg
+
+
+def prepare_recording(paths: list[Path], cfg: Config) -> Path | None:
+    """Write the prepared cache of `paths` now if `[backtest] cache` is on (see prepared.prepare)."""
+    if not cfg.backtest.cache:
+        return None
+    return prepare([Path(p) for p in paths], cfg.feed.levels, cfg.backtest.chunk_frames, chunks)
 
 
 def run_backtest(

@@ -193,3 +193,16 @@ def prepared_chunks(paths: list[Path], levels: int, chunk_frames: int, build, us
     if folder is None:
         return rb, gen
     return rb, _writing(folder, levels, rb, gen)
+
+
+def prepare(paths: list[Path], levels: int, chunk_frames: int, build) -> Path | None:
+    """Finish the cache for `paths` now (one full decoding pass unless it is there): for callers
+    about to replay parts of the same data several times (the promotion gate scores two models
+    over the held-out period, each run stopping at its end). The folder, or None without raw data."""
+    folder = cache_dir(paths, levels, chunk_frames)
+    if folder is None or (folder / "meta.json").exists():
+        return folder
+    rb, gen = build(paths, levels, chunk_frames)
+    for _ in _writing(folder, levels, rb, gen):
+        pass
+    return folder

@@ -47,9 +47,13 @@ def window_times(period) -> np.ndarray:
 def net_pnl_scorer(cfg: Config, paths: list[Path]) -> Callable[[np.ndarray, object], float]:
     """fn(probs (n, 3), period) -> net PnL (USDT) of `deeplob` trading those probabilities."""
 
-    def score(probs: np.ndarray, period) -> float:
-        from hftbot.backtest.engine import run_backtest
+    prepared = []
 
+    def score(probs: np.ndarray, period) -> float:
+        from hftbot.backtest.engine import prepare_recording, run_backtest
+
+        if not prepared:  # decode the raw data once for both models' runs, not once per run
+            prepared.append(prepare_recording(paths, cfg))
         t = window_times(period)
         if len(t) != len(probs):
             raise ValueError(f"net_pnl: {len(probs)} probabilities for {len(t)} windows")

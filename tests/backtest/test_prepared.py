@@ -113,3 +113,17 @@ def test_caches_unread_for_a_day_are_pruned_when_another_is_finished(tape) -> No
     run_backtest([tape], strategy="mm", cfg=_cfg(chunk_frames=500))  # another key, finished
     assert not old.exists() and recent.exists()
     assert cache_dir([tape], cfg.feed.levels, 500).exists()
+
+
+def test_prepare_finishes_the_cache_that_runs_stopping_early_then_read(tape, monkeypatch) -> None:
+    from hftbot.backtest.engine import prepare_recording
+
+    cfg = _cfg()
+    folder = prepare_recording([tape], cfg)
+    assert folder is not None and (folder / "meta.json").exists()
+    assert prepare_recording([tape], cfg.override("backtest", cache=False)) is None
+    _no_decoding(monkeypatch)  # what the gate does next: runs that stop at the period's end
+    end = T0_MS * MS + 60_000 * MS
+    r = run_backtest([tape], strategy="mm", cfg=cfg, end_ns=end)
+    assert 0 < r.end_ns < end and r.events > 0
+    assert prepare_recording([tape], cfg) == folder  # already there: nothing decoded
