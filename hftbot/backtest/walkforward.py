@@ -272,7 +272,7 @@ def run(paths: list[Path], *, train_ns: int, test_ns: int, step_ns: int, anchore
         baseline: bool = True, trainer_flags: list[str] | None = None, echo: bool = True,
         progress_factory: Callable[[str], Callable[[int, int], None] | None] | None = None) -> Path:
     """The whole walk-forward (module docstring); returns its folder."""
-    from hftbot.backtest.engine import run_backtest
+    from hftbot.backtest.engine import prepare_recording, run_backtest
     from hftbot.config import load_config
     from hftbot.model import dataset as ds
 
@@ -286,6 +286,7 @@ def run(paths: list[Path], *, train_ns: int, test_ns: int, step_ns: int, anchore
     start = datetime.fromtimestamp(wins[0].test_start_ns / 1e9, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = fresh_dir(Path(out_dir), f"walkforward-{start}")
     say(f"walkforward: {len(wins)} windows over {iso_ns(first)} .. {iso_ns(last)} -> {folder}")
+    prepare_recording(paths, cfg)  # every window's runs stop at its end: decode the replay input once
     model_runs, base_runs, rows = [], [], []
     for w in wins:
         say(f"w{w.index:02d}: train {iso_ns(w.train_start_ns)} .. {iso_ns(w.train_end_ns)}, "
