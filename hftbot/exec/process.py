@@ -490,31 +490,35 @@ def run(
     beat: Callable[..., None] | None = None,
     heartbeat_s: float = 0.5,
 ) -> None:
-    """The loop: until `stopping()`, records → executor, venue events → executor, beats."""
-    primary = signal if (signal is not None and ex.needs_signal) else book
+    """The loop: until `stopping()`, records → executor, venue events → executor, beats.
+
+    Which ring it blocks on: the one whose record is due next. A strategy that trades on books
+    alone always waits on books. One that needs signals waits on the signal ring only while a
+    signal is owed (a book was read that no signal has answered yet: inference publishes one for
+    it about a millisecond later), and on the book ring otherwise — so a book-triggered order (an
+    exit at the horizon, a stop) is decided when its book arrives, not when the next signal or
+    the idle timeout wakes the loop. The other rings are polled without waiting on every pass."""
+    wants_signal = signal is not None and ex.needs_signal
     clock = ex.clock_ns
     next_house = next_beat = 0
     beat_ns = int(heartbeat_s * 1e9)
+    last_book_seq = answered_seq = 0  # the newest book read; the newest book a signal was computed on
     while not stopping():
+        primary = signal if wants_signal and answered_seq < last_book_seq else book
         recs = primary.read_many(BATCH, timeout_s=IDLE_S)
         now = clock()
-        if primary is book:
-            if len(recs):
-                ex.on_books(recs, now)
-        else:
-            books = book.read_many(BATCH, timeout_s=0)
-            if len(books):
-                ex.on_books(books, now)
+        books = recs if primary is book else book.read_many(BATCH, timeout_s=0)
+        if len(books):
+            last_book_seq = int(books["seq"][-1])  # the ring's sequence: it outlives a feed restart
+            ex.on_books(books, now)
         if trade is not None:
             trades = trade.read_many(BATCH, timeout_s=0)
             if len(trades):
                 ex.on_trades(trades, now)
-        if primary is signal:
-            if len(recs):
-                ex.on_signals(recs, now)
-        elif signal is not None:
-            sigs = signal.read_many(BATCH, timeout_s=0)
+        if signal is not None:
+            sigs = recs if primary is signal else signal.read_many(BATCH, timeout_s=0)
             if len(sigs):
+                answered_seq = max(answered_seq, int(sigs["book_seq"].max()))
                 ex.on_signals(sigs, now)
         ex.drain_events()
         if now >= next_house:

@@ -1,0 +1,122 @@
+"""Which ring the execution loop blocks on (`hftbot.exec.process.run`), over real shared-memory rings.
+
+A strategy that needs signals blocks on the signal ring only while a signal is owed (a book was
+read that no signal has answered); otherwise on the book ring, so a book-triggered order is
+decided when its book arrives rather than at the next signal or the idle timeout. Asserted on the
+waits themselves (which reader was asked to block), never on timings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hftbot.exec import process as exec_process
+from hftbot.ipc import shm
+from hftbot.ipc.ring import Ring, RingReader, RingWriter
+from hftbot.records import SIGNAL_DTYPE, book_dtype
+
+
+class Recording(RingReader):
+    """A real reader that notes each blocking read (timeout > 0) in a shared log."""
+
+    def __init__(self, ring: Ring, name: str, log: list[str]) -> None:
+        super().__init__(ring, wait="block", start="next")
+        self.name, self.log = name, log
+
+    def read_many(self, max_n: int, timeout_s: float | None = None) -> np.ndarray:
+        if timeout_s is None or timeout_s > 0:
+            self.log.append(self.name)
+        return super().read_many(max_n, timeout_s)
+
+
+class Script:
+    """The executor's side of the loop: it records what it was given, and between passes the
+    test's script publishes the next records (what feed and inference would have done)."""
+
+    def __init__(self, needs_signal: bool, steps: list, passes: int) -> None:
+        self.needs_signal = needs_signal
+        self.steps = steps
+        self.passes = passes
+        self.got: list[tuple[str, int]] = []
+        self.n = 0
+
+    def clock_ns(self) -> int:
+        return 0
+
+    def on_books(self, recs, now) -> None:
+        self.got += [("book", int(s)) for s in recs["seq"]]
+
+    def on_trades(self, recs, now) -> None:  # pragma: no cover - no trade ring here
+        pass
+
+    def on_signals(self, recs, now) -> None:
+        self.got += [("signal", int(s)) for s in recs["book_seq"]]
+
+    def drain_events(self) -> None:
+        if self.n < len(self.steps):
+            self.steps[self.n]()
+        self.n += 1
+
+    def housekeeping(self, now) -> None:
+        pass
+
+    def publish_status(self) -> None:
+        pass
+
+    def counters(self) -> dict:
+        return {}
+
+    def stopping(self) -> bool:
+        return self.n >= self.passes
+
+
+@pytest.fixture
+def rings():
+    made = [Ring.create(shm.segment_name("loopbook"), book_dtype(10), 64),
+            Ring.create(shm.segment_name("loopsig"), SIGNAL_DTYPE, 64)]
+    yield made
+    for r in made:
+        r.close()
+        r.unlink()
+
+
+def _publishers(rings):
+    bw, sw = RingWriter(rings[0]), RingWriter(rings[1])
+
+    def book(seq: int):
+        def go():
+            rec = np.zeros((), book_dtype(10))
+            rec["seq"] = seq
+            bw.publish(rec)
+        return go
+
+    def signal(book_seq: int):
+        def go():
+            rec = np.zeros((), SIGNAL_DTYPE)
+            rec["seq"], rec["book_seq"] = book_seq, book_seq
+            sw.publish(rec)
+        return go
+
+    return book, signal
+
+
+def test_a_signal_strategy_waits_on_books_unless_a_signal_is_owed(rings) -> None:
+    book, signal = _publishers(rings)
+    log: list[str] = []
+    steps = [book(1), signal(1), book(2), lambda: None, signal(2), lambda: None]
+    ex = Script(True, steps, passes=len(steps) + 1)
+    exec_process.run(ex, Recording(rings[0], "book", log), None, Recording(rings[1], "signal", log), ex.stopping)
+    # pass 1: nothing owed -> waits on books (times out: book 1 comes after it); pass 2 reads book 1
+    # and then waits on the signal it owes; book 2 answered likewise; once answered, books again
+    assert log == ["book", "book", "signal", "book", "signal", "signal", "book"]
+    assert ex.got == [("book", 1), ("signal", 1), ("book", 2), ("signal", 2)]
+
+
+def test_a_book_strategy_always_waits_on_books(rings) -> None:
+    book, signal = _publishers(rings)
+    log: list[str] = []
+    steps = [book(1), signal(1), book(2), signal(2)]
+    ex = Script(False, steps, passes=len(steps) + 1)
+    exec_process.run(ex, Recording(rings[0], "book", log), None, Recording(rings[1], "signal", log), ex.stopping)
+    assert set(log) == {"book"}
+    assert sorted(ex.got) == sorted([("book", 1), ("signal", 1), ("book", 2), ("signal", 2)])
