@@ -1,7 +1,8 @@
 """The execution process: `main(ctx)` reads the rings, asks strategy → risk, writes the socket.
 
-A thin loop. It blocks on the ring whose records drive its strategy (signals for a strategy that
-trades on the model, books otherwise), then takes whatever else arrived without waiting, in the
+A thin loop. It blocks on the ring whose record is due (books; for a strategy that trades on the
+model, signals while one is owed for a book already read: see `run`), then takes whatever else
+arrived without waiting, in the
 order that keeps decisions honest: books first (the risk manager checks every order against the
 newest book), then public trades, then signals. Every record goes to the strategy, and each
 call's intents go through the risk manager (and, approved, to the gateway) before the next call:
