@@ -28,6 +28,7 @@ finished (every read touches its meta.json), so caches of old code or changed fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -114,7 +115,8 @@ def _read(folder: Path, levels: int) -> tuple[Grid, Iterator[Chunk]] | None:
         meta_path.unlink(missing_ok=True)  # not complete any more; the rebuild writes it last
         return None
 
-    os.utime(meta_path)  # in use: not stale (see _prune)
+    with contextlib.suppress(OSError):
+        os.utime(meta_path)  # in use: not stale (see _prune)
 
     def gen() -> Iterator[Chunk]:
         ob = ot = orow = 0
@@ -129,7 +131,7 @@ def _read(folder: Path, levels: int) -> tuple[Grid, Iterator[Chunk]] | None:
 
 def _writing(folder: Path, levels: int, rb, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     """`chunks` passed through, each also appended to the cache; the cache is finished (meta.json
-    written) only when they all went through, and removed otherwise."""
+    written) only when they all went through, else its writers' temporary files are removed."""
     folder.mkdir(parents=True, exist_ok=True)
     writers = {
         "books": NpyWriter(folder / "books.npy", book_dtype(levels)),
