@@ -124,9 +124,9 @@ def smoothed_change(mid: np.ndarray, seg: np.ndarray, rule: LabelRule) -> np.nda
     else:
         ok &= t >= k - 1
         ok[ok] &= seg[t[ok] - k + 1] == seg[t[ok]]
-        ref = np.empty(len(t))
-        ref[k - 1 :] = ahead[: len(t) - (k - 1)]  # mean(mid[t−k+1 .. t])
-        ref[: k - 1] = np.nan
+        ref = np.full(len(t), np.nan)  # no k previous mids before t = k−1
+        if len(t) > k - 1:  # a short piece (k < n < 2k) has none at all
+            ref[k - 1 :] = ahead[: len(t) - (k - 1)]  # mean(mid[t−k+1 .. t])
     m_plus = ahead[t + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         change = (m_plus - ref) / ref

@@ -68,6 +68,29 @@ def test_next_vs_prev_compares_the_next_k_with_the_previous_k_mids():
     assert np.isnan(ch[len(m) - k :]).all()
 
 
+def test_every_length_of_series_gets_the_definition_short_ones_too():
+    """A piece of k+1 .. 2k−1 records (a part clipped by the split's gap near a file's end) once
+    raised a numpy broadcast error; each length gets the brute-force definition, NaN where it has no
+    k previous or next mids."""
+    k = 4
+    m_all = (10_000 + np.cumsum(np.random.default_rng(3).integers(-2, 3, 3 * k + 2))).astype(np.int64)
+    for rule in ("next_vs_prev", "next_vs_mid"):
+        for n in range(1, len(m_all) + 1):
+            rec = books(m_all[:n])
+            ch = smoothed_change(mid_prices(rec), segments_of(rec), LabelRule(k, 0, rule))
+            m = mid_prices(rec)
+            want = np.full(n, np.nan)
+            for t in range(n - k):
+                if rule == "next_vs_mid":
+                    ref = m[t]
+                elif t >= k - 1:
+                    ref = m[t - k + 1 : t + 1].mean()
+                else:
+                    continue
+                want[t] = (m[t + 1 : t + 1 + k].mean() - ref) / ref
+            assert np.allclose(ch, want, equal_nan=True, rtol=1e-9, atol=1e-15), (rule, n)
+
+
 def test_threshold_in_basis_points_cuts_the_classes():
     ch = np.array([0.00021, 0.0002, -0.00019, -0.00021, np.nan])
     assert list(classify(ch, 2.0)) == [UP, FLAT, FLAT, DOWN, NO_LABEL]
