@@ -224,6 +224,7 @@ class Gateway:
                 "fills",
                 "fill_duplicates",
                 "updates_stale",
+                "snapshot_position_stale",
                 "unknown",
                 "settle_missing",
                 "settled_absent",
@@ -1067,9 +1068,17 @@ class Gateway:
                 if ev.time_ms < self.position.time_ms:
                     continue  # the stream's news is older than what we know
                 self.position = ev
-            elif t is _Snapshot:  # taken just now: newer than anything before it
+            elif t is _Snapshot:
                 self._end_syncs(ev.gens)
-                ev = self.position = ev.position
+                # The position was asked for before the open orders and the fills were fetched, so
+                # stream news queued meanwhile (a fill, its ACCOUNT_UPDATE) can be newer than it:
+                # the venue's own update time decides, as for the stream's positions (ties: the
+                # snapshot). Seen as a reconciled 0 lots overwriting a fill's 4 right after it.
+                if ev.position.time_ms >= self.position.time_ms:
+                    self.position = ev.position
+                else:
+                    self.counters["snapshot_position_stale"] += 1
+                ev = self.position
             elif t is Rejected and ev.request == "place":
                 o = self.orders.get(ev.client_id)
                 if o is not None and (o.status == "PENDING_NEW" or ev.code == -2013):  # -2013: settled absent
