@@ -412,6 +412,10 @@ def test_non_finite_outputs_are_flagged_not_published_as_a_signal(real_books, tm
         h.wait_for(lambda: h.engine.swaps == 1)
         _feed(h, real_books[10:120], 0.0005)
         h.wait_for(lambda: h.settled(120))
+        # the engine's counters are compared with what was published: stop its thread first
+        # (`settled` can hold between an update's count and its signal's: seen once in CI)
+        h.stop.set()
+        h.thread.join(10)
         sig = h.drain()
     ready = sig[(sig["model_id"] != 0) & ((sig["flags"] & SIGNAL_WARMUP) == 0)]
     assert len(ready) and np.all(ready["flags"] == SIGNAL_NONFINITE) and np.all(np.isnan(ready["p_up"]))
