@@ -2,14 +2,13 @@
 
 A thin loop. It blocks on the ring whose record is due (books; for a strategy that trades on the
 model, signals while one is owed for a book already read: see `run`), then takes whatever else
-arrived without waiting, in the
-order that keeps decisions honest: books first (the risk manager checks every order against the
-newest book), then public trades, then signals. Every record goes to the strategy, and each
-call's intents go through the risk manager (and, approved, to the gateway) before the next call:
-approval enters the order in `positions.view`, which is all a strategy knows of its orders (the
-contract of docs/exec.md). When behind, the risk manager's stale-book guard is what stops an old
-decision. The gateway writes the frame on this thread; the order record (journal) is written
-after the frame has left.
+arrived without waiting, in the order that keeps decisions honest: books first (the risk manager
+checks every order against the newest book), then public trades, then signals. Every record
+goes to the strategy, and each call's intents go through the risk manager (and, approved, to the
+gateway) before the next call: approval enters the order in `positions.view`, which is all a
+strategy knows of its orders (the contract of docs/exec.md). When behind, the risk manager's
+stale-book guard is what stops an old decision. The gateway writes the frame on this thread; the
+order record (journal) is written after the frame has left.
 
 Between records it applies the venue's events (fills, order updates, rejections) to positions,
 runs the risk manager's PnL limits and its HALTED requests, checks the kill switch (the file
