@@ -105,9 +105,9 @@ def _read(folder: Path, levels: int) -> tuple[Grid, Iterator[Chunk]] | None:
             if arrays[p].dtype != want[p] or len(arrays[p]) != meta["lengths"][p]:
                 raise ValueError(f"{p}.npy holds {len(arrays[p])} of {arrays[p].dtype}, meta.json says "
                                  f"{meta['lengths'][p]}")
-        for p, col in (("books", "books"), ("trades", "trades"), ("rows", "rows")):
-            if int(idx[col].sum()) != len(arrays[p]):
-                raise ValueError(f"chunks.npy counts {int(idx[col].sum())} {p}, {p}.npy holds {len(arrays[p])}")
+        for p in ("books", "trades", "rows"):  # chunks.npy has a count column of each
+            if int(idx[p].sum()) != len(arrays[p]):
+                raise ValueError(f"chunks.npy counts {int(idx[p].sum())} {p}, {p}.npy holds {len(arrays[p])}")
         inst = Instrument(int(meta["tick_u"]), int(meta["lot_u"])) if meta["tick_u"] else None
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"backtest: prepared cache {folder} is unusable ({e}); rebuilding it from the recording",

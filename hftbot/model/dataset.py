@@ -55,7 +55,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from hftbot.filecache import CACHE_DIR, NpyWriter, cache_folder, code_hash, file_identity  # noqa: F401 (CACHE_DIR re-exported)
+from hftbot.filecache import NpyWriter, cache_folder, code_hash, file_identity
 from hftbot.model.features import FeatureSpec, rows_from_records
 from hftbot.model.labels import LabelRule, mid_prices, segment_ids, smoothed_change, usable_mask, window_ends
 from hftbot.records import BOOK_RESYNC, TRADE_DTYPE, book_dtype, book_levels

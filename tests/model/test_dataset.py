@@ -14,6 +14,7 @@ import pytest
 from hftbot.feed.capture import iter_blocks
 from hftbot.feed.core import FeedCore
 from hftbot.feed.recording import BookRecordingWriter, read_book
+from hftbot.filecache import CACHE_DIR
 from hftbot.model import dataset as ds
 from hftbot.model.features import FeatureSpec, windows_from_records
 from hftbot.model.labels import LabelRule
@@ -29,7 +30,7 @@ def quiet(_: str) -> None:
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(ds.CACHE_DIR))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(CACHE_DIR))
     return dst
 
 
@@ -56,7 +57,7 @@ def test_raw_recordings_are_rebuilt_by_the_feed_core_and_cached(sim_raw, tmp_pat
     ref = feed_core_books(files)
     keep = [n for n in ref.dtype.names if n != "publish_ns"]  # publish_ns is the wall clock of the run
     assert np.array_equal(mine[keep], ref[keep])
-    assert all(f.cache.parent.name == ds.CACHE_DIR and f.cache.parent.parent == f.origin.parent for f in rec.files)
+    assert all(f.cache.parent.name == CACHE_DIR and f.cache.parent.parent == f.origin.parent for f in rec.files)
     logs.clear()
     again = ds.open_recordings([root], log=logs.append)
     assert logs == [] and [f.cache for f in again.files] == [f.cache for f in rec.files]
@@ -68,7 +69,7 @@ def test_raw_recordings_are_rebuilt_by_the_feed_core_and_cached(sim_raw, tmp_pat
     third = ds.open_recordings([root], log=logs.append)
     assert third.files[0].cache == rec.files[0].cache
     assert [m for m in logs if "rebuilt" in m] and not any(str(files[0]) in m for m in logs)
-    caches = sorted(middle.parent.joinpath(ds.CACHE_DIR).glob(f"{middle.name}.L10.*.npy"))
+    caches = sorted(middle.parent.joinpath(CACHE_DIR).glob(f"{middle.name}.L10.*.npy"))
     assert len(caches) == 2  # the replaced one stays a day: a trainer started before may still read it
     old = next(c for c in caches if c != third.files[1].cache)
     os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
