@@ -42,6 +42,7 @@ import logging
 import os
 import queue
 import signal as signals
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -79,6 +80,7 @@ HOUSEKEEPING_NS = 50_000_000  # risk limits, kill switch, mismatch check
 MISMATCH_SETTLE_NS = 2_000_000_000  # our position may differ from the venue's this long after a fill
 BATCH = 4096
 MS = 1_000_000
+GIL_SWITCH_S = 0.0002  # a gateway reader thread that holds the GIL hands it to the order path within this
 
 
 def kill_file(cfg) -> Path:
@@ -636,6 +638,7 @@ def start_gateway(cfg, ctx, log: logging.Logger) -> tuple[Gateway | None, VenueS
 def main(ctx) -> None:
     """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
     started_ns = time.time_ns()
+    sys.setswitchinterval(GIL_SWITCH_S)
     cfg = ctx.config
     log = ctx.log
     ctx.beat()  # alive while the venue comes up (the supervisor starts the next process on it)

@@ -172,6 +172,25 @@ def test_reader_within_capacity_loses_nothing_and_reads_in_order(make_ring):
     assert r2.read_many(1000)["seq"][0] == 1
 
 
+def test_read_many_joins_a_batch_that_wraps_the_ring_and_honours_max_n(make_ring):
+    ring = make_ring("test-ring-wrap-many", DT, 8)
+    w, r = RingWriter(ring), RingReader(ring, start="next")
+    for v in range(1, 7):
+        fill(w.staging, v)
+        w.publish(w.staging)
+    assert list(r.read_many(16)["seq"]) == [1, 2, 3, 4, 5, 6]
+    for v in range(7, 12):  # slots 6, 7, then 0, 1, 2: the batch crosses the ring's end
+        fill(w.staging, v)
+        w.publish(w.staging)
+    first = r.read_many(3)
+    assert list(first["seq"]) == [7, 8, 9]
+    rest = r.read_many(16)
+    assert list(rest["seq"]) == [10, 11]
+    both = np.concatenate([first, rest])
+    assert list(both["update_id"]) == list(range(7, 12)) and (both["ask_qty"] == both["update_id"][:, None] * 2).all()
+    assert r.lost == 0 and len(r.read_many(16, timeout_s=0)) == 0
+
+
 def test_skip_to_newest_counts_skipped(make_ring):
     ring = make_ring("test-ring-skip", DT, 64)
     w, r = RingWriter(ring), RingReader(ring)
@@ -353,16 +372,16 @@ def test_read_many_discards_records_overwritten_during_the_copy(make_ring, monke
     for v in range(1, 6):
         fill(w.staging, v)
         w.publish(w.staging)
-    real = ring_mod._bytes_of
+    real = ring_mod._batch_buffer
     state = {"armed": True}
 
-    def sabotaged(a):
-        mv = real(a)
+    def sabotaged(nbytes):
+        buf = real(nbytes)
         if state.pop("armed", False):
-            return _CopyThenOverwrite(mv, w, laps=1)
-        return mv
+            return _CopyThenOverwrite(buf, w, laps=1)
+        return buf
 
-    monkeypatch.setattr(ring_mod, "_bytes_of", sabotaged)
+    monkeypatch.setattr(ring_mod, "_batch_buffer", sabotaged)
     out = r.read_many(16)
     assert list(out["seq"]) == [13]  # the batch 1..5 was torn by the lap: dropped, newest instead
     assert out["update_id"][0] == 10_007
