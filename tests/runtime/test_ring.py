@@ -372,16 +372,18 @@ def test_read_many_discards_records_overwritten_during_the_copy(make_ring, monke
     for v in range(1, 6):
         fill(w.staging, v)
         w.publish(w.staging)
-    real = ring_mod._batch_buffer
+    real = ring_mod._copy_records
     state = {"armed": True}
 
-    def sabotaged(nbytes):
-        buf = real(nbytes)
-        if state.pop("armed", False):
-            return _CopyThenOverwrite(buf, w, laps=1)
-        return buf
+    def copy_then_lap(src):
+        out = real(src)
+        if state.pop("armed", False):  # the writer laps the ring right after the copy
+            for v in range(ring.capacity):
+                fill(w.staging, 10_000 + v)
+                w.publish(w.staging)
+        return out
 
-    monkeypatch.setattr(ring_mod, "_batch_buffer", sabotaged)
+    monkeypatch.setattr(ring_mod, "_copy_records", copy_then_lap)
     out = r.read_many(16)
     assert list(out["seq"]) == [13]  # the batch 1..5 was torn by the lap: dropped, newest instead
     assert out["update_id"][0] == 10_007
