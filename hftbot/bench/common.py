@@ -27,6 +27,29 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the whole machine so far (/proc/stat), None where unreadable."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to someone else between two
+    `cpu_times()` (percent). Why the latency benches print it: on a virtual machine a vCPU taken
+    away for a few milliseconds stalls whatever runs on it, and no code of ours can win that back;
+    a run's tail is read against it (docs/runtime.md, "Tick-to-order on two cores")."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 2)
+
+
 def percentiles_us(samples_ns: np.ndarray | Sequence[float], scale: float = 1e-3) -> dict[str, float]:
     """p50/p99/p99.9, max and mean (µs) and n of nanosecond samples: the one latency shape every
     benchmark prints (`{"p50": .., "p99": .., "p99.9": .., "max": .., "mean": .., "n": ..}`, under

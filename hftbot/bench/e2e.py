@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from hftbot.bench.common import latency_run_env, percentiles_us, print_json, print_table
+from hftbot.bench.common import cpu_times, latency_run_env, percentiles_us, print_json, print_table, steal_pct
 from hftbot.records import ORDER_MODIFY, ORDER_PLACE
 
 FIELDS = {
@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait:
         env["HFTBOT_RING__WAIT"] = args.wait
     load_before = os.getloadavg()[0]
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), cpu_times()
     out, summary, _ = run_e2e(args.seconds, env)
-    load_after = os.getloadavg()[0]
+    load_after, steal = os.getloadavg()[0], steal_pct(cpu0, cpu_times())
     t2o = out["tick_to_order_us"]
     rows = [("tick-to-order (send - book received)", *_row("", {**t2o, "share": None})[1:4], "")]
     for path, stages in (("signal_path", SIGNAL_STAGES), ("book_path", BOOK_STAGES),
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += [_row(f"  {LABELS[k]}", p["stages_us"][k]) for k in stages]
     print_table(
         f"tick-to-order in sim mode (µs), n={t2o['n']}; load average {load_before:.1f} -> {load_after:.1f} on "
-        f"{os.cpu_count()} cores; targets p50 <= 1000, p99 <= 2000",
+        f"{os.cpu_count()} cores; CPU steal {'-' if steal is None else f'{steal:.1f}%'}; "
+        "targets p50 <= 1000, p99 <= 2000",
         ("stage", "p50", "p99", "mean", "share"),
         rows,
     )
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.monotonic() - t0, 1),
         "config": env,
         "load_avg_1m": [load_before, load_after],
+        "steal_pct": steal,  # the hypervisor's share of the machine's CPU time during the run
         "quick": args.quick,
     })
     return 0 if out["exit_code"] == 0 else 1

@@ -33,7 +33,15 @@ import time
 
 import numpy as np
 
-from hftbot.bench.common import latency_run_env, percentiles_us, print_json, print_table, start_sim_server
+from hftbot.bench.common import (
+    cpu_times,
+    latency_run_env,
+    percentiles_us,
+    print_json,
+    print_table,
+    start_sim_server,
+    steal_pct,
+)
 
 
 def bench_risk(n: int) -> dict:
@@ -209,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         args.risk_checks, args.sends, args.seconds = 2000, 60, 10.0
     risk = bench_risk(args.risk_checks)
     send = bench_send(args.sends, args.gap_ms / 1000)
+    cpu0 = cpu_times()
     e2e = {} if args.skip_e2e else bench_e2e(args.seconds)
+    steal = steal_pct(cpu0, cpu_times()) if e2e else None
     t2o = e2e.get("tick_to_order_us", {})
     s2o = e2e.get("signal_to_order_us", {})
     rows = [
@@ -243,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     load = os.getloadavg()[0]
     print_table(
-        f"execution latency (µs); load average {load:.1f} on {os.cpu_count()} cores",
+        f"execution latency (µs); load average {load:.1f} on {os.cpu_count()} cores"
+        + (f"; CPU steal during the end-to-end run {steal:.1f}%" if steal is not None else ""),
         ("path", "p50", "p99", "n", "target"),
         rows,
     )
@@ -258,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "p99": t2o.get("p99"),
         "p99.9": t2o.get("p99.9"),
         "load_avg_1m": load,
+        "steal_pct": steal,  # the hypervisor's share of the CPU time during the end-to-end run
         "quick": args.quick,
     }
     print_json(figures)

@@ -28,3 +28,15 @@ def test_json_line_is_valid_json_with_nan_as_null(capsys):
     line = capsys.readouterr().out.strip()
     d = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert d["lat_us"]["p50"] is None and d["lat_us"]["n"] == 0 and "machine" in d
+
+
+def test_steal_share_is_the_steal_ticks_over_all_ticks_between_two_readings():
+    from hftbot.bench.common import cpu_times, steal_pct
+
+    assert steal_pct((100, 10_000), (150, 11_000)) == 5.0
+    assert steal_pct((100, 10_000), (100, 10_000)) is None  # no time passed: nothing to say
+    assert steal_pct(None, (1, 2)) is None and steal_pct((1, 2), None) is None
+    now = cpu_times()
+    if now is not None:  # Linux: the machine's own counters, steal a part of the total
+        steal, total = now
+        assert 0 <= steal <= total and total > 0
