@@ -398,8 +398,9 @@ class RingReader:
         self._slot = self._claim_slot() if wait == "block" else -1
         self._c, self._base, self._pin = _accelerator(ring, accelerated)
         self._buffer_addr = self.buffer.ctypes.data
-        self._empty = np.empty(0, dtype=ring.dtype)  # what read_many returns when nothing came
-        self._empty.flags.writeable = False
+        # what read_many returns when nothing came: one zero-length array, made once (it holds no
+        # data, so a caller that keeps or writes into it changes nothing)
+        self._empty = np.empty(0, dtype=ring.dtype)
 
     def _claim_slot(self) -> int:
         """Claim a reader slot (its `asleep` flag) under a lock on the segment file."""

@@ -41,6 +41,13 @@ def fill(rec: np.ndarray, v: int) -> None:
     rec["ask_qty"] = v * 2
 
 
+def publish_values(w: RingWriter, values) -> None:
+    """Publish one record per value (each filled by `fill`) through the writer's staging record."""
+    for v in values:
+        fill(w.staging, v)
+        w.publish(w.staging)
+
+
 def _writer_server(name: str, conn, accelerated: bool) -> None:
     """A writer process: for each command (values, batch) publish values as fast as possible."""
     ring = Ring.attach(name)
@@ -145,9 +152,7 @@ def test_cross_process_reader_never_sees_torn_record_and_counts_loss_exactly(
 def test_lapped_reader_counts_loss_and_jumps_to_newest(make_ring):
     ring = make_ring("test-ring-lap", DT, 8)
     w, r = RingWriter(ring), RingReader(ring, start="next")
-    for v in range(1, 21):
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(1, 21))
     rec = r.poll()
     assert rec["seq"] == 20 and rec["update_id"] == 20
     assert r.lost == 19
@@ -175,13 +180,9 @@ def test_reader_within_capacity_loses_nothing_and_reads_in_order(make_ring):
 def test_read_many_joins_a_batch_that_wraps_the_ring_and_honours_max_n(make_ring):
     ring = make_ring("test-ring-wrap-many", DT, 8)
     w, r = RingWriter(ring), RingReader(ring, start="next")
-    for v in range(1, 7):
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(1, 7))
     assert list(r.read_many(16)["seq"]) == [1, 2, 3, 4, 5, 6]
-    for v in range(7, 12):  # slots 6, 7, then 0, 1, 2: the batch crosses the ring's end
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(7, 12))  # slots 6, 7, then 0, 1, 2: the batch crosses the ring's end
     first = r.read_many(3)
     assert list(first["seq"]) == [7, 8, 9]
     rest = r.read_many(16)
@@ -342,9 +343,7 @@ class _CopyThenOverwrite:
         self.dst[key] = value
         if self.laps:
             self.laps -= 1
-            for v in range(self.writer.ring.capacity):
-                fill(self.writer.staging, 10_000 + v)
-                self.writer.publish(self.writer.staging)
+            publish_values(self.writer, range(10_000, 10_000 + self.writer.ring.capacity))
 
     def __len__(self) -> int:
         return len(self.dst)
@@ -353,9 +352,7 @@ class _CopyThenOverwrite:
 def test_poll_discards_a_record_overwritten_during_its_copy(make_ring):
     ring = make_ring("test-ring-interleave-poll", DT, 8)
     w, r = RingWriter(ring), RingReader(ring, start="next")
-    for v in range(1, 4):
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(1, 4))
     r._buffer_bytes = _CopyThenOverwrite(r._buffer_bytes, w, laps=1)
     rec = r.poll()
     # The copy of seq 1 raced with the writer: it must not be returned; the reader skips to the
@@ -369,18 +366,14 @@ def test_read_many_discards_records_overwritten_during_the_copy(make_ring, monke
 
     ring = make_ring("test-ring-interleave-many", DT, 8)
     w, r = RingWriter(ring), RingReader(ring, start="next")
-    for v in range(1, 6):
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(1, 6))
     real = ring_mod._copy_records
     state = {"armed": True}
 
     def copy_then_lap(src):
         out = real(src)
         if state.pop("armed", False):  # the writer laps the ring right after the copy
-            for v in range(ring.capacity):
-                fill(w.staging, 10_000 + v)
-                w.publish(w.staging)
+            publish_values(w, range(10_000, 10_000 + ring.capacity))
         return out
 
     monkeypatch.setattr(ring_mod, "_copy_records", copy_then_lap)
@@ -502,9 +495,7 @@ def test_reader_killed_in_its_sleep_costs_the_writer_a_bounded_number_of_wake_ca
     real_wake = ring_mod.futex.futex_wake
     monkeypatch.setattr(ring_mod.futex, "futex_wake", lambda *a: calls.append(1) or real_wake(*a))
     w = RingWriter(ring, accelerated=accelerated)
-    for v in range(1000):
-        fill(w.staging, v)
-        w.publish(w.staging)
+    publish_values(w, range(1000))
     assert len(calls) <= ring_mod._IDLE_WAKES_SWEEP
     assert w.reclaimed == 1 and ring.readers_q[0] == 0 and ring.readers_q[1] == 0
     p.join(10)
