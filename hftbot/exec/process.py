@@ -510,18 +510,20 @@ def run(
         recs = primary.read_many(BATCH, timeout_s=IDLE_S)
         now = clock()
         books = recs if primary is book else book.read_many(BATCH, timeout_s=0)
+        # Each batch is stamped when it was read (the orders' `read_ns`): a ring polled after the
+        # primary one's records were handled may hold a record published meanwhile.
         if len(books):
             last_book_seq = int(books["seq"][-1])  # the ring's sequence: it outlives a feed restart
-            ex.on_books(books, now)
+            ex.on_books(books, now if books is recs else clock())
         if trade is not None:
             trades = trade.read_many(BATCH, timeout_s=0)
             if len(trades):
-                ex.on_trades(trades, now)
+                ex.on_trades(trades, clock())
         if signal is not None:
             sigs = recs if primary is signal else signal.read_many(BATCH, timeout_s=0)
             if len(sigs):
                 answered_seq = max(answered_seq, int(sigs["book_seq"].max()))
-                ex.on_signals(sigs, now)
+                ex.on_signals(sigs, now if sigs is recs else clock())
         ex.drain_events()
         if now >= next_house:
             next_house = now + HOUSEKEEPING_NS

@@ -120,3 +120,28 @@ def test_a_book_strategy_always_waits_on_books(rings) -> None:
     exec_process.run(ex, Recording(rings[0], "book", log), None, Recording(rings[1], "signal", log), ex.stopping)
     assert set(log) == {"book"}
     assert sorted(ex.got) == sorted([("book", 1), ("signal", 1), ("book", 2), ("signal", 2)])
+
+
+def test_a_ring_polled_after_another_stamps_its_records_when_it_read_them(rings) -> None:
+    """An order's `read_ns` is when its record was read: a signal published while the pass was
+    handling a book is stamped after that book, not with the pass's first clock reading."""
+    book, signal = _publishers(rings)
+
+    class Stamping(Script):
+        ticks = 0
+
+        def clock_ns(self) -> int:
+            self.ticks += 1
+            return self.ticks
+
+        def on_books(self, recs, now) -> None:
+            self.got.append(("book", now))
+            signal(1)()  # inference answers while execution is still deciding on the book
+
+        def on_signals(self, recs, now) -> None:
+            self.got.append(("signal", now))
+
+    ex = Stamping(False, [book(1)], passes=2)
+    exec_process.run(ex, RingReader(rings[0], wait="block"), None, RingReader(rings[1], wait="block"), ex.stopping)
+    (_, book_ns), (_, signal_ns) = ex.got
+    assert signal_ns > book_ns
