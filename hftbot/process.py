@@ -138,6 +138,16 @@ class ProcessContext:
     def orphaned(self) -> bool:
         return os.getppid() != self.supervisor_pid
 
+    def supervisor_dead(self) -> bool:
+        """The supervisor died, even if we were not re-parented yet.
+
+        A SIGKILLed supervisor's threads exit one by one. Our parent-death signal comes when the
+        thread that spawned us exits, and the kernel then hands us to one of its threads that has
+        not begun exiting, so for a moment `getppid()` still names the supervisor. Its main
+        thread is already a zombie ("Z") then: seen on a loaded 2-core machine, where the window
+        is long enough for a stopping child to miss its orphan cleanup."""
+        return self.orphaned() or linux.pid_state(self.supervisor_pid) in ("Z", "X")
+
     def stopping(self) -> bool:
         """True once the supervisor asked this process to stop (or died)."""
         return self._stop_local or bool(self._row()["stop"])
@@ -213,7 +223,7 @@ def child_main(entry: str, ctx: ProcessContext) -> None:
         ctx.log.exception("process %s crashed", ctx.name)
         code = 1
     finally:
-        if ctx.orphaned():
+        if ctx.supervisor_dead():
             # The supervisor died without cleaning up (SIGKILL). We know its segments: unlink them
             # (idempotent; peers keep their mappings). Its pid may still be an unreaped zombie, so
             # this cannot wait for remove_stale's liveness test.

@@ -222,11 +222,11 @@ def test_sigkill_of_supervisor_children_stop_and_remove_its_segments(tmp_path):
     proc = start_script(tmp_path)
     wait_ready(proc)
     proc.kill()
-    proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and shm.list_segments(proc.pid):
         time.sleep(0.1)
-    assert shm.list_segments(proc.pid) == []
+    assert shm.list_segments(proc.pid) == [], err[-3000:]
 
 
 def test_cli_rejects_bad_config_naming_the_field(tmp_path):
