@@ -76,8 +76,12 @@ class Harness:
         return np.concatenate(self.signals) if self.signals else np.zeros(0, SIGNAL_DTYPE)
 
     def settled(self, updates: int) -> bool:
-        """All `updates` book records taken in and every signal computed for them published."""
-        return self.engine.updates == updates and self.sig.write_seq == self.engine.signals
+        """All `updates` book records taken in, each answered (a signal, or counted as skipped or
+        decimated), and every signal published. The middle term matters: `updates` is counted when
+        a record is pushed, before its signal is computed, and a drain between the two misses it."""
+        e = self.engine
+        return (e.updates == updates and e.signals + e.skipped + e.decimated == updates
+                and self.sig.write_seq == e.signals)
 
     def wait_for(self, cond, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
