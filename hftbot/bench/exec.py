@@ -49,7 +49,7 @@ def bench_risk(n: int, pause_s: float = 0.0) -> dict:
     """`RiskManager.check` of an approvable LIMIT order, the order withdrawn after each measure.
 
     `pause_s` > 0: sleep that long before each check, as the execution loop idles between books:
-    the cost of the same code with cold caches (on the dev VM ~6x the back-to-back figure)."""
+    the cost of the same code with cold caches (on the dev VM ~10x the back-to-back figure)."""
     from hftbot.config import load_config
     from hftbot.exec.filters import SymbolFilters
     from hftbot.exec.ids import ClientIds

@@ -28,7 +28,6 @@ This module only measures; it never writes outside a temporary directory.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     from hftbot.model.deeplob import DeepLOB
     from hftbot.model.engine import InferenceEngine, ModelRuntime, ModelWatcher
     from hftbot.model.features import FeatureSpec
-    from hftbot.model.inference import GIL_SWITCH_S
     from hftbot.model.streaming import warm_up
+    from hftbot.process import short_gil_slices
 
     torch.set_num_threads(1)
-    sys.setswitchinterval(GIL_SWITCH_S)  # as the inference process does
+    short_gil_slices()  # as the inference process does
     warm_up()
     levels, w = 10, a.window
     books = synthetic_books(max(a.updates + a.window + 200, 2 * a.phase * a.swaps), levels)

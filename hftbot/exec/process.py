@@ -42,7 +42,6 @@ import logging
 import os
 import queue
 import signal as signals
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -74,13 +73,13 @@ from hftbot.exec.ratelimit import parse_rate_limits
 from hftbot.exec.risk import HALTED, RiskManager
 from hftbot.exec.tradelog import TradeLog, trades_dir
 from hftbot.ipc.ring import RingReader
+from hftbot.process import short_gil_slices
 
 IDLE_S = 0.001  # longest wait on the driving ring before venue events are looked at
 HOUSEKEEPING_NS = 50_000_000  # risk limits, kill switch, mismatch check
 MISMATCH_SETTLE_NS = 2_000_000_000  # our position may differ from the venue's this long after a fill
 BATCH = 4096
 MS = 1_000_000
-GIL_SWITCH_S = 0.0002  # a gateway reader thread that holds the GIL hands it to the order path within this
 
 
 def kill_file(cfg) -> Path:
@@ -640,7 +639,7 @@ def start_gateway(cfg, ctx, log: logging.Logger) -> tuple[Gateway | None, VenueS
 def main(ctx) -> None:
     """Process entry (`hftbot.exec.process:main`), spawned by the supervisor at stop rank 10."""
     started_ns = time.time_ns()
-    sys.setswitchinterval(GIL_SWITCH_S)
+    short_gil_slices()
     cfg = ctx.config
     log = ctx.log
     ctx.beat()  # alive while the venue comes up (the supervisor starts the next process on it)

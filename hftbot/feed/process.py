@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 
 from hftbot.feed.binance import BinanceFeed, FeedSettings
 from hftbot.feed.core import FeedCore
@@ -21,6 +20,7 @@ from hftbot.feed.paths import recordings_root
 from hftbot.feed.rawsink import RawSink
 from hftbot.feed.recording import source_for_mode
 from hftbot.ipc.ring import RingWriter
+from hftbot.process import short_gil_slices
 from hftbot.records import book_dtype
 
 
@@ -36,14 +36,11 @@ def open_writers(ctx, levels: int) -> tuple[RingWriter, RingWriter]:
     return RingWriter(book_ring), RingWriter(trade_ring)
 
 
-GIL_SWITCH_S = 0.0002  # the raw-recording threads hand the GIL back to the event loop within this
-
-
 def main(ctx) -> None:
     cfg = ctx.config
     # Threads share this process with the event loop (raw recording, its compaction): a frame that
     # arrives while one of them holds the GIL waits up to the switch interval (5 ms by default).
-    sys.setswitchinterval(GIL_SWITCH_S)
+    short_gil_slices()
     bw, tw = open_writers(ctx, cfg.feed.levels)
     # every bookTicker is checked against the book when it reaches the ticker's u; a mismatch
     # means the book is wrong: a marker, then a new snapshot (counted in ticker_mismatches)

@@ -555,11 +555,11 @@ class RingReader:
     def read_many(self, max_n: int, timeout_s: float | None = None) -> np.ndarray:
         """Up to `max_n` consecutive unread records (a new array); empty on timeout.
 
-        Written with plain-int slot checks and one bytearray copy (`_copy_records`), no numpy calls but the final
-        `frombuffer`: the caller has usually just woken from a sleep, with cold caches, and there
-        numpy's fancy indexing, `array_equal` and a structured `empty` cost ~340 µs between the
-        wakeup and the records (measured on the 2-core dev VM: a `block` reader woken after
-        100 ms idle), against ~5 µs for this. The seqlock check needs only the first record's
+        Written with plain-int slot checks and one bytearray copy (`_copy_records`), no numpy
+        call but the final `frombuffer`: the caller has usually just woken from a sleep, with cold
+        caches, and there numpy's fancy indexing, `array_equal` and a structured `empty` cost
+        ~340 µs between the wakeup and the records (measured on the 2-core dev VM: a `block`
+        reader woken after 100 ms idle), against ~5 µs for this. The seqlock check needs only the first record's
         slot: the single writer overwrites slots in sequence order, so while slot `r` still holds
         `r` after the copy, no later slot of the batch has been touched either (x86-64 TSO)."""
         slots, hdr, view, isz, doff, mask, cap = self._hot

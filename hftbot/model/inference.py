@@ -18,15 +18,13 @@ module owns no logic that a test cannot drive through `run()` with real rings.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 
 from hftbot.ipc.ring import RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, read_pointer
 from hftbot.model.engine import InferenceEngine, ModelWatcher
-
-GIL_SWITCH_S = 0.0002
+from hftbot.process import short_gil_slices
 
 
 def _counters(engine: InferenceEngine, watcher: ModelWatcher, reader: RingReader) -> dict[str, int]:
@@ -137,7 +135,7 @@ def main(ctx) -> None:
     helper for hot swaps, here for the first model of a cold start)."""
     cfg = ctx.config
     # The checkpoint loader is a thread: let the update loop take the GIL back within 0.2 ms, not 5
-    sys.setswitchinterval(GIL_SWITCH_S)
+    short_gil_slices()
     log: logging.Logger = ctx.log
     from hftbot.model.streaming import RECEPTIVE, warm_up
 
