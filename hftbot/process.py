@@ -40,6 +40,7 @@ from hftbot.ipc.ring import Ring
 
 MAX_PROCESSES = 16
 MAX_COUNTERS = 12
+GIL_SWITCH_S = 0.0002  # the switch interval of the processes on the tick-to-order path (short_gil_slices)
 
 HEARTBEAT_DTYPE = np.dtype(
     [
@@ -95,14 +96,11 @@ class ProcessSpec:
     nice: int = 0  # added to the process's nice value at start: > 0 for work off the tick-to-order path
 
 
-GIL_SWITCH_S = 0.0002
-
-
 def short_gil_slices() -> None:
     """Let this process's threads hold the GIL 0.2 ms at a time instead of Python's 5 ms.
 
     For the processes on the tick-to-order path (feed, inference, execution), each of which has a
-    side thread (the feed's raw-frame writer, inference's checkpoint watcher, the gateway's
+    side thread (the feed's raw-frame writer, inference's checkpoint loader, the gateway's
     readers): a frame or record that arrives while such a thread runs waits at most this long
     for the thread that serves it."""
     sys.setswitchinterval(GIL_SWITCH_S)
