@@ -89,6 +89,7 @@ class RuntimeConfig:
     stop_timeout_s: float = _f(10.0, lo=0.1, hi=600.0)
     status_interval_s: float = _f(1.0, lo=0.05, hi=3600.0)
     live_confirm: bool = _f(False)
+    realtime: bool = _f(True)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ class ExecConfig:
     maker_timeout_ms: float = _f(2000.0, lo=0.0)
     exit_timeout_ms: float = _f(3000.0, lo=0.0)
     trades_flush_s: float = _f(5.0, lo=0.05)
+    rehearse_ms: float = _f(1.0, lo=0.0)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,9 @@ def start_sim_server(*args: str, timeout_s: float = 60.0) -> tuple[subprocess.Po
 def latency_run_env(data_dir: str, horizon_updates: int) -> dict[str, str]:
     """The settings both supervised latency benches (`exec`, `e2e`) run the pipeline with: the
     shipped checkpoint, deeplob entering on nearly every signal (latency, not profit) and leaving
-    after `horizon_updates` books, start-up allowed for the model's process on a loaded machine."""
+    after `horizon_updates` books, start-up allowed for the model's process on a loaded machine.
+    `HFTBOT_*` variables of the environment come on top (an A/B run of one setting, e.g.
+    `HFTBOT_EXEC__REHEARSE_MS=0`)."""
     from pathlib import Path
 
     ckpt = Path("checkpoints")
@@ -131,4 +133,5 @@ def latency_run_env(data_dir: str, horizon_updates: int) -> dict[str, str]:
         "HFTBOT_STRATEGY__DEEPLOB_QTY": "0.1",
         "HFTBOT_STRATEGY__DEEPLOB_MOVE_BPS": "2000",
         "HFTBOT_STRATEGY__DEEPLOB_HORIZON_UPDATES": str(horizon_updates),
+        **{k: v for k, v in os.environ.items() if k.startswith("HFTBOT_")},
     }

@@ -100,7 +100,7 @@ from hftbot.exec.messages import (
 )
 from hftbot.exec.ratelimit import usage_from_headers
 from hftbot.exec.signing import ED25519, Signer
-from hftbot.exec.transport import MAYBE_SENT, GatewayError, RestClient, Units, frame_writer
+from hftbot.exec.transport import MAYBE_SENT, GatewayError, RestClient, Units, encode_frame, frame_writer
 
 UNKNOWN_CODES = (-1006, -1007)  # execution status unknown (plus any HTTP 503)
 RECONCILED = "RECONCILED"  # exec_type of an OrderUpdate that comes from a snapshot, not an event
@@ -524,25 +524,14 @@ class Gateway:
                 )
             )
             return 0
-        params: dict[str, Any] = {
-            "symbol": self.symbol,
-            "side": "BUY" if req.side == BUY else "SELL",
-            "type": req.type,
-            "quantity": units.qty(req.qty),
-            "newClientOrderId": cid,
-        }
-        if req.type == LIMIT:
-            params["price"] = units.px(req.px)
-            params["timeInForce"] = req.tif
-        elif req.type != MARKET:
+        params = self._place_params(req, units)
+        if params is None:
             self._inbox.append(
                 Rejected(
                     cid, -1116, f"gateway: order type {req.type!r} not supported", self.now_ms(), "place"
                 )
             )
             return 0
-        if req.reduce_only:
-            params["reduceOnly"] = "true"
         self._auth(params)
         rid = next(self._ids)
         order = VenueOrder(cid, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only)
@@ -564,6 +553,40 @@ class Gateway:
         order.sent_ns = sent
         self.counters["sent"] += 1
         return sent
+
+    def _place_params(self, req: OrderRequest, units: Units) -> dict[str, Any] | None:
+        """`order.place`'s parameters before the timestamp and signature (None: a type not sent)."""
+        params: dict[str, Any] = {
+            "symbol": self.symbol,
+            "side": "BUY" if req.side == BUY else "SELL",
+            "type": req.type,
+            "quantity": units.qty(req.qty),
+            "newClientOrderId": req.client_id,
+        }
+        if req.type == LIMIT:
+            params["price"] = units.px(req.px)
+            params["timeInForce"] = req.tif
+        elif req.type != MARKET:
+            return None
+        if req.reduce_only:
+            params["reduceOnly"] = "true"
+        return params
+
+    def rehearse(self, req: OrderRequest) -> int:
+        """What `place` does to build the frame of `req` (parameters, timestamp, signature, JSON,
+        mask) and nothing after it: no frame written, nothing registered, no id drawn. The
+        execution loop rehearses while idle to keep the send path in the caches (docs/exec.md
+        "Rehearsal"). Returns the frame's length; 0 when not connected or not sendable."""
+        units = self.units
+        if units is None or self._frame_writer is None or not CLIENT_ID_RE.match(req.client_id):
+            return 0
+        params = self._place_params(req, units)
+        if params is None:
+            return 0
+        self._auth(params)
+        VenueOrder(req.client_id, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only)
+        _Pending("place", req.client_id, self.clock_ns(), method="order.place", params=params)
+        return len(encode_frame(orjson.dumps({"id": 0, "method": "order.place", "params": params})))
 
     def cancel(self, client_id: str) -> int:
         """Write `order.cancel` by client order id; returns the send ns (0: not sent)."""

@@ -140,12 +140,13 @@ class RateLimiter:
                 self.weight.append(bucket)
                 self._reserve.append(cap * self.cancel_reserve)
 
-    def allow(self, orders: int, weight: int, now_ns: int, cancel: bool = False) -> str:
+    def allow(self, orders: int, weight: int, now_ns: int, cancel: bool = False, spend: bool = True) -> str:
         """Spend `orders` ORDERS and `weight` REQUEST_WEIGHT tokens; '' if allowed, else what ran out.
 
         Either every bucket is spent or none is. A cancel (`cancel=True`) may use the reserve.
         During a backoff (`pause`) orders are refused with "backoff", and every request when the
-        weight limit or an IP ban caused it.
+        weight limit or an IP ban caused it. `spend=False` answers without spending (the risk
+        manager's rehearsal: the same code, no effect).
         """
         if now_ns < self.paused_until_ns and (orders or not cancel or self.weight_paused):
             return "backoff"
@@ -157,6 +158,8 @@ class RateLimiter:
                 return "rate_weight"
             if not weight and not cancel and b.level(now_ns) < reserve:
                 return "rate_weight"  # an order with no IP weight still leaves the reserve alone
+        if not spend:
+            return ""
         for b in self.orders:
             if orders:
                 b.tokens -= orders

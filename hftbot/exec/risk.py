@@ -48,6 +48,13 @@ is given goes stale or out of sync: quotes must not rest on a feed that stopped.
 PnL is this run's: a restart within the day starts the daily count again (the trade log has the
 day's trades for a process that wants to seed it).
 
+Rehearsal: `rehearse(place, book, now_ns, signal)` runs a place through every check above and
+builds its request, with no effect at all — no client id drawn, nothing entered in the account,
+no token spent, no refusal counted. The execution loop rehearses while it idles so that the
+code and data of the order path stay in the caches (docs/exec.md "Rehearsal"): on the 2-vCPU dev
+VM the same check costs ~190 µs after 10 ms idle and ~40–50 µs when rehearsed every 0.5–1 ms.
+Its request carries `REHEARSAL_ID`, which the gateway never writes.
+
 Pure: no I/O, no clock (`now_ns` comes in); the process wires the kill switch's flag, signal and
 file to `kill`.
 """
@@ -122,6 +129,7 @@ DAY_NS = 86_400 * NS
 MS = 1_000_000
 BPS = 1e-4
 FLATTEN_TAG = "flatten"
+REHEARSAL_ID = "rehearsal"  # the client id of a rehearsed request (not one `ClientIds` makes)
 _TIFS = (GTC, IOC, FOK, GTX)
 _OPEN = (NEW, PARTIALLY_FILLED)
 _EMPTY: tuple = ()
@@ -189,6 +197,7 @@ class RiskManager:
         self._holds: dict[str, tuple[int, bool]] = {}  # reason → (until ns or 0 = until released, entries only)
         self._backoff_streak = 0
         self._last_backoff_ns = -(1 << 62)
+        self._rehearsing = False
 
     # ------------------------------------------------------------------------- the door
 
@@ -211,10 +220,20 @@ class RiskManager:
             return self.cancel_all(now_ns, intent.tag)
         return self._refuse("bad_intent", f"not an intent: {intent!r}", intent)
 
+    def rehearse(self, place: Place, book, now_ns: int, signal=None) -> OrderRequest | Refused:
+        """`check(place, ...)` with no effect: the request it would approve (client id
+        `REHEARSAL_ID`) or the refusal, and nothing counted, spent or registered."""
+        self._rehearsing = True
+        try:
+            return self._place(place, book, now_ns, signal)
+        finally:
+            self._rehearsing = False
+
     def _refuse(self, reason: str, detail: str, intent: Intent) -> Refused:
-        self.refusals[reason] += 1
         r = Refused(reason, detail, intent)
-        self.last_refusal = r
+        if not self._rehearsing:
+            self.refusals[reason] += 1
+            self.last_refusal = r
         return r
 
     def _book(self, book, now_ns: int) -> tuple[str, str, int, int]:
@@ -330,7 +349,7 @@ class RiskManager:
             return self._refuse(why, detail, p)
         if len(self.account.orders) >= self.max_open_orders:
             return self._refuse("max_open_orders", f"{len(self.account.orders)} open >= {self.max_open_orders}", p)
-        why = self.limiter.allow(1, 0, now_ns)
+        why = self.limiter.allow(1, 0, now_ns, spend=not self._rehearsing)
         if why:
             return self._refuse(why, "order rate budget spent", p)
         return self._approve(side, qty, p.px if typ == LIMIT else 0, typ, p.tif if typ == LIMIT else GTC,
@@ -338,10 +357,13 @@ class RiskManager:
 
     def _approve(self, side: int, qty: int, px: int, typ: str, tif: str, reduce_only: bool, tag: str,
                  book, now_ns: int, signal) -> OrderRequest:
-        req = OrderRequest(self.ids.next(), side, qty, px, typ, tif, reduce_only, tag, self.strategy,
-                           int(signal["model_id"]) if signal is not None else 0, int(book["recv_ns"]), now_ns)
-        self.account.on_request(req)
-        self.approved += 1
+        rehearsal = self._rehearsing
+        req = OrderRequest(REHEARSAL_ID if rehearsal else self.ids.next(), side, qty, px, typ, tif, reduce_only,
+                           tag, self.strategy, int(signal["model_id"]) if signal is not None else 0,
+                           int(book["recv_ns"]), now_ns)
+        if not rehearsal:
+            self.account.on_request(req)
+            self.approved += 1
         return req
 
     def _modify(self, m: Modify, book, now_ns: int, signal) -> ModifyRequest | Refused:

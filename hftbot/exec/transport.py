@@ -48,21 +48,26 @@ def frame_writer(ws: ClientConnection) -> Callable[[bytes], None]:
         return lambda payload: ws.send(payload, text=True)
 
     def write(payload: bytes) -> None:
-        n = len(payload)
-        mask = os.urandom(4)
-        if n < 126:
-            head = _SHORT_HEADS[n]
-        elif n < 65536:
-            head = b"\x81\xfe" + n.to_bytes(2, "big")
-        else:
-            head = b"\x81\xff" + n.to_bytes(8, "big")
-        data = head + mask + apply_mask(payload, mask)
+        data = encode_frame(payload)
         with mutex:
             if proto.state is not OPEN:
                 raise GatewayError("gateway: WS API not connected", -1001)
             sock.sendall(data)
 
     return write
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """One whole masked client text frame (RFC 6455 §5.2): header, fresh mask key, masked payload."""
+    n = len(payload)
+    mask = os.urandom(4)
+    if n < 126:
+        head = _SHORT_HEADS[n]
+    elif n < 65536:
+        head = b"\x81\xfe" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\xff" + n.to_bytes(8, "big")
+    return head + mask + apply_mask(payload, mask)
 
 
 _SHORT_HEADS = [bytes((0x81, 0x80 | n)) for n in range(126)]  # FIN + text, masked, length < 126

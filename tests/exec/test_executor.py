@@ -218,3 +218,25 @@ def test_an_unknown_outcome_counts_as_open_until_settled(sim, tmp_path) -> None:
         requests.post(sim.urls["rest"] + "/sim/faults", data=json.dumps({}), timeout=5)
         gw.close()
         rings.close()
+
+
+def test_a_rehearsal_runs_risk_and_the_frame_build_and_trades_nothing(sim, tmp_path) -> None:
+    ex, gw, rings = make(sim, tmp_path, HFTBOT_EXEC__STRATEGY="mm")
+    try:
+        assert not ex.rehearse(time.time_ns())  # no book yet: nothing to rehearse on
+        ex.book = book_of(sim)
+        seq, sent = rings.order.write_seq, gw.counters["sent"]
+        for _ in range(50):
+            assert ex.rehearse(time.time_ns())
+        assert ex.rehearsals == 50
+        time.sleep(0.2)
+        ex.drain_events()
+        assert ex.orders == 0 and ex.risk.approved == 0 and not any(ex.risk.refusals.values())
+        assert not ex.positions.orders and not gw.orders and gw.counters["sent"] == sent
+        assert rings.order.write_seq == seq  # nothing journalled
+        assert not sim.call(lambda: sim.venue.engine.open_orders())
+        ex.book["recv_ns"] = 0  # a stale book: the rehearsed check refuses, and says so to no one
+        assert not ex.rehearse(time.time_ns()) and not any(ex.risk.refusals.values())
+    finally:
+        gw.close()
+        rings.close()

@@ -367,3 +367,23 @@ def test_the_server_time_offset_is_measured_and_used(sim) -> None:
         assert f.counts["timestamp"] == 1 and f.recovered["timestamp"] == 1 and not f.is_open("timestamp", "")
     finally:
         skewed.close()
+
+
+@pytest.mark.parametrize("kind", ["hmac", "ed25519"])
+def test_a_rehearsal_builds_the_frame_and_sends_nothing(sim, make_gateway, kind) -> None:
+    gw = make_gateway(kind)
+    bid, _ = touch(sim)
+    r = req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal")
+    sent, pending, orders = gw.counters["sent"], dict(gw._pending), dict(gw.orders)
+    n = gw.rehearse(r)
+    # header (2) + mask key (4) + the JSON of a signed or session request: well past a bare frame
+    assert n > 6 + len('{"id":0,"method":"order.place","params":{}}')
+    assert gw.counters["sent"] == sent and gw._pending == pending and gw.orders == orders
+    time.sleep(0.2)
+    assert not [e for e in gw.poll() if getattr(e, "client_id", "") == "rehearsal"]
+    assert venue_open(sim) == []
+    real = req(BUY, 10, bid - 20, tif=GTX)  # and the connection still carries real orders
+    assert gw.place(real) > 0
+    wait_for(gw, lambda ev: updates(ev, real.client_id, NEW))
+    assert venue_open(sim) == [real.client_id]
+    assert gw.rehearse(req(BUY, 10, bid - 20, type="STOP")) == 0  # a type place would refuse

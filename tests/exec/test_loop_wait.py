@@ -39,6 +39,12 @@ class Script:
         self.passes = passes
         self.got: list[tuple[str, int]] = []
         self.n = 0
+        self.rehearse_ns = 0  # no rehearsals unless a test asks for them
+        self.rehearsed: list[int] = []  # the passes that rehearsed
+
+    def rehearse(self, now) -> bool:
+        self.rehearsed.append(self.n - 1)  # after this pass's drain_events
+        return True
 
     def clock_ns(self) -> int:
         return 0
@@ -145,3 +151,21 @@ def test_a_ring_polled_after_another_stamps_its_records_when_it_read_them(rings)
     exec_process.run(ex, RingReader(rings[0], wait="block"), None, RingReader(rings[1], wait="block"), ex.stopping)
     (_, book_ns), (_, signal_ns) = ex.got
     assert signal_ns > book_ns
+
+
+def test_the_order_path_is_rehearsed_only_on_idle_passes_at_most_every_rehearse_ms(rings) -> None:
+    book, _ = _publishers(rings)
+
+    class Clocked(Script):
+        def clock_ns(self) -> int:
+            return self.n * 400_000  # 0.4 ms per pass
+
+    idle = lambda: None  # noqa: E731
+    steps = [book(1), idle, idle, idle, idle, idle, idle, book(2), book(3), idle, idle, idle, idle]
+    ex = Clocked(False, steps, passes=len(steps))
+    ex.rehearse_ns = 1_000_000  # 1 ms: every third idle pass
+    exec_process.run(ex, RingReader(rings[0], wait="block"), None, None, ex.stopping)
+    # pass n reads what step n-1 published; books at passes 1, 8, 9: each restarts the 1 ms count
+    # (the path has just run for real); rehearsals come 3 idle passes (1.2 ms) after the last read
+    assert ex.got == [("book", 1), ("book", 2), ("book", 3)]
+    assert ex.rehearsed == [4, 7, 12]

@@ -31,7 +31,7 @@ from hftbot.exec.messages import (
     Rejected,
 )
 from hftbot.exec.positions import Positions
-from hftbot.exec.risk import HALTED, REASONS, REDUCING, RUNNING, RiskManager
+from hftbot.exec.risk import HALTED, REASONS, REDUCING, REHEARSAL_ID, RUNNING, RiskManager
 from hftbot.records import BOOK_VALID, SIGNAL_NO_MODEL, SIGNAL_WARMUP
 from hftbot.sim.market import ModelParams
 from hftbot.sim.venue import VenueSettings, exchange_info
@@ -344,3 +344,28 @@ def test_reducing_cancels_resting_orders_that_would_grow_the_position():
     pos.on_update(update(late.client_id, NEW, order_id=30, qty=20, px=14999, event_ms=3))
     (c,) = risk.update(NOW, falling_book(59))
     assert isinstance(c, CancelRequest) and c.client_id == late.client_id
+
+
+def _state(risk: RiskManager, pos: Positions) -> tuple:
+    tokens = tuple(b.tokens for b in risk.limiter.orders + risk.limiter.weight)
+    return dict(risk.refusals), risk.approved, risk.last_refusal, dict(pos.orders), pos.open_lots(), tokens
+
+
+def test_a_rehearsal_answers_as_check_would_and_changes_nothing():
+    risk, pos = make(orders_per_10s=10)  # ORDERS budget 8 per 10 s, a burst of 4
+    twin, _ = make(orders_per_10s=10)
+    sig = signal(0.1, 0.2, 0.7, publish_ns=NOW, model_id=7)
+    before = _state(risk, pos)
+    for _ in range(20):  # far more than the order budget: nothing is spent
+        r = risk.rehearse(buy(100, 15000, tag="entry"), book(), NOW, sig)
+        assert isinstance(r, OrderRequest) and r.client_id == REHEARSAL_ID
+        assert (r.side, r.qty, r.px, r.tag, r.model_id, r.created_ns) == (BUY, 100, 15000, "entry", 7, NOW)
+    assert refused(risk.rehearse(buy(3), book(), NOW, sig), "min_notional")
+    assert refused(risk.rehearse(buy(100), book(recv_ns=NOW - 2_001 * MS), NOW, sig), "stale_book")
+    assert _state(risk, pos) == before  # no refusal counted, nothing registered, no token spent
+    # the real door afterwards: the same ids and the same budget as a manager that never rehearsed
+    got = [risk.check(buy(100, 15000), book(), NOW, sig) for _ in range(5)]
+    want = [twin.check(buy(100, 15000), book(), NOW, sig) for _ in range(5)]
+    assert [type(g) for g in got] == [type(w) for w in want] == [OrderRequest] * 4 + [Refused]
+    assert [g.client_id for g in got[:4]] == [w.client_id for w in want[:4]]
+    assert got[4].reason == "rate_orders" and risk.refusals["rate_orders"] == 1
