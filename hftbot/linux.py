@@ -101,6 +101,45 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
+def set_realtime(priority: int) -> str:
+    """Run the calling thread SCHED_FIFO at `priority` (1..99); '' when done, else why not.
+
+    SCHED_RESET_ON_FORK: threads and processes started afterwards are born SCHED_OTHER, so only
+    the thread that asked is real-time (a helper that parses or writes files must not be). Needs
+    root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least `priority`; the kernel keeps 5 % of each
+    second for everything else (sched_rt_runtime_us) whatever a real-time thread does."""
+    if not hasattr(os, "SCHED_FIFO"):
+        return "no SCHED_FIFO on this platform"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except PermissionError:
+        return f"not permitted (needs root, CAP_SYS_NICE or ulimit -r >= {priority})"
+    except OSError as e:
+        return f"sched_setscheduler: {e}"
+    return ""
+
+
+def thread_policy(tid: int = 0) -> tuple[int, int]:
+    """(policy without flags, priority) of a thread (native id; 0: the calling one)."""
+    flags = getattr(os, "SCHED_RESET_ON_FORK", 0)
+    return os.sched_getscheduler(tid) & ~flags, os.sched_getparam(tid).sched_priority
+
+
+def task_policies(pid: int) -> dict[int, tuple[int, int]]:
+    """Every thread of `pid`: native id → (policy, priority); {} for a process that is gone."""
+    out = {}
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            out[tid] = thread_policy(tid)
+        except OSError:  # the thread ended meanwhile
+            pass
+    return out
+
+
 def set_process_name(title: str) -> bool:
     """Show `title` in ps and top: the thread name (`comm`, 15 bytes, what top shows) and the
     command line (`/proc/self/cmdline`, what `ps -ef` / `ps aux` show).

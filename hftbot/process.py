@@ -94,6 +94,7 @@ class ProcessSpec:
     enabled: Callable[[Config], bool] | None = None  # e.g. lambda cfg: cfg.recorder.enabled
     panel: tuple[str, ...] = ()  # counters the status panel shows (empty: all, as room allows)
     nice: int = 0  # added to the process's nice value at start: > 0 for work off the tick-to-order path
+    rt_priority: int = 0  # > 0: its main thread runs SCHED_FIFO at this priority (`realtime_reason`)
 
 
 def short_gil_slices() -> None:
@@ -117,6 +118,7 @@ class ProcessContext:
     endpoints: dict[str, Any]
     supervisor_pid: int
     nice: int = 0  # ProcessSpec.nice: applied by child_main before the process's main runs
+    rt_priority: int = 0  # ProcessSpec.rt_priority: applied by child_main where `realtime_reason` allows
     _table: HeartbeatTable | None = field(default=None, repr=False)
     _counters: dict[str, int] = field(default_factory=dict, repr=False)
     _stop_local: bool = False
@@ -199,6 +201,30 @@ def configure_logging(level: str, name: str | None = None) -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
 
 
+def realtime_reason(cfg: Config) -> str:
+    """Why this configuration runs no thread real-time ('' when it may).
+
+    A real-time thread that never sleeps starves every other process of its core, so: not with
+    `ring.wait = "spin"` (its readers never sleep), and not in replay (a replay runs as fast as it
+    is asked to, so the feed and execution would not sleep either); in sim, paper, testnet and
+    live the market paces them and they sleep between records (docs/runtime.md)."""
+    if not cfg.runtime.realtime:
+        return "runtime.realtime = false"
+    if cfg.ring.wait == "spin":
+        return 'ring.wait = "spin"'
+    if cfg.runtime.mode == "replay":
+        return "replay mode"
+    return ""
+
+
+def _go_realtime(ctx: ProcessContext) -> None:
+    why = realtime_reason(ctx.config) or linux.set_realtime(ctx.rt_priority)
+    if why:
+        ctx.log.info("%s: normal priority: %s", ctx.name, why)
+    else:
+        ctx.log.info("%s: main thread real-time (SCHED_FIFO %d)", ctx.name, ctx.rt_priority)
+
+
 def resolve_entry(entry: str) -> Callable[[ProcessContext], None]:
     module, _, func = entry.partition(":")
     return getattr(importlib.import_module(module), func)
@@ -225,6 +251,8 @@ def child_main(entry: str, ctx: ProcessContext) -> None:
     if ctx.nice > 0:  # off the tick-to-order path: on a small machine the scheduler prefers the rest
         os.nice(ctx.nice)
     configure_logging(ctx.config.runtime.log_level, ctx.name)
+    if ctx.rt_priority > 0:  # the tick-to-order path: a book that wakes it preempts the rest at once
+        _go_realtime(ctx)
     row = ctx._row()
     row["pid"] = os.getpid()
     code = 0

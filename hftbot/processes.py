@@ -10,6 +10,11 @@ a process, add one line.
 remote venue) run at a lower priority, so that on a small machine the scheduler gives a core to
 the feed, inference and execution first when a book update wakes them all at once (measured with
 `python -m hftbot.bench e2e`; docs/runtime.md, "Tick-to-order on two cores").
+
+`rt_priority`: the feed's and execution's main threads run SCHED_FIFO (execution above the feed)
+where `runtime.realtime` and the OS allow it, so the book that wakes them preempts whatever runs
+(`hftbot.process.realtime_reason` says when it does not apply). Inference stays a normal process:
+its model takes ~0.5 ms per book, and a real-time one would hold a core against execution.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ LIVE_DATA = ("sim", "paper", "testnet", "live")
 PROCESSES: list[ProcessSpec] = [
     ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90, nice=5,
                 panel=("events", "clients", "orders", "errors")),
-    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
+    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30, rt_priority=1,
                 panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "malformed", "raw_dropped")),
     ProcessSpec(
         "recorder",
@@ -46,7 +51,8 @@ PROCESSES: list[ProcessSpec] = [
         enabled=lambda c: c.exec.strategy != "none",
     ),
     ProcessSpec(
-        "execution", "hftbot.exec.process:main", stop_rank=10, enabled=lambda c: c.exec.strategy != "none",
+        "execution", "hftbot.exec.process:main", stop_rank=10, rt_priority=2,
+        enabled=lambda c: c.exec.strategy != "none",
         # position, orders and fills have the panel's exec line; these say whether it is healthy
         panel=("books", "signals", "rejects", "refused", "mismatches", "unknown", "halted"),
     ),

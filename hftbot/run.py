@@ -394,6 +394,7 @@ class Supervisor:
             endpoints=dict(self.endpoints),
             supervisor_pid=self.pid,
             nice=c.spec.nice,
+            rt_priority=c.spec.rt_priority,
         )
         c.proc = self.mp.Process(target=child_main, args=(c.spec.entry, ctx), name=f"hftbot-{c.spec.name}")
         c.start_ns = time.time_ns()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,6 +104,8 @@ def loop(tmp_path_factory):
     def script(run: FaultRun) -> None:
         ex = lambda k: run.counters("execution").get(k, 0)  # noqa: E731
         run.wait(lambda: ex("fills") >= 2, 240, "the first fills")
+        run.notes["policies"] = {n: (run.pid(n), linux.task_policies(run.pid(n)))
+                                 for n in ("sim", "feed", "recorder", "inference", "execution")}
         # -- a new checkpoint mid-run
         # (the counters are published with the heartbeat: wait until they name the served model)
         run.wait(lambda: run.counters("inference").get("model_id", 0) != 0, 60, "the served model's id")
@@ -214,6 +218,24 @@ def test_nothing_opened_while_inference_was_down(loop) -> None:
     assert np.all((late["flags"] & ORDER_REDUCE_ONLY) != 0)  # nothing opened once the signal went stale
     faults = loop.summary["execution"]["faults"]
     assert faults["stale_signal"]["count"] >= 1 and faults["stale_signal"]["recovered"] >= 1
+
+
+def test_the_feed_and_execution_main_threads_run_real_time_where_permitted(loop) -> None:
+    """SCHED_FIFO for the two main threads on the tick-to-order path (execution above the feed),
+    where this machine lets a process ask (it does for root); every other thread and process
+    normal. Where it does not, everything normal: the run is the same, only slower."""
+    probe = subprocess.run([sys.executable, "-c", "from hftbot import linux; print(linux.set_realtime(1))"],
+                           capture_output=True, text=True, check=True)
+    permitted = probe.stdout.strip() == ""
+    want_main = {"feed": 1, "execution": 2} if permitted else {}
+    for name, (pid, threads) in loop.notes["policies"].items():
+        assert pid in threads, (name, threads)
+        for tid, (policy, prio) in threads.items():
+            if tid == pid and name in want_main:
+                assert (policy, prio) == (os.SCHED_FIFO, want_main[name]), (name, policy, prio)
+            else:
+                assert (policy, prio) == (os.SCHED_OTHER, 0), (name, tid, policy, prio)
+    assert len(loop.notes["policies"]["execution"][1]) > 1  # the gateway's threads were checked too
 
 
 def test_nothing_left_in_dev_shm_and_no_process_left_behind(loop) -> None:
