@@ -11,10 +11,12 @@ remote venue) run at a lower priority, so that on a small machine the scheduler 
 the feed, inference and execution first when a book update wakes them all at once (measured with
 `python -m hftbot.bench e2e`; docs/runtime.md, "Tick-to-order on two cores").
 
-`rt_priority`: the feed's and execution's main threads run SCHED_FIFO (execution above the feed)
-where `runtime.realtime` and the OS allow it, so the book that wakes them preempts whatever runs
-(`hftbot.process.realtime_reason` says when it does not apply). Inference stays a normal process:
-its model takes ~0.5 ms per book, and a real-time one would hold a core against execution.
+`rt_priority`: execution's main thread runs SCHED_FIFO where `runtime.realtime` and the OS allow
+it, so the book that wakes it preempts whatever runs (`hftbot.process.realtime_reason` says when
+it does not apply). Only execution: a real-time feed kept inference off a core after every
+publish (tick → signal p50 0.92–1.04 ms against 0.69–0.77 ms with execution alone real-time, and
+no better tick-to-order), and a real-time inference (~0.4 ms of model per book) would hold a core
+against execution (docs/runtime.md, fourth pass).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ LIVE_DATA = ("sim", "paper", "testnet", "live")
 PROCESSES: list[ProcessSpec] = [
     ProcessSpec("sim", "hftbot.sim.process:main", modes=("sim",), stop_rank=90, nice=5,
                 panel=("events", "clients", "orders", "errors")),
-    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30, rt_priority=1,
+    ProcessSpec("feed", "hftbot.feed.process:main", modes=LIVE_DATA, stop_rank=30,
                 panel=("depth_applied", "resyncs", "gaps", "ticker_mismatches", "malformed", "raw_dropped")),
     ProcessSpec(
         "recorder",
@@ -51,7 +53,7 @@ PROCESSES: list[ProcessSpec] = [
         enabled=lambda c: c.exec.strategy != "none",
     ),
     ProcessSpec(
-        "execution", "hftbot.exec.process:main", stop_rank=10, rt_priority=2,
+        "execution", "hftbot.exec.process:main", stop_rank=10, rt_priority=1,
         enabled=lambda c: c.exec.strategy != "none",
         # position, orders and fills have the panel's exec line; these say whether it is healthy
         panel=("books", "signals", "rejects", "refused", "mismatches", "unknown", "halted"),

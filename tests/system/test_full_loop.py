@@ -220,14 +220,14 @@ def test_nothing_opened_while_inference_was_down(loop) -> None:
     assert faults["stale_signal"]["count"] >= 1 and faults["stale_signal"]["recovered"] >= 1
 
 
-def test_the_feed_and_execution_main_threads_run_real_time_where_permitted(loop) -> None:
-    """SCHED_FIFO for the two main threads on the tick-to-order path (execution above the feed),
-    where this machine lets a process ask (it does for root); every other thread and process
-    normal. Where it does not, everything normal: the run is the same, only slower."""
+def test_executions_main_thread_runs_real_time_where_permitted(loop) -> None:
+    """SCHED_FIFO for execution's main thread, where this machine lets a process ask (it does for
+    root); every other thread and process normal. Where it does not, everything normal: the run
+    is the same, only slower."""
     probe = subprocess.run([sys.executable, "-c", "from hftbot import linux; print(linux.set_realtime(1))"],
                            capture_output=True, text=True, check=True)
     permitted = probe.stdout.strip() == ""
-    want_main = {"feed": 1, "execution": 2} if permitted else {}
+    want_main = {"execution": 1} if permitted else {}
     for name, (pid, threads) in loop.notes["policies"].items():
         assert pid in threads, (name, threads)
         for tid, (policy, prio) in threads.items():
