@@ -24,6 +24,7 @@ Pure logic: no I/O, no clocks (times are passed in), no global random state.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -322,7 +323,10 @@ class MatchingEngine:
     ladder window, prices center_px ± width/2 ticks; a price outside it re-grids the ladder
     (`regrid`: re-centred, or doubled up to max_width slots). capacity: our orders held at once (open or
     waiting under entry latency). log_levels: keep the changed-price log for publishers (a
-    backtest can switch it off). seed: the engine's random stream (latency draws).
+    backtest can switch it off). seed: the engine's random stream (latency draws). history: closed
+    orders kept in `orders` (the newest; an older one is forgotten when one more closes), so a
+    simulator that runs for days holds a bounded history — Binance too stops answering for old
+    orders (unfilled cancels after 3 days, everything after 90).
 
     Prices, quantities and times are ints (Python or numpy): the compiled kernels are called
     directly with int64 arguments, so a float would be truncated, not refused.
@@ -344,10 +348,12 @@ class MatchingEngine:
         seed: int = 0,
         max_width: int = 1 << 25,
         center_px: int = 0,
+        history: int = 50_000,
     ) -> None:
-        if width < 16 or capacity < 1 or prints < 1:
+        if width < 16 or capacity < 1 or prints < 1 or history < 0:
             raise ValueError(
-                f"matching engine: width {width} / capacity {capacity} / prints {prints} out of range"
+                f"matching engine: width {width} / capacity {capacity} / prints {prints} / history {history} "
+                "out of range"
             )
         self.tick = tick
         self.lot = lot
@@ -421,7 +427,9 @@ class MatchingEngine:
         self.asks = _Side(self.lad, self._mv, 1)
         self.best_bid = 0  # 0: side empty (kept current after every call)
         self.best_ask = 0
-        self.orders: dict[int, Order] = {}  # every order we placed, by id
+        self.orders: dict[int, Order] = {}  # our open orders and the newest `history` closed ones, by id
+        self.history = history
+        self._closed: deque[int] = deque()  # ids of closed orders in `orders`, oldest first
         self._open: dict[int, Order] = {}  # open (or pending) orders by id, in placement order
         self._by_client: dict[str, Order] = {}  # open orders by client id
         self._slots: dict[int, int] = {}  # order id -> slot in the order table
@@ -509,6 +517,10 @@ class MatchingEngine:
                     self._slots.pop(oid, None)
                     if self._by_client.get(o.client_id) is o:
                         del self._by_client[o.client_id]
+                    closed = self._closed
+                    closed.append(oid)
+                    if len(closed) > self.history:  # bounded: the oldest closed order is forgotten
+                        self.orders.pop(closed.popleft(), None)
             self._events.append(
                 OrderEvent(
                     o,

@@ -13,6 +13,7 @@ Pure: the time comes in through `clock_ns`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -36,6 +37,7 @@ ORDER_TYPES = {
 TIFS = {"GTC", "IOC", "FOK", "GTX", "GTD"}
 MAX_OPEN_ORDERS = 200  # MAX_NUM_ORDERS
 MAX_MODIFY = 10_000  # amendments per order
+MAX_PLACED = 100_000  # client ids counted for duplicates; the oldest half goes when full
 MAX_QTY = 1_000_000  # LOT_SIZE.maxQty
 PERCENT_PRICE = (0.95, 1.05)  # multiplierDown, multiplierUp
 MIN_NOTIONAL = Decimal("5")
@@ -296,9 +298,13 @@ class OrderDesk:
             ack["avgPrice"] = "0.00"
         self.publish(now)
         self.counters["orders"] += 1
-        used = self.placed[o.client_id] = self.placed.get(o.client_id, 0) + 1
+        placed = self.placed
+        used = placed[o.client_id] = placed.get(o.client_id, 0) + 1
         if used == 2:
             self.duplicate_ids += 1
+        if len(placed) > MAX_PLACED:  # bounded: a resend comes within seconds, not 100,000 orders later
+            for cid in list(itertools.islice(placed, MAX_PLACED // 2)):
+                del placed[cid]
         if unknown:
             raise UnknownStatus(unknown)
         return ack

@@ -387,3 +387,21 @@ def test_a_rehearsal_builds_the_frame_and_sends_nothing(sim, make_gateway, kind)
     wait_for(gw, lambda ev: updates(ev, real.client_id, NEW))
     assert venue_open(sim) == [real.client_id]
     assert gw.rehearse(req(BUY, 10, bid - 20, type="STOP")) == 0  # a type place would refuse
+
+
+def test_the_venues_duplicate_check_holds_a_bounded_number_of_client_ids(sim, make_gateway, monkeypatch) -> None:
+    """The simulator counts client ids to catch a resent order; over days of quoting that count
+    must not grow without end (the oldest half goes at MAX_PLACED, here 4)."""
+    import hftbot.sim.orders as desk
+
+    monkeypatch.setattr(desk, "MAX_PLACED", 4)
+    gw = make_gateway("ed25519")
+    bid, _ = touch(sim)
+    sent = [req(BUY, 10, bid - 30 - i) for i in range(7)]
+    for r in sent:
+        assert gw.place(r) > 0
+        wait_for(gw, lambda ev, r=r: updates(ev, r.client_id, NEW))
+    placed = sim.call(lambda: list(sim.venue.orders.placed))
+    assert len(placed) <= 4 and placed[-1] == sent[-1].client_id  # the newest are the ones kept
+    assert sim.call(lambda: sim.venue.orders.duplicate_ids) == 0
+    assert sorted(venue_open(sim)) == sorted(r.client_id for r in sent)  # forgetting ids touched no order

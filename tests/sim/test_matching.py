@@ -730,3 +730,24 @@ def test_a_full_request_table_is_an_error_not_a_silent_drop() -> None:
     e.advance(2000)  # the place lands, the first cancel takes it, the other two find it gone
     assert o.status == CANCELED
     assert [ev.reject_code for ev in e.drain().order_events if ev.exec_type == REJECTED] == [-2011, -2011]
+
+
+def test_closed_orders_are_kept_up_to_the_history_and_open_ones_always() -> None:
+    """A simulator that runs for days: `orders` holds the open orders and the newest `history`
+    closed ones (queryable, as Binance keeps recent history), never every order ever placed."""
+    e = book(history=3)
+    resting = [order(e, BUY, 90, 1), order(e, SELL, 110, 1)]  # far from the touch: open throughout
+    closed = []
+    for i in range(10):
+        o = order(e, BUY, 91, 1)
+        e.begin()
+        e.cancel_order(o, 10 + i)
+        closed.append(o)
+    taken = order(e, BUY, 101, 5)  # fills at once: closed by the match, not by a cancel
+    e.drain()
+    assert taken.status == FILLED
+    kept = {o.order_id for o in (*resting, *closed[-2:], taken)}
+    assert set(e.orders) == kept  # the two open, the newest three closed (the last two cancels, the fill)
+    assert all(e.orders[o.order_id] is o and o.status == NEW for o in resting)
+    with pytest.raises(ValueError, match="history"):
+        MatchingEngine(history=-1)
