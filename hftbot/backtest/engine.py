@@ -425,8 +425,10 @@ def run_backtest(
 
         ckpt = load_checkpoint(checkpoint)
         infer = -1 if bt.inference_latency_us < 0 else int(bt.inference_latency_us * 1000)
+        prepare_recording(paths, cfg)  # with the cache on: one decoding pass serves signals and replay
         signals = compute_signals(paths, ckpt, levels=cfg.feed.levels, device=bt.device,
-                                  batch=bt.inference_batch, chunk_frames=bt.chunk_frames, infer_ns=infer)
+                                  batch=bt.inference_batch, chunk_frames=bt.chunk_frames, infer_ns=infer,
+                                  use_cache=bt.cache)
     rep = Replay(cfg, name, signals, start_ns if start_ns is not None else -FAR,
                  end_ns if end_ns is not None else FAR, paths, progress, given)
     rb, gen = prepared_chunks(paths, cfg.feed.levels, bt.chunk_frames, chunks, use_cache=bt.cache)

@@ -197,6 +197,14 @@ def prepared_chunks(paths: list[Path], levels: int, chunk_frames: int, build, us
     return rb, _writing(folder, levels, rb, gen)
 
 
+def cached_books(paths: list[Path], levels: int, chunk_frames: int) -> Iterator[np.ndarray] | None:
+    """The book records of the complete cache of `paths`, chunk by chunk (None: there is none;
+    nothing is written). The batched signals read them instead of decoding the frames again."""
+    folder = cache_dir(paths, levels, chunk_frames)
+    got = _read(folder, levels) if folder is not None else None
+    return None if got is None else (c.books for c in got[1])
+
+
 def prepare(paths: list[Path], levels: int, chunk_frames: int, build) -> Path | None:
     """Finish the cache for `paths` now (one full decoding pass unless it is there): for callers
     about to replay parts of the same data several times (the promotion gate scores two models

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftbot.backtest.prepared import cached_books
 from hftbot.feed.capture import iter_blocks
 from hftbot.feed.core import FeedCore
 from hftbot.records import SIGNAL_NO_MODEL, SIGNAL_WARMUP, TRADE_DTYPE, book_dtype
@@ -172,16 +173,21 @@ def measure_inference_ns(ckpt, records: np.ndarray, n: int = 200) -> int:
 
 
 def compute_signals(paths: list[Path], ckpt, *, levels: int = 10, device: str = "auto", batch: int = 2048,
-                    chunk_frames: int = 100_000, infer_ns: int = -1) -> SignalSource:
+                    chunk_frames: int = 100_000, infer_ns: int = -1, use_cache: bool = False) -> SignalSource:
     """Signals for every book record under `paths` (the live feed's records), batched.
 
-    `infer_ns` < 0: measured (`measure_inference_ns`) on the first records."""
+    `infer_ns` < 0: measured (`measure_inference_ns`) on the first records. `use_cache`: read the
+    records from the backtester's prepared cache when a complete one is there (the same records,
+    in the same chunks: the signals are identical), else decode the frames."""
     model = BatchedModel(ckpt, device, batch)
     rule = _rule(ckpt)
     carry = ckpt.spec.window + 1
     tail = None
     t_parts, p_parts, f_parts, l_parts = [], [], [], []
-    for books, _ in record_chunks(paths, max(levels, ckpt.spec.levels), chunk_frames):
+    lv = max(levels, ckpt.spec.levels)
+    cached = cached_books(paths, lv, chunk_frames) if use_cache else None
+    source = cached if cached is not None else (b for b, _ in record_chunks(paths, lv, chunk_frames))
+    for books in source:
         if not len(books):
             continue
         recs = books if tail is None else np.concatenate([tail, books])

@@ -106,3 +106,28 @@ def test_signal_source_refuses_what_does_not_fit():
     assert s.flags.tolist() == [0, SIGNAL_WARMUP] and s.lookup(np.array([20, 15])).tolist() == [1, -1]
     assert no_model(np.array([5])).flags.tolist() == [SIGNAL_NO_MODEL]
 
+
+
+def test_signals_from_the_prepared_cache_equal_those_from_the_frames(ckpt_path, tmp_path, monkeypatch) -> None:
+    """A deeplob backtest decodes a recording once: the signals read the replay's prepared cache."""
+    import shutil
+
+    from hftbot.backtest import signals as sig
+    from hftbot.backtest.engine import prepare_recording
+
+    cap = tmp_path / CAPTURE.name
+    shutil.copy2(CAPTURE, cap)
+    ckpt = load_checkpoint(ckpt_path)
+    kw = {"device": "cpu", "batch": 512, "chunk_frames": 7000, "infer_ns": 0}
+    raw = compute_signals([cap], ckpt, **kw)
+    cfg = load_config(env={"HFTBOT_BACKTEST__CHUNK_FRAMES": "7000"})
+    assert prepare_recording([cap], cfg) is not None
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the frames were decoded again")
+
+    monkeypatch.setattr(sig, "record_chunks", no_decoding)
+    cached = compute_signals([cap], ckpt, use_cache=True, **kw)
+    assert np.array_equal(cached.book_recv_ns, raw.book_recv_ns) and np.array_equal(cached.flags, raw.flags)
+    assert np.array_equal(cached.labels, raw.labels)
+    np.testing.assert_array_equal(cached.probs, raw.probs)
