@@ -138,6 +138,7 @@ class Replay:
             queue=queue_model(self.bt), latency=latency_model(self.bt, self.data_paths),
             log_levels=False, seed=self.bt.seed,
             center_px=int(rec["bid_px"][0]) or int(rec["ask_px"][0]),
+            history=0,  # nothing queries a closed order here: the engine forgets it (bounded memory)
         )
         self.venue = EngineVenue(self.engine)
         # a strategy that keeps the base class's on_trade reads no trade record: the loop does not

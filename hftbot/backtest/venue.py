@@ -113,7 +113,6 @@ class EngineVenue:
                                     self._requests.get(cid, "place")))
                 if not o.is_open and o.status != "PENDING_NEW":
                     self._orders.pop(cid, None)
-                    self.engine.orders.pop(o.order_id, None)
                 continue
             if x == "TRADE":
                 fee = float(ev.fee) if isinstance(ev.fee, Decimal) else ev.fee
@@ -123,7 +122,6 @@ class EngineVenue:
             if ev.status in ("FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"):
                 self._orders.pop(cid, None)
                 self._requests.pop(cid, None)
-                self.engine.orders.pop(o.order_id, None)  # final: no event names it again (bounded memory)
 
     def next_ns(self) -> int:
         """When the next held message is due (a large number when none)."""
