@@ -383,6 +383,9 @@ class Config:
 SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
 }
+# each section's field types, resolved once: `typing.get_type_hints` re-evaluates the annotation
+# strings on every call (~5 ms for the lot), and every `override` builds a whole Config
+_HINTS: dict[str, dict[str, Any]] = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
 
 
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
@@ -469,7 +472,7 @@ def _check(section: str, f: dataclasses.Field, hint: Any, value: Any, source: st
 def _build(raw: dict, sources: dict) -> Config:
     sections = {}
     for section, cls in SECTIONS.items():
-        hints = typing.get_type_hints(cls)
+        hints = _HINTS[section]
         values = {}
         for f in dataclasses.fields(cls):
             if f.name in raw.get(section, {}):
@@ -621,7 +624,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         if not sep or section not in SECTIONS or key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
             raise _unknown_env(name, section, key)
         source = f"environment {name}"
-        hint = typing.get_type_hints(SECTIONS[section])[key]
+        hint = _HINTS[section][key]
         if hint is not str and not text.strip():
             raise ConfigError(
                 f"config: {section}.{key} is empty (from {source}); give a value or unset the variable"

@@ -70,6 +70,17 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
     return rb, gen()
 
 
+def _mids(books: np.ndarray) -> list[float]:
+    """Each book record's mid in ticks, NaN where it has none (not BOOK_VALID, or a side empty):
+    the equity curve's mark, for a chunk at once."""
+    if not len(books):
+        return []
+    bid = books["bid_px"][:, 0].astype(np.int64)
+    ask = books["ask_px"][:, 0].astype(np.int64)
+    ok = ((books["flags"] & BOOK_VALID) != 0) & (bid > 0) & (ask > 0)
+    return np.where(ok, (bid + ask) * 0.5, np.nan).tolist()
+
+
 class Replay:
     """The loop's state across chunks (one run)."""
 
@@ -197,7 +208,7 @@ class Replay:
         emax = np.maximum.accumulate(rows["exch_ns"]) if len(rows) else np.zeros(0, np.int64)
         upto = np.searchsorted(emax, times[order], side="right")
         applied = self._loop(rows, books, trades, times[order].tolist(), kinds[order].tolist(),
-                             where[order].tolist(), upto.tolist())
+                             where[order].tolist(), upto.tolist(), _mids(books))
         tail = max(int(t_b[-1]) if len(t_b) else 0, int(trades["recv_ns"][-1]) if len(trades) else 0)
         if not self.stopped and self.strategy is not None and tail >= self.start_ns:
             self.t_last = max(self.t_last, tail)  # the span reaches the last record, read by a hook or not
@@ -205,7 +216,7 @@ class Replay:
         if self.progress is not None:
             self.progress(self.frames, 0)
 
-    def _loop(self, rows, books, trades, times, kinds, where, upto) -> None:
+    def _loop(self, rows, books, trades, times, kinds, where, upto, mids) -> None:
         eng, venue, strategy, view = self.engine, self.venue, self.strategy, self.view
         sigs = self.signals
         start, end = self.start_ns, self.end_ns
@@ -236,8 +247,9 @@ class Replay:
             if kind == K_BOOK:
                 rec = books[j : j + 1].reshape(())
                 self.book = rec
-                if int(rec["flags"]) & BOOK_VALID and rec["bid_px"][0] > 0 and rec["ask_px"][0] > 0:
-                    self.mid = (int(rec["bid_px"][0]) + int(rec["ask_px"][0])) * 0.5
+                m = mids[j]
+                if m == m:
+                    self.mid = m
                 if strategy is None or t < start:
                     continue
                 view.now_ns = t

@@ -97,7 +97,12 @@ class EngineVenue:
         heapq.heappush(self._heap, (resp_ns, self._seq, msg))
 
     def collect(self) -> None:
-        """Turn the engine's order events since the last call into pending messages."""
+        """Turn the engine's order events since the last call into pending messages.
+
+        Nothing to do without order events: the engine logs no levels here (`log_levels=False`)
+        and prints only with our fills, which come with events, so its logs wait safely."""
+        if not self.engine.has_order_events:
+            return
         ch = self.engine.drain()
         if ch is None or not ch.order_events:
             return

@@ -240,18 +240,19 @@ class RiskManager:
         """('', '', best bid, best ask) for a usable book, else (reason, detail, 0, 0)."""
         if book is None:
             return "invalid_book", "no book yet", 0, 0
-        if not int(book["flags"]) & BOOK_VALID:
+        # `.item()`: a field as a Python number in one step (int(book["x"]) makes a numpy scalar first)
+        if not book["flags"].item() & BOOK_VALID:
             return "invalid_book", "book out of sync (no BOOK_VALID)", 0, 0
-        age = now_ns - int(book["recv_ns"])
+        age = now_ns - book["recv_ns"].item()
         if age > self._stale_book_ns:
             return "stale_book", f"book is {age / MS:.0f} ms old (> {self.cfg.stale_book_ms:g} ms)", 0, 0
-        bid = int(book["bid_px"][0])
-        ask = int(book["ask_px"][0])
+        bid = book["bid_px"].item(0)
+        ask = book["ask_px"].item(0)
         if bid <= 0 or ask <= 0 or bid >= ask:
             return "invalid_book", f"no two-sided book (bid {bid}, ask {ask})", 0, 0
-        tick = float(book["tick"])
-        if tick != self.filters.tick and not self.filters.matches(tick, float(book["lot"])):
-            return "tick_mismatch", f"book tick {tick} / lot {float(book['lot'])} differ from exchangeInfo", 0, 0
+        tick = book["tick"].item()
+        if tick != self.filters.tick and not self.filters.matches(tick, book["lot"].item()):
+            return "tick_mismatch", f"book tick {tick} / lot {book['lot'].item()} differ from exchangeInfo", 0, 0
         return "", "", bid, ask
 
     def book_problem(self, book, now_ns: int) -> str:
@@ -265,12 +266,12 @@ class RiskManager:
     def _signal_fresh(self, signal, now_ns: int) -> str:
         if signal is None:
             return "no signal yet"
-        flags = int(signal["flags"])
+        flags = signal["flags"].item()
         if flags & SIGNAL_NO_MODEL:
             return "signal has no model"
         if flags & SIGNAL_WARMUP:
             return "signal warming up"
-        age = now_ns - int(signal["publish_ns"])
+        age = now_ns - signal["publish_ns"].item()
         if age > self._stale_signal_ns:
             return f"signal is {age / MS:.0f} ms old (> {self.cfg.stale_signal_ms:g} ms)"
         return ""
@@ -359,8 +360,8 @@ class RiskManager:
                  book, now_ns: int, signal) -> OrderRequest:
         rehearsal = self._rehearsing
         req = OrderRequest(REHEARSAL_ID if rehearsal else self.ids.next(), side, qty, px, typ, tif, reduce_only,
-                           tag, self.strategy, int(signal["model_id"]) if signal is not None else 0,
-                           int(book["recv_ns"]), now_ns)
+                           tag, self.strategy, signal["model_id"].item() if signal is not None else 0,
+                           book["recv_ns"].item(), now_ns)
         if not rehearsal:
             self.account.on_request(req)
             self.approved += 1
@@ -446,8 +447,8 @@ class RiskManager:
     def update(self, now_ns: int, book=None) -> tuple[Request, ...] | list[Request]:
         """Re-evaluate the PnL limits and the book's age; the requests that follow (HALTED's
         cancel-all, flatten and its retries; a cancel-all when the book goes stale)."""
-        if book is not None and int(book["flags"]) & BOOK_VALID:
-            bid, ask = int(book["bid_px"][0]), int(book["ask_px"][0])
+        if book is not None and book["flags"].item() & BOOK_VALID:
+            bid, ask = book["bid_px"].item(0), book["ask_px"].item(0)
             if 0 < bid < ask:
                 self.mark_px = (bid + ask) * 0.5
         stale = self._stale_cancel(book, now_ns)
