@@ -435,6 +435,7 @@ class MatchingEngine:
         self._closed: deque[int] = deque()  # ids of closed orders in `orders`, oldest first
         self._open: dict[int, Order] = {}  # open (or pending) orders by id, in placement order
         self._by_client: dict[str, Order] = {}  # open orders by client id
+        self._closed_by_client: dict[str, int] = {}  # client id -> its newest closed order in `orders`
         self._slots: dict[int, int] = {}  # order id -> slot in the order table
         self._events: list[OrderEvent] = []  # converted, not yet drained
         self._next_order_id = 1
@@ -522,8 +523,11 @@ class MatchingEngine:
                         del self._by_client[o.client_id]
                     closed = self._closed
                     closed.append(oid)
+                    self._closed_by_client[o.client_id] = oid
                     if len(closed) > self.history:  # bounded: the oldest closed order is forgotten
-                        self.orders.pop(closed.popleft(), None)
+                        old = self.orders.pop(closed.popleft(), None)
+                        if old is not None and self._closed_by_client.get(old.client_id) == old.order_id:
+                            del self._closed_by_client[old.client_id]
             self._events.append(
                 OrderEvent(
                     o,
@@ -830,6 +834,15 @@ class MatchingEngine:
 
     def open_order(self, client_id: str) -> Order | None:
         return self._by_client.get(client_id)
+
+    def order_by_client(self, client_id: str) -> Order | None:
+        """The open order with this client id, else the newest closed one still in the history
+        (a dict lookup either way: an order-status query must not scan 50,000 orders)."""
+        o = self._by_client.get(client_id)
+        if o is not None:
+            return o
+        oid = self._closed_by_client.get(client_id)
+        return self.orders.get(oid) if oid is not None else None
 
     def open_orders(self) -> list[Order]:
         """Our open orders (and, under entry latency, those still on their way), oldest first."""

@@ -249,9 +249,7 @@ class OrderDesk:
             except ValueError:
                 raise mandatory("orderId") from None
         else:
-            o = self.engine.open_order(cid) or next(
-                (x for x in reversed(self.engine.orders.values()) if x.client_id == cid), None
-            )
+            o = self.engine.order_by_client(cid)
         if o is None:
             raise api_error(-2013, "Order does not exist.")
         return o

@@ -749,5 +749,33 @@ def test_closed_orders_are_kept_up_to_the_history_and_open_ones_always() -> None
     kept = {o.order_id for o in (*resting, *closed[-2:], taken)}
     assert set(e.orders) == kept  # the two open, the newest three closed (the last two cancels, the fill)
     assert all(e.orders[o.order_id] is o and o.status == NEW for o in resting)
+    # by client id: open ones, closed ones still kept, nothing for the forgotten
+    assert e.order_by_client(resting[0].client_id) is resting[0]
+    assert e.order_by_client(closed[-1].client_id) is closed[-1]
+    assert e.order_by_client(taken.client_id) is taken
+    assert e.order_by_client(closed[0].client_id) is None
+    assert e.order_by_client("never-placed") is None
+    # a client id used again after its order closed: the newest order answers, and forgetting the
+    # older one does not forget the newer one
+    def close_one(t: int) -> None:
+        o = order(e, BUY, 91, 1)
+        e.begin()
+        e.cancel_order(o, t)
+
+    again = Order(e.new_order_id(), closed[-1].client_id, BUY, "LIMIT", "GTC", 92, 1, time_ns=30)
+    e.begin()
+    e.place(again)
+    assert e.order_by_client(again.client_id) is again
+    e.begin()
+    e.cancel_order(again, 31)  # kept: closed[-1], taken, again
+    close_one(40)  # closed[-1] forgotten
+    e.drain()
+    assert closed[-1].order_id not in e.orders
+    assert e.order_by_client(again.client_id) is again
+    close_one(41)
+    close_one(42)  # `again` forgotten too
+    e.drain()
+    assert again.order_id not in e.orders
+    assert e.order_by_client(again.client_id) is None
     with pytest.raises(ValueError, match="history"):
         MatchingEngine(history=-1)
