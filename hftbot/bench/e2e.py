@@ -163,8 +163,11 @@ def run_e2e(seconds: float, env: dict[str, str], start_allowance_s: float = 180.
         base = latency_run_env(d, horizon_updates=1)  # exit on the next book
         cfg = load_config(env={**base, **env})
 
+        policy: dict[str, object] = {}
+
         def script(run: FaultRun) -> None:
             run.wait(lambda: run.counters("execution").get("orders", 0) > 0, start_allowance_s, "the first order")
+            policy.update(execution_policy(run.pid("execution")))
             run.sleep(seconds)
 
         run = FaultRun(cfg, script, fields=FIELDS)
@@ -175,7 +178,23 @@ def run_e2e(seconds: float, env: dict[str, str], start_allowance_s: float = 180.
         recs = {n: run.watch.records(n) for n in ("book", "signal", "order")}
     out = breakdown(recs["book"], recs["signal"], recs["order"])
     out["exit_code"] = code
+    out["execution_policy"] = policy
     return out, run.summary, recs
+
+
+def execution_policy(pid: int) -> dict[str, object]:
+    """How the execution process's main thread is scheduled while it trades ({} when it is gone):
+    a run whose figures came without real-time priority (`runtime.realtime`, the OS) says so."""
+    from hftbot import linux
+
+    try:
+        pol, prio = linux.thread_policy(pid)  # the main thread's native id is the pid
+    except OSError:
+        return {}
+    names = {getattr(os, n): n for n in ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_IDLE")
+             if hasattr(os, n)}
+    name = names.get(pol, str(pol))
+    return {"policy": name, "priority": prio, "realtime": name in ("SCHED_FIFO", "SCHED_RR")}
 
 
 def _row(label: str, p: dict) -> tuple:
@@ -214,10 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.append((f"{path.replace('_', ' ')} (n={p['n']}): total", *_row("", {**p["total_us"], "share": 1.0})[1:]))
         rows += [_row(f"  {LABELS[k]}", p["stages_us"][k]) for k in stages]
+    pol = out.get("execution_policy") or {}
     print_table(
         f"tick-to-order in sim mode (µs), n={t2o['n']}; load average {load_before:.1f} -> {load_after:.1f} on "
         f"{os.cpu_count()} cores; CPU steal {'-' if steal is None else f'{steal:.1f}%'}; "
-        "targets p50 <= 1000, p99 <= 2000",
+        f"execution {pol.get('policy', '?')} {pol.get('priority', '')}; targets p50 <= 1000, p99 <= 2000",
         ("stage", "p50", "p99", "mean", "share"),
         rows,
     )

@@ -150,10 +150,14 @@ def bench_send(n: int, gap_s: float) -> dict:
     return out
 
 
-def _run_trading(sup, seconds: float, start_allowance_s: float = 180.0) -> int:
+def _run_trading(sup, seconds: float, start_allowance_s: float = 180.0,
+                 policy: dict | None = None) -> int:
     """Run the supervisor until execution has been trading for `seconds` (start-up not counted:
-    on a loaded machine the model's process alone can take a minute to come up)."""
+    on a loaded machine the model's process alone can take a minute to come up). `policy`, when
+    given, receives the execution thread's scheduling once it trades (`e2e.execution_policy`)."""
     import threading
+
+    from hftbot.bench.e2e import execution_policy
 
     execution = next(c for c in sup.children if c.spec.name == "execution")
 
@@ -164,6 +168,8 @@ def _run_trading(sup, seconds: float, start_allowance_s: float = 180.0) -> int:
             table = sup.table
             if first is None and table is not None and table.counters(execution.slot).get("orders", 0):
                 first = time.monotonic()
+                if policy is not None and execution.proc is not None:
+                    policy.update(execution_policy(execution.proc.pid))
             if first is not None and time.monotonic() - first >= seconds:
                 break
             time.sleep(0.2)
@@ -186,12 +192,14 @@ def bench_e2e(seconds: float) -> dict:
         cfg = load_config(env=env)
         sup = Supervisor(cfg, panel=False)
         text = io.StringIO()
+        policy: dict = {}
         with contextlib.redirect_stdout(text):
-            code = _run_trading(sup, seconds)
+            code = _run_trading(sup, seconds, policy=policy)
         s = sup.summary()
     lat = s["latency_us"]
     return {
         "exit_code": code,
+        "execution_policy": policy,
         "tick_to_order_us": lat.get("tick_to_order_us", {}),
         "signal_to_order_us": lat.get("signal_to_order_us", {}),
         "read_to_order_us": lat.get("read_to_order_us", {}),
@@ -262,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print_table(
         f"execution latency (µs); load average {load:.1f} on {os.cpu_count()} cores"
-        + (f"; CPU steal during the end-to-end run {steal:.1f}%" if steal is not None else ""),
+        + (f"; CPU steal during the end-to-end run {steal:.1f}%" if steal is not None else "")
+        + (f"; execution {e2e['execution_policy'].get('policy', '?')}" if e2e else ""),
         ("path", "p50", "p99", "n", "target"),
         rows,
     )

@@ -54,3 +54,17 @@ def test_a_book_order_splits_into_four_stages_and_an_unknown_record_is_counted()
     assert {k: v["p50"] for k, v in st.items()} == pytest.approx(
         {"feed": 30, "ring_to_execution": 70, "strategy_risk": 10, "send": 190})
     assert out["book_path"]["n"] == 1 and "signal_path" not in out
+
+
+def test_execution_policy_names_the_scheduling_of_a_live_pid_and_nothing_for_a_gone_one() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from hftbot.bench.e2e import execution_policy
+
+    own = execution_policy(os.getpid())
+    assert own["policy"] == "SCHED_OTHER" and own["realtime"] is False and own["priority"] == 0
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid names no thread now
+    assert execution_policy(child.pid) == {}
