@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
              figures["sim_orders"], figures["sim_fills"], figures["sim_peak_rss_mb"]],
         ],
     )
-    print(f"hftbacktest 2.4.4, same capture (published, its own event arrays): "
-          f"{HFTBACKTEST_CAPTURE_S[0]}-{HFTBACKTEST_CAPTURE_S[1]} s")
+    print(f"hftbacktest 2.4.4, same capture (the issue's figure for this machine, its own event arrays): "
+          f"{HFTBACKTEST_CAPTURE_S[0]}-{HFTBACKTEST_CAPTURE_S[1]} s; measure it beside this run with "
+          "tools/hftbacktest_capture.py (its own venv): the host's speed moves both")
     print_json(figures)
     return 0
 
