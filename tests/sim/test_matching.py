@@ -567,6 +567,45 @@ def test_jitter_latency_is_seeded_and_never_below_its_base() -> None:
     assert min(a) >= 1000 and max(a) > 1000 and 1000 < sum(a) / len(a) < 2000
 
 
+def test_advance_with_nothing_in_flight_is_what_the_kernel_would_do() -> None:
+    """`advance` makes no kernel call when no request waits; the same script through the kernel's
+    own advance gives the same clock, events, times and drawn response delays."""
+    from hftbot.sim import kernels as k
+
+    def script(through_kernel: bool) -> tuple:
+        lat = LatencyModel(order_entry=JitterLatency(1000, 400), order_response=JitterLatency(500, 300))
+        e = book(latency=lat, seed=5)
+
+        def advance(t: int) -> None:
+            if through_kernel:
+                e._call(e.lad, e.mem, k.OP_ADVANCE, t, 0, 0, 0, 0, 0, 0, 0)
+                e._after()
+            else:
+                e.advance(t)
+
+        seen = []
+        for j in range(30):
+            t = 10_000 * j
+            advance(t)  # nothing in flight at most of these
+            if j % 3 == 0:
+                e.begin()
+                e.place(Order(e.new_order_id(), f"p{j}", BUY, "LIMIT", "GTC", 100 - j % 2, 1, t + 1))
+            if j % 5 == 4:
+                e.begin()
+                e.market(SELL, 60, t + 2)  # takes the bids: our resting ones fill, response drawn
+            advance(t + 5_000)
+            advance(t + 4_000)  # the clock never goes back
+            seen.append(e.now_ns)
+            ch = e.drain()
+            seen += [(ev.order.order_id, ev.exec_type, ev.time_ns, ev.resp_ns, ev.last_qty)
+                     for ev in (ch.order_events if ch else [])]
+        return tuple(seen)
+
+    fast, kernel = script(False), script(True)
+    assert fast == kernel
+    assert any(isinstance(x, tuple) and x[1] == TRADE for x in fast)  # fills happened, responses drawn
+
+
 # -- limits and bad input --------------------------------------------------------------------------
 
 
