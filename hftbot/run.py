@@ -46,6 +46,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -712,7 +713,8 @@ class Supervisor:
             self._fail("feed: never received market data (no synced book was published)")
         for c in self.children:
             if c.counters.get("no_model"):
-                self.warnings.append(f"{c.spec.name}: served no model (no checkpoint verified)")
+                where = Path(self.cfg.runtime.checkpoints_dir).resolve()
+                self.warnings.append(f"{c.spec.name}: served no model (no checkpoint verified in {where})")
 
     def _valid_books(self) -> int:
         return self.monitor.valid_books if self.monitor is not None else self._last_valid

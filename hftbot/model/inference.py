@@ -18,8 +18,10 @@ module owns no logic that a test cannot drive through `run()` with real rings.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from hftbot.ipc.ring import RingReader, RingWriter
 from hftbot.model.checkpoint import Compat, read_pointer
@@ -153,9 +155,10 @@ def main(ctx) -> None:
             target = read_pointer(cfg.runtime.checkpoints_dir)
         except Exception as e:  # a broken pointer: the watcher falls back to the newest that verifies
             target = e
-        if target is None:
-            log.warning("inference: no checkpoint in %s: publishing 'no model' signals until one appears",
-                        cfg.runtime.checkpoints_dir)
+        if target is None:  # the path in full: a relative one is read from where the run started
+            log.warning("inference: no checkpoint in %s (runtime.checkpoints_dir = %r, from %s): publishing "
+                        "'no model' signals until one appears", Path(cfg.runtime.checkpoints_dir).resolve(),
+                        cfg.runtime.checkpoints_dir, os.getcwd())
         kept = backfill(reader, engine, cfg.inference.max_window + RECEPTIVE + 1)
         if kept:
             log.info("inference: %d recent book records from the ring to prime the model with", kept)

@@ -128,3 +128,10 @@ def counts_at_stop(ctx: ProcessContext) -> None:
         n += 1
         time.sleep(0.004)
     ctx.beat(items=n, drained=1)
+
+
+def no_model(ctx: ProcessContext) -> None:
+    """Reports what inference reports when it found no checkpoint to serve."""
+    while not ctx.stopping():
+        ctx.beat(no_model=1)
+        time.sleep(0.02)

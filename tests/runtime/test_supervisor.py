@@ -462,6 +462,17 @@ def test_summary_shows_final_counters_not_the_last_heartbeat(capsys):
     assert summary["processes"]["drainer"]["drained"] == 1  # reported after the stop request
 
 
+def test_a_run_that_served_no_model_warns_naming_the_checkpoint_folder_in_full(capsys, tmp_path, monkeypatch):
+    """`checkpoints_dir` is relative by default: read from where the run started, which the warning
+    must say (a run started outside the repository finds no shipped checkpoint)."""
+    monkeypatch.chdir(tmp_path)
+    sup = Supervisor(fast_config(checkpoints_dir="checkpoints"), [spec("inference", "no_model")], panel=False,
+                     endpoints={})
+    assert sup.run(duration_s=1.0) == 0  # a warning, not a failure
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["warnings"] == [f"inference: served no model (no checkpoint verified in {tmp_path / 'checkpoints'})"]
+
+
 def test_a_finished_process_ends_the_run_without_a_restart():
     sup = Supervisor(fast_config(), [spec("idle", "idle"), spec("finisher", "finisher")], panel=False,
                      endpoints={})
