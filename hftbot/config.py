@@ -327,6 +327,7 @@ class GatewayConfig:
     flatten_wait_s: float = _f(3.0, lo=0.0)
     settle_retry_ms: float = _f(500.0, lo=1.0)
     settle_attempts: int = _f(3, lo=2, hi=20)
+    warm_socket: bool = _f(True)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,15 @@ from hftbot.exec.messages import (
 )
 from hftbot.exec.ratelimit import usage_from_headers
 from hftbot.exec.signing import ED25519, Signer
-from hftbot.exec.transport import MAYBE_SENT, GatewayError, RestClient, Units, encode_frame, frame_writer
+from hftbot.exec.transport import (
+    MAYBE_SENT,
+    GatewayError,
+    RestClient,
+    Units,
+    WarmSocket,
+    encode_frame,
+    frame_writer,
+)
 
 UNKNOWN_CODES = (-1006, -1007)  # execution status unknown (plus any HTTP 503)
 RECONCILED = "RECONCILED"  # exec_type of an OrderUpdate that comes from a snapshot, not an event
@@ -272,6 +280,8 @@ class Gateway:
         self._wake = threading.Event()  # housekeeping has timed work or a reconciliation to run
         self._threads: list[threading.Thread] = []
         self._user_up = threading.Event()
+        self._warm: WarmSocket | None = None  # the rehearsal's own socket pair (`gateway.warm_socket`)
+        self._warm_failed = False
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -329,6 +339,9 @@ class Gateway:
         for t in self._threads:
             t.join(2.0)  # readers end with their sockets; a reconnect in progress is abandoned
         self.rest.close()
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -576,7 +589,9 @@ class Gateway:
         """What `place` does to build the frame of `req` (parameters, timestamp, signature, JSON,
         mask) and nothing after it: no frame written, nothing registered, no id drawn. The
         execution loop rehearses while idle to keep the send path in the caches (docs/exec.md
-        "Rehearsal"). Returns the frame's length; 0 when not connected or not sendable."""
+        "Rehearsal"). With `gateway.warm_socket`, as many zeros as the frame has bytes then go
+        through a private loopback pair (`transport.WarmSocket`), so the kernel's side of the
+        write is warm too. Returns the frame's length; 0 when not connected or not sendable."""
         units = self.units
         if units is None or self._frame_writer is None or not CLIENT_ID_RE.match(req.client_id):
             return 0
@@ -586,7 +601,17 @@ class Gateway:
         self._auth(params)
         VenueOrder(req.client_id, req.side, req.qty, req.px, req.type, req.tif, req.reduce_only)
         _Pending("place", req.client_id, self.clock_ns(), method="order.place", params=params)
-        return len(encode_frame(orjson.dumps({"id": 0, "method": "order.place", "params": params})))
+        n = len(encode_frame(orjson.dumps({"id": 0, "method": "order.place", "params": params})))
+        if self.s.warm_socket and not self._warm_failed:
+            if self._warm is None:
+                try:
+                    self._warm = WarmSocket()
+                except OSError as e:  # no loopback here: rehearse without it, say so once
+                    self._warm_failed = True
+                    self.log.warning("gateway: no warm socket (%s): rehearsals build frames only", e)
+                    return n
+            self._warm.write(n)
+        return n
 
     def cancel(self, client_id: str) -> int:
         """Write `order.cancel` by client order id; returns the send ns (0: not sent)."""

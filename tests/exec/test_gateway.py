@@ -389,6 +389,31 @@ def test_a_rehearsal_builds_the_frame_and_sends_nothing(sim, make_gateway, kind)
     assert gw.rehearse(req(BUY, 10, bid - 20, type="STOP")) == 0  # a type place would refuse
 
 
+def test_a_rehearsal_warms_its_own_socket_pair_with_zeros_and_never_the_venues(sim, make_gateway) -> None:
+    """`gateway.warm_socket`: each rehearsal puts the frame's length in zeros through a private
+    loopback pair, read back at once; the venue sees nothing; close() closes the pair. Off: no pair."""
+    gw = make_gateway("hmac")  # HMAC: the frame carries a signature, which must not be what is written
+    bid, _ = touch(sim)
+    n = gw.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal"))
+    warm = gw._warm
+    assert warm is not None and warm.written == n
+    for _ in range(2000):  # far more than the socket buffers hold: each write is read back
+        gw.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal"))
+    assert warm.written == 2001 * n
+    with pytest.raises(BlockingIOError):
+        warm._rx.recv(1)  # nothing left unread in the pair
+    assert bytes(warm._zeros[:n]) == bytes(n)  # what goes through it: zeros, never the signed frame
+    time.sleep(0.2)
+    assert not [e for e in gw.poll() if getattr(e, "client_id", "") == "rehearsal"]
+    assert venue_open(sim) == []
+    gw.close()
+    assert gw._warm is None and warm._tx.fileno() == -1 and warm._rx.fileno() == -1
+
+    off = make_gateway("ed25519", warm_socket=False)
+    assert off.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal")) > 0
+    assert off._warm is None
+
+
 def test_the_venues_duplicate_check_holds_a_bounded_number_of_client_ids(sim, make_gateway, monkeypatch) -> None:
     """The simulator counts client ids to catch a resent order; over days of quoting that count
     must not grow without end (the oldest half goes at MAX_PLACED, here 4)."""
