@@ -341,6 +341,7 @@ class BacktestConfig:
     orders_path: str = _f("")
     inference_latency_us: float = _f(-1.0, lo=-1.0, hi=60e6)
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
+    signals: str = _f("auto", choices=("auto", "batched", "streaming"))
     inference_batch: int = _f(2048, lo=1, hi=1 << 20)
     period_s: float = _f(1.0, gt=0.0, hi=86400.0)
     chunk_frames: int = _f(100_000, lo=100, hi=1 << 30)

@@ -381,7 +381,7 @@ def _settings(cfg: Config, strategy: str, checkpoint: Path | None, paths: list[P
         "order_latency": bt.order_latency, "order_entry_us": bt.order_entry_us,
         "order_response_us": bt.order_response_us, "inference_latency_ns": infer_ns,
         "maker_fee": cfg.exec.maker_fee, "taker_fee": cfg.exec.taker_fee, "period_s": bt.period_s,
-        "chunk_frames": bt.chunk_frames, "cache": bt.cache,
+        "chunk_frames": bt.chunk_frames, "cache": bt.cache, "signals": bt.signals,
     }
 
 
@@ -441,7 +441,7 @@ def run_backtest(
         prepare_recording(paths, cfg)  # with the cache on: one decoding pass serves signals and replay
         signals = compute_signals(paths, ckpt, levels=cfg.feed.levels, device=bt.device,
                                   batch=bt.inference_batch, chunk_frames=bt.chunk_frames, infer_ns=infer,
-                                  use_cache=bt.cache)
+                                  use_cache=bt.cache, method=bt.signals)
     rep = Replay(cfg, name, signals, start_ns if start_ns is not None else -FAR,
                  end_ns if end_ns is not None else FAR, paths, progress, given)
     rb, gen = prepared_chunks(paths, cfg.feed.levels, bt.chunk_frames, chunks, use_cache=bt.cache)

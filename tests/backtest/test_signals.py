@@ -54,10 +54,13 @@ def streaming(ckpt, books) -> tuple[np.ndarray, np.ndarray]:
     return probs, flags
 
 
-def test_batched_signals_equal_the_streaming_engine(ckpt_path, books):
+@pytest.mark.parametrize("method", ["batched", "streaming"])
+def test_signals_computed_up_front_equal_the_streaming_engine(ckpt_path, books, method):
+    """Both ways of computing them (TorchScript batches; the live engine record by record, the
+    CPU default) give what the inference process publishes for the same records."""
     ckpt = load_checkpoint(ckpt_path)
     # small chunks: the windows and the features' reference mid carry across chunk ends
-    src = compute_signals([CAPTURE], ckpt, device="cpu", batch=512, chunk_frames=7000, infer_ns=0)
+    src = compute_signals([CAPTURE], ckpt, device="cpu", batch=512, chunk_frames=7000, infer_ns=0, method=method)
     assert src.model_id == ckpt.model_id
     assert np.array_equal(src.book_recv_ns, np.sort(books["recv_ns"], kind="stable"))
     order = np.argsort(books["recv_ns"], kind="stable")
@@ -66,7 +69,7 @@ def test_batched_signals_equal_the_streaming_engine(ckpt_path, books):
     ok = src.flags == 0
     assert ok.sum() > 0.9 * len(books)  # warm-up only at the start and after resyncs
     assert (f_live[~ok] == SIGNAL_WARMUP).all() and np.isnan(src.probs[~ok]).all()
-    np.testing.assert_allclose(src.probs[ok], p_live[ok], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(src.probs[ok], p_live[ok], atol=2e-5 if method == "batched" else 0, rtol=0)
     # realised labels at the checkpoint's horizon, -1 only where the horizon runs out
     assert (src.labels[ok] >= 0).mean() > 0.9 and set(np.unique(src.labels)) <= {-1, 0, 1, 2}
 
@@ -74,11 +77,24 @@ def test_batched_signals_equal_the_streaming_engine(ckpt_path, books):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CPU path above is the tested one")
 def test_cuda_batches_equal_the_cpu_ones(ckpt_path):
     ckpt = load_checkpoint(ckpt_path)
-    cpu = compute_signals([CAPTURE], ckpt, device="cpu", chunk_frames=20_000, infer_ns=0)
+    cpu = compute_signals([CAPTURE], ckpt, device="cpu", chunk_frames=20_000, infer_ns=0, method="batched")
     gpu = compute_signals([CAPTURE], ckpt, device="cuda", chunk_frames=20_000, infer_ns=0)
     assert np.array_equal(cpu.flags, gpu.flags)
     ok = cpu.flags == 0
     np.testing.assert_allclose(gpu.probs[ok], cpu.probs[ok], atol=1e-4, rtol=0)
+
+
+def test_auto_takes_the_live_engine_on_the_cpu_and_batches_on_cuda(ckpt_path):
+    from hftbot.backtest.signals import BatchedModel, StreamingModel, signal_model
+
+    ckpt = load_checkpoint(ckpt_path)
+    assert isinstance(signal_model(ckpt, 10, "cpu"), StreamingModel)
+    assert isinstance(signal_model(ckpt, 10, "cpu", method="batched"), BatchedModel)
+    assert isinstance(signal_model(ckpt, 10, "auto"), BatchedModel if torch.cuda.is_available() else StreamingModel)
+    with pytest.raises(ValueError, match="backtest.signals"):
+        signal_model(ckpt, 10, "cpu", method="fast")
+    with pytest.raises(Exception, match="signals"):
+        load_config(env={"HFTBOT_BACKTEST__SIGNALS": "fast"})
 
 
 def test_deeplob_backtest_runs_on_a_checkpoint_and_reports_its_signals(ckpt_path):
