@@ -15,6 +15,9 @@
    - `capture_prepare_s`: the first run, which decodes and writes the cache (one run, not best of).
    The prepared and raw runs must give the same orders, fills and events, or the bench fails.
    `bench match` is the engine alone on the same rows.
+   Then deeplob with the shipped checkpoint over the same prepared capture, its signals computed
+   up front both ways (`capture_deeplob_streaming_s`: the live engine record by record, the CPU
+   default; `capture_deeplob_batched_s`: TorchScript batches on the CPU), best of `--repeat`.
 2. sim: `--hours` (default 24) of simulator data (`hftbot.sim.generate`, not timed) through the
    same run: events/s and wall.
 3. memory: the process's peak RSS after each part (`ru_maxrss`); the bounded-memory claim itself
@@ -38,6 +41,7 @@ from hftbot.bench.common import machine, print_json, print_table
 
 CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "btcusdt_20240808.gz"
 HFTBACKTEST_CAPTURE_S = (0.065, 0.084)
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def _cfg(strategy_qty: float):
@@ -54,15 +58,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _best(paths: list[Path], cfg, repeat: int):
-    """(best wall s, its CPU s, its result) of `repeat` runs."""
+def _best(paths: list[Path], cfg, repeat: int, **kw):
+    """(best wall s, its CPU s, its result) of `repeat` runs (mm unless `kw` says otherwise)."""
     from hftbot.backtest.engine import run_backtest
 
+    kw.setdefault("strategy", "mm")
     best, cpu, res = float("inf"), 0.0, None
     for _ in range(repeat):
         c0 = time.process_time()
         t0 = time.perf_counter()
-        r = run_backtest(paths, strategy="mm", cfg=cfg)
+        r = run_backtest(paths, cfg=cfg, **kw)
         wall = time.perf_counter() - t0
         if wall < best:
             best, cpu, res = wall, time.process_time() - c0, r
@@ -83,6 +88,8 @@ def bench_capture(repeat: int) -> dict:
         run_backtest([cap], strategy="mm", cfg=cfg)  # decodes and writes the prepared cache
         prepare = time.perf_counter() - t0
         best, cpu, res = _best([cap], cfg, repeat)
+        rss = peak_rss_mb()  # before deeplob: its model and torch's batches are its own figure
+        deeplob = _deeplob([cap], repeat)
     if (res.orders, len(res.fills), res.events) != (raw_res.orders, len(raw_res.fills), raw_res.events):
         raise RuntimeError("bench backtest: the prepared replay differs from the raw one")
     return {
@@ -96,8 +103,29 @@ def bench_capture(repeat: int) -> dict:
         "capture_orders": res.orders,
         "capture_fills": len(res.fills),
         "hftbacktest_capture_s": list(HFTBACKTEST_CAPTURE_S),
-        "capture_peak_rss_mb": round(peak_rss_mb(), 1),
+        "capture_peak_rss_mb": round(rss, 1),
+        **deeplob,
     }
+
+
+def _deeplob(paths: list[Path], repeat: int) -> dict:
+    """deeplob with the shipped checkpoint (`checkpoints/CURRENT`) over the prepared capture: the
+    signals computed up front (`[backtest] signals`: the live engine on the CPU) and the replay."""
+    from hftbot.config import load_config
+    from hftbot.model.checkpoint import read_pointer
+
+    ckpt = read_pointer(CHECKPOINTS)
+    if ckpt is None:
+        return {}
+    out = {}
+    for method in ("streaming", "batched"):
+        cfg = load_config(env={}).override("backtest", signals=method, device="cpu")
+        _best(paths, cfg, 1, strategy="deeplob", checkpoint=ckpt)  # warm: the model's kernels loaded once
+        best, _, res = _best(paths, cfg, repeat, strategy="deeplob", checkpoint=ckpt)
+        out[f"capture_deeplob_{method}_s"] = round(best, 4)
+        out["capture_deeplob_signals"] = len(res.signals)
+    out["capture_deeplob_peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
 
 
 def bench_sim(hours: float) -> dict:
@@ -148,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
              round(figures["capture_events"] / figures["capture_raw_wall_s"]), figures["capture_orders"],
              figures["capture_fills"], ""],
             ["capture, first run (decode + write the cache)", figures["capture_prepare_s"], "", "", "", "", ""],
+            *([["capture, deeplob (shipped model), signals streamed on the CPU", figures["capture_deeplob_streaming_s"],
+                "", "", "", "", ""],
+               ["capture, deeplob (shipped model), signals batched on the CPU", figures["capture_deeplob_batched_s"],
+                "", "", "", "", ""]] if "capture_deeplob_streaming_s" in figures else []),
             [f"sim {a.hours:g} h (mm)", figures["sim_wall_s"], figures["sim_events"], figures["sim_events_per_s"],
              figures["sim_orders"], figures["sim_fills"], figures["sim_peak_rss_mb"]],
         ],
