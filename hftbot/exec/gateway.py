@@ -610,7 +610,12 @@ class Gateway:
                     self._warm_failed = True
                     self.log.warning("gateway: no warm socket (%s): rehearsals build frames only", e)
                     return n
-            self._warm.write(n)
+            try:
+                self._warm.write(n)
+            except OSError as e:  # a rehearsal never stops trading: without the pair from now on
+                self._warm.close()
+                self._warm, self._warm_failed = None, True
+                self.log.warning("gateway: warm socket broke (%s): rehearsals build frames only", e)
         return n
 
     def cancel(self, client_id: str) -> int:

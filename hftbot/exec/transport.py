@@ -91,9 +91,13 @@ class WarmSocket:
         lst = socket.create_server(("127.0.0.1", 0))
         try:
             self._tx = socket.create_connection(lst.getsockname(), timeout=2.0)
-            self._rx, _ = lst.accept()
+            lst.settimeout(2.0)
+            self._rx, peer = lst.accept()
         finally:
             lst.close()
+        if peer != self._tx.getsockname():  # someone else's connection won the race to the port
+            self.close()
+            raise OSError(f"warm socket: accepted {peer}, not our own {self._tx.getsockname()}")
         self._tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the WS API's socket
         self._tx.setblocking(False)
         self._rx.setblocking(False)
@@ -102,7 +106,8 @@ class WarmSocket:
         self.written = 0  # bytes written and read back (tests, status)
 
     def write(self, n: int) -> None:
-        """`n` bytes (at most 4096) through the pair; a full buffer skips the write, never waits."""
+        """`n` bytes (at most 4096) through the pair; a full buffer skips the write, never waits.
+        OSError: the pair is broken (the caller stops using it)."""
         try:
             self._tx.sendall(self._zeros[: min(n, 4096)])
         except BlockingIOError:

@@ -414,6 +414,20 @@ def test_a_rehearsal_warms_its_own_socket_pair_with_zeros_and_never_the_venues(s
     assert off._warm is None
 
 
+def test_a_broken_warm_socket_is_dropped_and_rehearsals_and_orders_go_on(sim, make_gateway, caplog) -> None:
+    gw = make_gateway("ed25519")
+    bid, _ = touch(sim)
+    n = gw.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal"))
+    gw._warm._rx.close()  # the pair breaks under it
+    with caplog.at_level("WARNING"):
+        assert gw.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal")) == n
+    assert gw._warm is None and gw._warm_failed and "warm socket broke" in caplog.text
+    assert gw.rehearse(req(BUY, 10, bid - 20, tif=GTX, cid="rehearsal")) == n  # frames only now
+    real = req(BUY, 10, bid - 20, tif=GTX)
+    assert gw.place(real) > 0
+    wait_for(gw, lambda ev: updates(ev, real.client_id, NEW))
+
+
 def test_the_venues_duplicate_check_holds_a_bounded_number_of_client_ids(sim, make_gateway, monkeypatch) -> None:
     """The simulator counts client ids to catch a resent order; over days of quoting that count
     must not grow without end (the oldest half goes at MAX_PLACED, here 4)."""
