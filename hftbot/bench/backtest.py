@@ -15,12 +15,13 @@
    - `capture_prepare_s`: the first run, which decodes and writes the cache (one run, not best of).
    The prepared and raw runs must give the same orders, fills and events, or the bench fails.
    `bench match` is the engine alone on the same rows.
-   Then deeplob with the shipped checkpoint over the same prepared capture, its signals computed
-   up front both ways (`capture_deeplob_streaming_s`: the live engine record by record, the CPU
-   default; `capture_deeplob_batched_s`: TorchScript batches on the CPU), best of `--repeat`.
 2. sim: `--hours` (default 24) of simulator data (`hftbot.sim.generate`, not timed) through the
    same run: events/s and wall.
-3. memory: the process's peak RSS after each part (`ru_maxrss`); the bounded-memory claim itself
+3. deeplob with the shipped checkpoint over the prepared capture, its signals computed up front
+   both ways (`capture_deeplob_streaming_s`: the live engine record by record, the CPU default;
+   `capture_deeplob_batched_s`: TorchScript batches on the CPU), best of `--repeat`; last, since
+   torch's batches raise the peak RSS the other parts report.
+4. memory: the process's peak RSS after each part (`ru_maxrss`); the bounded-memory claim itself
    is `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
 
 `--quick`: the capture once and 0.05 h of simulator data (a smoke run, not a figure).
@@ -88,8 +89,6 @@ def bench_capture(repeat: int) -> dict:
         run_backtest([cap], strategy="mm", cfg=cfg)  # decodes and writes the prepared cache
         prepare = time.perf_counter() - t0
         best, cpu, res = _best([cap], cfg, repeat)
-        rss = peak_rss_mb()  # before deeplob: its model and torch's batches are its own figure
-        deeplob = _deeplob([cap], repeat)
     if (res.orders, len(res.fills), res.events) != (raw_res.orders, len(raw_res.fills), raw_res.events):
         raise RuntimeError("bench backtest: the prepared replay differs from the raw one")
     return {
@@ -103,14 +102,14 @@ def bench_capture(repeat: int) -> dict:
         "capture_orders": res.orders,
         "capture_fills": len(res.fills),
         "hftbacktest_capture_s": list(HFTBACKTEST_CAPTURE_S),
-        "capture_peak_rss_mb": round(rss, 1),
-        **deeplob,
+        "capture_peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
-def _deeplob(paths: list[Path], repeat: int) -> dict:
+def bench_deeplob(repeat: int) -> dict:
     """deeplob with the shipped checkpoint (`checkpoints/CURRENT`) over the prepared capture: the
-    signals computed up front (`[backtest] signals`: the live engine on the CPU) and the replay."""
+    signals computed up front (`[backtest] signals`: the live engine on the CPU) and the replay.
+    Run last: torch's batches raise the process's peak RSS, which the other parts report."""
     from hftbot.config import load_config
     from hftbot.model.checkpoint import read_pointer
 
@@ -118,12 +117,15 @@ def _deeplob(paths: list[Path], repeat: int) -> dict:
     if ckpt is None:
         return {}
     out = {}
-    for method in ("streaming", "batched"):
-        cfg = load_config(env={}).override("backtest", signals=method, device="cpu")
-        _best(paths, cfg, 1, strategy="deeplob", checkpoint=ckpt)  # warm: the model's kernels loaded once
-        best, _, res = _best(paths, cfg, repeat, strategy="deeplob", checkpoint=ckpt)
-        out[f"capture_deeplob_{method}_s"] = round(best, 4)
-        out["capture_deeplob_signals"] = len(res.signals)
+    with tempfile.TemporaryDirectory() as tmp:
+        cap = Path(tmp) / CAPTURE.name
+        shutil.copy2(CAPTURE, cap)
+        for method in ("streaming", "batched"):
+            cfg = load_config(env={}).override("backtest", signals=method, device="cpu")
+            _best([cap], cfg, 1, strategy="deeplob", checkpoint=ckpt)  # warm: cache written, kernels loaded
+            best, _, res = _best([cap], cfg, repeat, strategy="deeplob", checkpoint=ckpt)
+            out[f"capture_deeplob_{method}_s"] = round(best, 4)
+            out["capture_deeplob_signals"] = len(res.signals)
     out["capture_deeplob_peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"machine": machine()}
     figures.update(bench_capture(a.repeat))
     figures.update(bench_sim(a.hours))
+    figures.update(bench_deeplob(a.repeat))
     print_table(
         "backtest",
         ["run", "wall s", "events", "events/s", "orders", "fills", "peak RSS MB"],
