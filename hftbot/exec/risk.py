@@ -447,21 +447,21 @@ class RiskManager:
     def update(self, now_ns: int, book=None) -> tuple[Request, ...] | list[Request]:
         """Re-evaluate the PnL limits and the book's age; the requests that follow (HALTED's
         cancel-all, flatten and its retries; a cancel-all when the book goes stale)."""
-        if book is not None and book["flags"].item() & BOOK_VALID:
+        why, _, bid, ask = self._book(book, now_ns)  # one read of the record serves both uses
+        if why in ("stale_book", "tick_mismatch"):  # BOOK_VALID, but old or off-grid: it still marks
             bid, ask = book["bid_px"].item(0), book["ask_px"].item(0)
-            if 0 < bid < ask:
-                self.mark_px = (bid + ask) * 0.5
-        stale = self._stale_cancel(book, now_ns)
+        if 0 < bid < ask:  # any BOOK_VALID two-sided book marks the position
+            self.mark_px = (bid + ask) * 0.5
+        stale = self._stale_cancel(why, now_ns)
         if stale is not None:
             return [stale, *self._pnl_limits(now_ns, book)]
         return self._pnl_limits(now_ns, book)
 
-    def _stale_cancel(self, book, now_ns: int) -> CancelAllRequest | None:
-        """Resting orders on a book that went stale or out of sync are pulled, once per episode:
-        quotes left on a dead feed are free options for everyone else."""
+    def _stale_cancel(self, why: str, now_ns: int) -> CancelAllRequest | None:
+        """Resting orders on a book that went stale or out of sync (`why`, `_book`'s verdict) are
+        pulled, once per episode: quotes left on a dead feed are free options for everyone else."""
         if not self.cfg.cancel_on_stale_book:
             return None
-        why = self._book(book, now_ns)[0]
         if why not in ("stale_book", "invalid_book"):
             self._stale_episode = False
             return None

@@ -369,3 +369,23 @@ def test_a_rehearsal_answers_as_check_would_and_changes_nothing():
     assert [type(g) for g in got] == [type(w) for w in want] == [OrderRequest] * 4 + [Refused]
     assert [g.client_id for g in got[:4]] == [w.client_id for w in want[:4]]
     assert got[4].reason == "rate_orders" and risk.refusals["rate_orders"] == 1
+
+
+def test_housekeeping_marks_the_position_with_any_valid_two_sided_book_fresh_or_not():
+    """`update` reads the record once for the stale check and the mark: a fresh book marks, and so
+    does a BOOK_VALID two-sided one that is old or on another grid; one out of sync, one-sided or
+    missing leaves the mark where it was."""
+    risk, _ = make(stale_book_ms=100.0)
+    risk.update(NOW, book(15000, 15002, recv_ns=NOW))
+    assert risk.mark_px == 15001.0
+    risk.update(NOW + 10_000 * MS, book(15010, 15012, recv_ns=NOW))  # 10 s old: stale, still a mark
+    assert risk.mark_px == 15011.0 and risk.book_problem(book(recv_ns=NOW), NOW + 10_000 * MS) == "stale_book"
+    off_grid = book(15020, 15022, recv_ns=NOW)
+    off_grid["tick"] = TICK * 10
+    assert risk.book_problem(off_grid, NOW) == "tick_mismatch"
+    risk.update(NOW, off_grid)
+    assert risk.mark_px == 15021.0
+    for bad in (book(15030, 15032, recv_ns=NOW, flags=0), book(0, 15032, recv_ns=NOW),
+                book(15040, 15040, recv_ns=NOW), None):
+        risk.update(NOW, bad)
+        assert risk.mark_px == 15021.0
