@@ -123,7 +123,6 @@ class StreamingModel:
 
         self.engine = InferenceEngine(levels=levels)
         self.engine.runtime = ModelRuntime(ckpt)
-        self.device = "cpu"
 
     def probs(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probs float32 (n, 3), NaN where the signal is not usable; flags (n,)) of the next records."""

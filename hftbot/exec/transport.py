@@ -103,7 +103,7 @@ class WarmSocket:
         self._rx.setblocking(False)
         self._zeros = memoryview(bytes(4096))
         self._sink = bytearray(65536)
-        self.written = 0  # bytes written and read back (tests, status)
+        self.written = 0  # bytes written and read back (what the tests check)
 
     def write(self, n: int) -> None:
         """`n` bytes (at most 4096) through the pair; a full buffer skips the write, never waits.
