@@ -260,8 +260,10 @@ class Executor:
             journal.cancel(req.client_id, req.tag, sent, read_ns, book_ns)
 
     def rehearse(self, now_ns: int) -> bool:
-        """The order path once, with no effect: a post-only buy at the best bid through
-        `RiskManager.rehearse` and, approved, `Gateway.rehearse` (the frame built, not written).
+        """The order path once, with no effect: the strategy's decision on the newest book (and
+        signal, for a signal strategy) by a throwaway copy (`Strategy.rehearsal_copy`; its intents
+        dropped), a post-only buy at the best bid through `RiskManager.rehearse` and, approved,
+        `Gateway.rehearse` (the frame built, not written).
 
         Why: on a shared 2-vCPU VM the caches do not survive a few ms of idle, and the same risk
         check costs ~190 µs cold against ~20 µs hot; run every ~1 ms while idle, the order that
@@ -275,6 +277,16 @@ class Executor:
             return False
         f = risk.filters
         qty = max(1, int(f.min_notional_usdt / (bid * f.tick * f.lot)) + 1)
+        view, strategy = self.view, self.strategy
+        seen_ns = view.now_ns
+        view.now_ns = now_ns
+        try:
+            rehearsal = strategy.rehearsal_copy()
+            rehearsal.on_book(book, view)
+            if self.needs_signal and self.signal is not None:
+                rehearsal.on_signal(self.signal, view)
+        finally:
+            view.now_ns = seen_ns
         r = risk.rehearse(Place(BUY, qty, bid, LIMIT, GTX, False, "rehearsal"), book, now_ns, self.signal)
         if type(r) is not OrderRequest:
             return False

@@ -23,11 +23,14 @@ The backtester replays a whole capture through these calls, so each is a few µs
 numpy fields read once per call (a field read of a record costs ~0.2 µs on a 0-d array and ~0.7 µs
 on an `np.void` row), no pandas, no per-call allocation beyond the returned intents.
 
-Pure: no I/O, no clock (time is `view.now_ns`), no randomness.
+Pure: no I/O, no clock (time is `view.now_ns`), no randomness. State lives in plain attributes:
+numbers, strings, and flat dicts, lists or sets of immutable values — which is what lets
+`rehearsal_copy` give the execution loop's rehearsal a copy to run the decision code on.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from hftbot.config import ExecConfig, RiskConfig, StrategyConfig
@@ -52,6 +55,17 @@ class Strategy:
 
     def on_trade(self, trade, view: StrategyView) -> Sequence[Intent]:
         return NOTHING
+
+    def rehearsal_copy(self) -> Strategy:
+        """A copy whose calls leave this strategy exactly as it was: the execution loop runs the
+        decision code on one while idle, so the record that follows finds that code in the caches
+        (docs/exec.md "Rehearsal"). One level deep: the attributes themselves, and a fresh copy of
+        each dict, list or set (their values are immutable, see the module docstring)."""
+        c = copy.copy(self)
+        for k, v in list(vars(c).items()):
+            if type(v) in (dict, list, set):
+                setattr(c, k, v.copy())
+        return c
 
 
 def fee_model(ex: ExecConfig) -> FeeModel:

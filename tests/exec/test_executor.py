@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -226,9 +227,12 @@ def test_a_rehearsal_runs_risk_and_the_frame_build_and_trades_nothing(sim, tmp_p
         assert not ex.rehearse(time.time_ns())  # no book yet: nothing to rehearse on
         ex.book = book_of(sim)
         seq, sent = rings.order.write_seq, gw.counters["sent"]
+        strategy, seen_ns = copy.deepcopy(vars(ex.strategy)), ex.view.now_ns
         for _ in range(50):
             assert ex.rehearse(time.time_ns())
         assert ex.rehearsals == 50
+        # the strategy's decision was rehearsed on copies: the strategy and its view as they were
+        assert vars(ex.strategy) == strategy and ex.view.now_ns == seen_ns
         time.sleep(0.2)
         ex.drain_events()
         assert ex.orders == 0 and ex.risk.approved == 0 and not any(ex.risk.refusals.values())

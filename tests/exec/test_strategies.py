@@ -382,3 +382,43 @@ def test_mm_quotes_never_cross_even_with_a_strong_signal():
     h.strategy.on_signal(sig(0.0, 1.0), _view(h, at(0)))
     q = quotes(h.on_book(bk(0)))
     assert q[QUOTE_BID].px == 15000 and q[QUOTE_ASK].px > 15001  # the bid is held at the best ask − 1
+
+
+# ------------------------------------------------------------------------------- rehearsal
+
+
+def _state(s) -> dict:
+    import copy
+
+    return copy.deepcopy(vars(s))
+
+
+@pytest.mark.parametrize("make", [lambda: deeplob(), lambda: imbalance(imbalance_move_bps=30.0), lambda: mm()])
+def test_a_rehearsal_copy_decides_as_the_strategy_would_and_leaves_it_as_it_was(make):
+    """`rehearsal_copy`: the execution loop's idle rehearsal runs the decision code on it. Its
+    intents are what the strategy itself would answer on that record, and nothing the copy does
+    reaches the strategy (its scalars, dicts and counters stay as they were)."""
+    h = Harness(make())
+    s = h.strategy
+    if s.needs_signal:
+        h.on_signal(sig(0.1, 0.8, 0), at(0))
+    h.on_book(bk(0, bid_qty=500, ask_qty=20))  # orders resting or pending: the copy sees them through
+    h.on_book(bk(30, 15001, 15002, bid_qty=500, ask_qty=20))  # the view (an imbalance to trade on)
+    assert h.requests  # there is order state for the copy to see (and not to touch)
+    for r in list(h.requests):
+        h.ack(r)  # resting: moving books now make the copy requote, cancel or exit
+    before = _state(s)
+    changed = 0
+    for k in range(20):  # books that move, signals that flip, timeouts that pass: the copy's state churns
+        c = s.rehearsal_copy()
+        view = _view(h, at(5000 + 500 * k))
+        c.on_book(bk(5000 + 500 * k, 15003 + 7 * k, 15004 + 7 * k, bid_qty=20, ask_qty=500), view)
+        if s.needs_signal:
+            c.on_signal(sig(0.8, 0.1, 5000 + 500 * k), view)
+        changed += _state(c) != before
+        assert _state(s) == before
+    assert changed  # the copies did change their own state (containers included), never the strategy's
+    # the copy answers what the strategy itself answers on the same record and state
+    view = _view(h, at(100))
+    rec = bk(100, 14990, 14991)
+    assert repr(s.rehearsal_copy().on_book(rec, view)) == repr(s.on_book(rec, view))
