@@ -60,7 +60,8 @@ class Strategy:
         """A copy whose calls leave this strategy exactly as it was: the execution loop runs the
         decision code on one while idle, so the record that follows finds that code in the caches
         (docs/exec.md "Rehearsal"). One level deep: the attributes themselves, and a fresh copy of
-        each dict, list or set (their values are immutable, see the module docstring)."""
+        each dict, list or set (their values are immutable, see the module docstring). A strategy
+        that keeps nested mutable state overrides this to copy it."""
         c = copy.copy(self)
         for k, v in list(vars(c).items()):
             if type(v) in (dict, list, set):
