@@ -603,19 +603,16 @@ class Gateway:
         _Pending("place", req.client_id, self.clock_ns(), method="order.place", params=params)
         n = len(encode_frame(orjson.dumps({"id": 0, "method": "order.place", "params": params})))
         if self.s.warm_socket and not self._warm_failed:
-            if self._warm is None:
-                try:
-                    self._warm = WarmSocket()
-                except OSError as e:  # no loopback here: rehearse without it, say so once
-                    self._warm_failed = True
-                    self.log.warning("gateway: no warm socket (%s): rehearsals build frames only", e)
-                    return n
             try:
+                if self._warm is None:
+                    self._warm = WarmSocket()
                 self._warm.write(n)
             except OSError as e:  # a rehearsal never stops trading: without the pair from now on
-                self._warm.close()
+                if self._warm is not None:
+                    self._warm.close()
                 self._warm, self._warm_failed = None, True
-                self.log.warning("gateway: warm socket broke (%s): rehearsals build frames only", e)
+                self.log.warning("gateway: warm socket broke or could not open (%s): rehearsals build "
+                                 "frames only", e)
         return n
 
     def cancel(self, client_id: str) -> int:

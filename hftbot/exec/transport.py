@@ -91,8 +91,12 @@ class WarmSocket:
         lst = socket.create_server(("127.0.0.1", 0))
         try:
             self._tx = socket.create_connection(lst.getsockname(), timeout=2.0)
-            lst.settimeout(2.0)
-            self._rx, peer = lst.accept()
+            try:
+                lst.settimeout(2.0)
+                self._rx, peer = lst.accept()
+            except OSError:
+                self._tx.close()
+                raise
         finally:
             lst.close()
         if peer != self._tx.getsockname():  # someone else's connection won the race to the port
@@ -108,8 +112,10 @@ class WarmSocket:
     def write(self, n: int) -> None:
         """`n` bytes (at most 4096) through the pair; a full buffer skips the write, never waits.
         OSError: the pair is broken (the caller stops using it)."""
+        n = min(n, 4096)
         try:
-            self._tx.sendall(self._zeros[: min(n, 4096)])
+            self._tx.sendall(self._zeros[:n])
+            self.written += n
         except BlockingIOError:
             pass
         try:
@@ -117,7 +123,6 @@ class WarmSocket:
                 pass
         except BlockingIOError:
             pass
-        self.written += min(n, 4096)
 
     def close(self) -> None:
         self._tx.close()
