@@ -80,14 +80,14 @@ def random_walk(name: str, n: int = 2000, seed: int = 0, strategy: str | None = 
                   events=n * 10, orders=len(changes))
 
 
-def imbalance_tape(path, seconds: float = 300.0, step_ms: int = 100, seed: int = 7):
+def imbalance_tape(path, seconds: float = 300.0, step_ms: int = 100, seed: int = 7, feed_latency_ms: float = 0.0):
     """A SOLUSDT `.gz` capture (tests/backtest/capture.py's format) where book imbalance leads the
     price: a hidden regime (-1, 0, +1) makes one side of the top five levels heavy and moves the mid
     a cent that way more often than the other. Long enough to train a tiny model on, quick to write."""
     from tests.backtest.capture import T0_MS, Tape
 
     rng = np.random.default_rng(seed)
-    tape = Tape()
+    tape = Tape(feed_latency_ms)
     mid = 10_000  # cents: the best bid; the best ask is a cent above
 
     def book(mid_c: int, regime: int):

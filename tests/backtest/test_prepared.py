@@ -59,6 +59,28 @@ def test_a_second_run_reads_the_prepared_arrays_and_gets_the_same_result(tape, m
     assert _facts(run_backtest([tape], strategy="mm", cfg=small))[:5] == _facts(first)[:5]
 
 
+def test_a_run_that_writes_into_its_rows_leaves_the_cache_as_it_was(tmp_path, monkeypatch) -> None:
+    """Chunks are copy-on-write views of the cache's files: `feed_latency = "zero"` sets their
+    rows' exchange times in this process only, and a recorded-latency run after it still reads
+    the clamped times the cache was written with."""
+    tape = imbalance_tape(tmp_path / "solusdt.gz", seconds=60.0, feed_latency_ms=5.0)
+    recorded = _cfg()
+    first = run_backtest([tape], strategy="mm", cfg=recorded)  # writes the cache
+    folder = cache_dir([tape], recorded.feed.levels, recorded.backtest.chunk_frames)
+    before = (folder / "rows.npy").read_bytes()
+    rows = np.load(folder / "rows.npy")
+    assert (rows["exch_ns"] <= rows["recv_ns"]).all()  # stored clamped
+    assert (rows["exch_ns"] < rows["recv_ns"]).any()  # and not all equal: "zero" has work to do
+    _no_decoding(monkeypatch)
+    zero_cfg = _cfg(feed_latency="zero")
+    zero = run_backtest([tape], strategy="mm", cfg=zero_cfg)
+    assert (folder / "rows.npy").read_bytes() == before
+    assert _facts(run_backtest([tape], strategy="mm", cfg=recorded)) == _facts(first)
+    monkeypatch.undo()
+    raw_zero = run_backtest([tape], strategy="mm", cfg=_cfg(feed_latency="zero", cache=False))
+    assert _facts(zero) == _facts(raw_zero)
+
+
 def test_a_corrupt_cache_is_reported_and_rebuilt(tape, capsys) -> None:
     cfg = _cfg()
     first = run_backtest([tape], strategy="mm", cfg=cfg)
