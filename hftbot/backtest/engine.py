@@ -182,6 +182,8 @@ class Replay:
         self.frames += ch.frames
         rows = ch.rows if not len(self.rows_pending) else np.concatenate([self.rows_pending, ch.rows])
         if len(rows) and self.zero_feed:  # (recorded: `chunks` clamped them to the receive times)
+            if rows is ch.rows:  # a view of the prepared cache's map: written pages would stay for
+                rows = rows.copy()  # the whole run, so the chunk's own copy (memory: one chunk)
             rows["exch_ns"] = rows["recv_ns"]
         books, trades = ch.books, ch.trades
         if not self.ready:

@@ -60,9 +60,9 @@ def test_a_second_run_reads_the_prepared_arrays_and_gets_the_same_result(tape, m
 
 
 def test_a_run_that_writes_into_its_rows_leaves_the_cache_as_it_was(tmp_path, monkeypatch) -> None:
-    """Chunks are copy-on-write views of the cache's files: `feed_latency = "zero"` sets their
-    rows' exchange times in this process only, and a recorded-latency run after it still reads
-    the clamped times the cache was written with."""
+    """Chunks are copy-on-write views of the cache's files: `feed_latency = "zero"` sets the
+    exchange times of its own copy of a chunk's rows, and a recorded-latency run after it still
+    reads the clamped times the cache was written with."""
     tape = imbalance_tape(tmp_path / "solusdt.gz", seconds=60.0, feed_latency_ms=5.0)
     recorded = _cfg()
     first = run_backtest([tape], strategy="mm", cfg=recorded)  # writes the cache
