@@ -159,7 +159,7 @@ class Replay:
         # a strategy that keeps the base class's on_trade reads no trade record: the loop does not
         # stop at them (the engine applies their rows all the same, and answers are delivered at
         # their own response times), which is most of the capture's records
-        self.wants_trades = self.strategy is not None and type(self.strategy).on_trade is not Strategy.on_trade
+        self.wants_trades = self.strategy is not None and self.strategy.reads_trades
         self._sig = np.zeros((), RING_SIGNAL_DTYPE)
         self.ready = True
 

@@ -203,13 +203,15 @@ class Executor:
 
     def on_trades(self, recs, read_ns: int) -> None:
         strategy, view = self.strategy, self.view
+        if strategy is None or not strategy.reads_trades:  # counted, not handed to a strategy that
+            self.trades += len(recs)  # ignores them: they are read just before the signals
+            return
         for i in range(len(recs)):
             self.trades += 1
-            if strategy is not None:
-                view.now_ns = read_ns
-                intents = strategy.on_trade(recs[i : i + 1].reshape(()), view)
-                if intents:
-                    self._decide(intents, read_ns, 0)
+            view.now_ns = read_ns
+            intents = strategy.on_trade(recs[i : i + 1].reshape(()), view)
+            if intents:
+                self._decide(intents, read_ns, 0)
 
     def on_signals(self, recs, read_ns: int) -> None:
         strategy, view = self.strategy, self.view

@@ -56,6 +56,13 @@ class Strategy:
     def on_trade(self, trade, view: StrategyView) -> Sequence[Intent]:
         return NOTHING
 
+    @property
+    def reads_trades(self) -> bool:
+        """Whether this strategy overrides `on_trade`. One that does not is not called per public
+        trade (most of a market's records): the execution loop and the backtester count trade
+        records but skip the call, which would return NOTHING."""
+        return type(self).on_trade is not Strategy.on_trade
+
     def rehearsal_copy(self) -> Strategy:
         """A copy whose calls leave this strategy exactly as it was: the execution loop runs the
         decision code on one while idle, so the record that follows finds that code in the caches

@@ -108,6 +108,41 @@ def test_orders_and_fills_are_journalled_and_monitored(sim, tmp_path) -> None:
         rings.close()
 
 
+def test_trades_reach_a_strategy_that_reads_them_and_are_only_counted_for_one_that_does_not(
+        sim, tmp_path) -> None:
+    from hftbot.exec.strategy import Strategy
+    from hftbot.records import TRADE_DTYPE
+
+    class Follows(Strategy):  # buys once, on the first trade it sees
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def on_trade(self, trade, view):
+            self.seen.append(int(trade["trade_id"]))
+            return [Place(BUY, 10, type=MARKET, tag="entry")] if len(self.seen) == 1 else ()
+
+    class Ignores(Strategy):  # keeps the base class's on_trade
+        pass
+
+    assert Follows().reads_trades and not Ignores().reads_trades and not Strategy().reads_trades
+    ex, gw, rings = make(sim, tmp_path)
+    try:
+        ex.book = book_of(sim)
+        trades = np.zeros(3, TRADE_DTYPE)
+        trades["trade_id"] = [7, 8, 9]
+        ex.strategy = Ignores()
+        ex.on_trades(trades, time.time_ns())
+        assert ex.trades == 3 and ex.orders == 0
+        ex.strategy = follows = Follows()
+        ex.on_trades(trades, time.time_ns())
+        assert follows.seen == [7, 8, 9] and ex.trades == 6 and ex.orders == 1
+        settle(ex, lambda: ex.positions.position == 10 == gw.position.lots)
+        assert gw.position.lots == 10
+    finally:
+        gw.close()
+        rings.close()
+
+
 def test_kill_switch_from_the_cli_halts_cancels_and_flattens(sim, tmp_path, monkeypatch) -> None:
     ex, gw, rings = make(sim, tmp_path)
     try:
