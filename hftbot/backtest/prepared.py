@@ -102,8 +102,8 @@ def _read(folder: Path, levels: int) -> tuple[Grid, Iterator[Chunk]] | None:
         meta = json.loads(meta_path.read_text())
         # copy-on-write maps: a chunk is a view of the file (no copy per run), and a write into
         # one stays in this process (the loop copies a chunk it changes: a written page of a
-        # private map is held until the map goes, which would grow with the run)
-        # (np.asarray: a plain ndarray over the map; np.memmap's own slicing costs µs per record)
+        # private map is held until the map goes, which would grow with the run). np.asarray: a
+        # plain ndarray over the map, as np.memmap's own slicing costs µs per record.
         arrays = {p: np.asarray(np.load(folder / f"{p}.npy", mmap_mode="c")) for p in _PARTS}
         idx = arrays["chunks"]
         want = {"books": book_dtype(levels), "trades": TRADE_DTYPE, "rows": MARKET_EVENT_DTYPE, "chunks": CHUNK_DTYPE}
