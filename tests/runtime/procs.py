@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from hftbot.ipc.ring import RingWriter
 from hftbot.process import ProcessContext
@@ -61,7 +62,22 @@ def pid_reporter(ctx: ProcessContext) -> None:
 
 
 def crash_later(ctx: ProcessContext) -> None:
-    """Runs healthily for a second, then crashes."""
+    """Runs healthily for a second, then crashes.
+
+    With ``endpoints["crash_count_file"]`` it crashes only the first ``endpoints["crashes"]`` times
+    (spawns counted in that file) and then runs until stopped, so a test's stop can never land on a
+    crash in progress (a crash at the stop is rightly a failure of the run).
+    """
+    count_file = ctx.endpoints.get("crash_count_file")
+    if count_file is not None:
+        path = Path(count_file)
+        spawned = int(path.read_text()) if path.exists() else 0
+        path.write_text(str(spawned + 1))
+        if spawned >= ctx.endpoints["crashes"]:
+            while not ctx.stopping():
+                ctx.beat()
+                time.sleep(0.02)
+            return
     t0 = time.monotonic()
     while time.monotonic() - t0 < 1.0:
         if ctx.stopping():
