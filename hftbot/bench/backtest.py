@@ -16,13 +16,17 @@
    The prepared and raw runs must give the same orders, fills and events, or the bench fails.
    `bench match` is the engine alone on the same rows.
 2. sim: `--hours` (default 24) of simulator data (`hftbot.sim.generate`, not timed) through the
-   same run: events/s and wall.
+   same run twice: the first decodes the recording and writes its prepared cache (`sim_*`), the
+   second replays from it (`sim_cached_*`, as every later run of a trader's sweep); events/s,
+   wall, and each run's peak RSS. The two must give the same orders, fills and events.
 3. deeplob with the shipped checkpoint over the prepared capture, its signals computed up front
    both ways (`capture_deeplob_streaming_s`: the live engine record by record, the CPU default;
    `capture_deeplob_batched_s`: TorchScript batches on the CPU), best of `--repeat`; last, since
    torch's batches raise the peak RSS the other parts report.
-4. memory: the process's peak RSS after each part (`ru_maxrss`); the bounded-memory claim itself
-   is `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
+4. memory: each part's own peak RSS (Linux: the process's high-water mark is reset before it,
+   `/proc/self/clear_refs`, so it starts at what earlier parts left resident; elsewhere the
+   process's peak so far, `ru_maxrss`); the bounded-memory claim itself is
+   `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
 
 `--quick`: the capture once and 0.05 h of simulator data (a smoke run, not a figure).
 Prints a table, then one JSON line. Not a test: the machine's load moves the figures.
@@ -31,6 +35,7 @@ Prints a table, then one JSON line. Not a test: the machine's load moves the fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import shutil
 import sys
@@ -55,7 +60,19 @@ def _cfg(strategy_qty: float):
             .override("risk", max_position=10 * strategy_qty, max_order_qty=5 * strategy_qty))
 
 
+def reset_peak_rss() -> None:
+    """Linux: the process's peak RSS (VmHWM) starts again from its current RSS, so that the next
+    `peak_rss_mb` is that part's own peak. Elsewhere nothing happens (the peak is the process's)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_rss_mb() -> float:
+    """Peak RSS since the last `reset_peak_rss` (Linux VmHWM), else the process's (`ru_maxrss`)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -79,6 +96,7 @@ def bench_capture(repeat: int) -> dict:
     from hftbot.backtest.engine import run_backtest
 
     cfg = _cfg(0.002)
+    reset_peak_rss()
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / CAPTURE.name  # a copy: its prepared cache starts absent and dies with it
         shutil.copy2(CAPTURE, cap)
@@ -117,6 +135,7 @@ def bench_deeplob(repeat: int) -> dict:
     if ckpt is None:
         return {}
     out = {}
+    reset_peak_rss()
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / CAPTURE.name
         shutil.copy2(CAPTURE, cap)
@@ -141,9 +160,18 @@ def bench_sim(hours: float) -> dict:
         generate_recording(tmp, params, hours)
         gen_s = time.perf_counter() - t0
         cfg = _cfg(1.0)
+        reset_peak_rss()
         t0 = time.perf_counter()
-        r = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)
+        r = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)  # decodes, writes the prepared cache
         wall = time.perf_counter() - t0
+        peak = peak_rss_mb()
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        rc = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)  # replays from it
+        cached_wall = time.perf_counter() - t0
+        cached_peak = peak_rss_mb()
+    if (rc.orders, len(rc.fills), rc.events) != (r.orders, len(r.fills), r.events):
+        raise RuntimeError("bench backtest: the sim replay from the cache differs from the first run")
     return {
         "sim_hours": hours,
         "sim_generate_s": round(gen_s, 1),
@@ -152,7 +180,10 @@ def bench_sim(hours: float) -> dict:
         "sim_events_per_s": round(r.events / wall) if wall > 0 else 0,
         "sim_orders": r.orders,
         "sim_fills": len(r.fills),
-        "sim_peak_rss_mb": round(peak_rss_mb(), 1),
+        "sim_peak_rss_mb": round(peak, 1),
+        "sim_cached_wall_s": round(cached_wall, 3),
+        "sim_cached_events_per_s": round(rc.events / cached_wall) if cached_wall > 0 else 0,
+        "sim_cached_peak_rss_mb": round(cached_peak, 1),
     }
 
 
@@ -183,8 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                 "", "", "", "", ""],
                ["capture, deeplob (shipped model), signals batched on the CPU", figures["capture_deeplob_batched_s"],
                 "", "", "", "", ""]] if "capture_deeplob_streaming_s" in figures else []),
-            [f"sim {a.hours:g} h (mm)", figures["sim_wall_s"], figures["sim_events"], figures["sim_events_per_s"],
-             figures["sim_orders"], figures["sim_fills"], figures["sim_peak_rss_mb"]],
+            [f"sim {a.hours:g} h (mm), first run (decode + write the cache)", figures["sim_wall_s"],
+             figures["sim_events"], figures["sim_events_per_s"], figures["sim_orders"], figures["sim_fills"],
+             figures["sim_peak_rss_mb"]],
+            [f"sim {a.hours:g} h (mm), prepared", figures["sim_cached_wall_s"], figures["sim_events"],
+             figures["sim_cached_events_per_s"], figures["sim_orders"], figures["sim_fills"],
+             figures["sim_cached_peak_rss_mb"]],
         ],
     )
     print(f"hftbacktest 2.4.4, same capture (the issue's figure for this machine, its own event arrays): "

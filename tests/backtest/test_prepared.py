@@ -11,7 +11,7 @@ import pytest
 
 from hftbot.backtest import engine
 from hftbot.backtest.engine import run_backtest
-from hftbot.backtest.prepared import cache_dir
+from hftbot.backtest.prepared import _PageReleaser, cache_dir
 from hftbot.config import load_config
 from tests.backtest.build import imbalance_tape
 from tests.backtest.capture import T0_MS
@@ -56,7 +56,44 @@ def test_a_second_run_reads_the_prepared_arrays_and_gets_the_same_result(tape, m
     monkeypatch.undo()
     small = _cfg(chunk_frames=300)
     assert cache_dir([tape], small.feed.levels, 300) != folder
-    assert _facts(run_backtest([tape], strategy="mm", cfg=small))[:5] == _facts(first)[:5]
+    small_first = run_backtest([tape], strategy="mm", cfg=small)
+    assert _facts(small_first)[:5] == _facts(first)[:5]
+    # read back chunk by chunk, each earlier chunk's pages released as the next is handed out
+    assert len(np.load(cache_dir([tape], small.feed.levels, 300) / "chunks.npy")) > 2
+    _no_decoding(monkeypatch)
+    assert _facts(run_backtest([tape], strategy="mm", cfg=small)) == _facts(small_first)
+
+
+def _mapped_rss_kb(path) -> int:
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if not first.endswith(":"):  # a mapping's header: "start-end perms offset dev inode path"
+                inside = line.rstrip().endswith(str(path))
+            elif inside and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_released_pages_leave_the_process_and_read_back_unchanged(tmp_path) -> None:
+    path = tmp_path / "rows.npy"
+    np.save(path, np.arange(2_000_000, dtype=np.int64))  # 16 MB
+    m = np.load(path, mmap_mode="c")
+    a = np.asarray(m)
+    want = int(a.sum())
+    full = _mapped_rss_kb(path)
+    assert full > 14_000, full  # every page read is resident
+    rel = _PageReleaser(m)
+    rel.release(1_000_000)
+    half = _mapped_rss_kb(path)
+    assert 0.4 * full < half < 0.6 * full, (full, half)
+    rel.release(1_000_000)  # again: nothing more to do
+    rel.release(len(a))
+    assert _mapped_rss_kb(path) <= 8
+    assert int(a.sum()) == want  # touched again: the pages come back from the file, unchanged
 
 
 def test_a_run_that_writes_into_its_rows_leaves_the_cache_as_it_was(tmp_path, monkeypatch) -> None:
