@@ -16,14 +16,15 @@
    The prepared and raw runs must give the same orders, fills and events, or the bench fails.
    `bench match` is the engine alone on the same rows.
 2. sim: `--hours` (default 24) of simulator data (`hftbot.sim.generate`, not timed) through the
-   same run twice: the first decodes the recording and writes its prepared cache (`sim_*`), the
-   second replays from it (`sim_cached_*`, as every later run of a trader's sweep); events/s,
-   wall, and each run's peak RSS. The two must give the same orders, fills and events.
+   same run twice, each in a process of its own (its peak RSS is the run's, imports included):
+   the first decodes the recording and writes its prepared cache (`sim_*`), the second replays
+   from it (`sim_cached_*`, as every later run of a trader's sweep); events/s, wall, peak RSS.
+   The two must give the same orders, fills and events.
 3. deeplob with the shipped checkpoint over the prepared capture, its signals computed up front
    both ways (`capture_deeplob_streaming_s`: the live engine record by record, the CPU default;
    `capture_deeplob_batched_s`: TorchScript batches on the CPU), best of `--repeat`; last, since
    torch's batches raise the peak RSS the other parts report.
-4. memory: each part's own peak RSS (Linux: the process's high-water mark is reset before it,
+4. memory: each capture part's own peak RSS (Linux: the process's high-water mark is reset before it,
    `/proc/self/clear_refs`, so it starts at what earlier parts left resident; elsewhere the
    process's peak so far, `ru_maxrss`); the bounded-memory claim itself is
    `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import resource
 import shutil
 import sys
@@ -149,41 +151,54 @@ def bench_deeplob(repeat: int) -> dict:
     return out
 
 
-def bench_sim(hours: float) -> dict:
+def _sim_run(folder: str) -> dict:
+    """One mm run over `folder` in this process (a fresh one: its peak RSS is the run's own, with
+    the imports and kernels loaded before the timing starts)."""
     from hftbot.backtest.engine import run_backtest
+
+    t0 = time.perf_counter()
+    r = run_backtest([Path(folder)], strategy="mm", cfg=_cfg(1.0))
+    wall = time.perf_counter() - t0
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork and exec
+    return {"wall_s": wall, "events": r.events, "orders": r.orders, "fills": len(r.fills),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def bench_sim(hours: float) -> dict:
+    """Two runs, each in its own process so that its peak RSS is its own: the first decodes the
+    recording and writes its prepared cache, the second replays from that cache."""
+    import subprocess
+
     from hftbot.sim.generate import generate_recording
     from hftbot.sim.market import ModelParams
 
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         params = ModelParams(seed=7)
         t0 = time.perf_counter()
         generate_recording(tmp, params, hours)
         gen_s = time.perf_counter() - t0
-        cfg = _cfg(1.0)
-        reset_peak_rss()
-        t0 = time.perf_counter()
-        r = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)  # decodes, writes the prepared cache
-        wall = time.perf_counter() - t0
-        peak = peak_rss_mb()
-        reset_peak_rss()
-        t0 = time.perf_counter()
-        rc = run_backtest([Path(tmp)], strategy="mm", cfg=cfg)  # replays from it
-        cached_wall = time.perf_counter() - t0
-        cached_peak = peak_rss_mb()
-    if (rc.orders, len(rc.fills), rc.events) != (r.orders, len(r.fills), r.events):
+        for kind in ("first", "cached"):
+            out = subprocess.run([sys.executable, "-m", "hftbot.bench.backtest", "--sim-run", tmp],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"bench backtest: the sim {kind} run failed:\n{out.stderr[-2000:]}")
+            runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    r, rc = runs["first"], runs["cached"]
+    if (rc["orders"], rc["fills"], rc["events"]) != (r["orders"], r["fills"], r["events"]):
         raise RuntimeError("bench backtest: the sim replay from the cache differs from the first run")
     return {
         "sim_hours": hours,
         "sim_generate_s": round(gen_s, 1),
-        "sim_wall_s": round(wall, 3),
-        "sim_events": r.events,
-        "sim_events_per_s": round(r.events / wall) if wall > 0 else 0,
-        "sim_orders": r.orders,
-        "sim_fills": len(r.fills),
-        "sim_peak_rss_mb": round(peak, 1),
-        "sim_cached_wall_s": round(cached_wall, 3),
-        "sim_cached_events_per_s": round(rc.events / cached_wall) if cached_wall > 0 else 0,
-        "sim_cached_peak_rss_mb": round(cached_peak, 1),
+        "sim_wall_s": round(r["wall_s"], 3),
+        "sim_events": r["events"],
+        "sim_events_per_s": round(r["events"] / r["wall_s"]) if r["wall_s"] > 0 else 0,
+        "sim_orders": r["orders"],
+        "sim_fills": r["fills"],
+        "sim_peak_rss_mb": round(r["peak_rss_mb"], 1),
+        "sim_cached_wall_s": round(rc["wall_s"], 3),
+        "sim_cached_events_per_s": round(rc["events"] / rc["wall_s"]) if rc["wall_s"] > 0 else 0,
+        "sim_cached_peak_rss_mb": round(rc["peak_rss_mb"], 1),
     }
 
 
@@ -192,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--hours", type=float, default=24.0, help="hours of simulator data (default 24)")
     p.add_argument("--quick", action="store_true", help="smoke run: one capture replay, 0.05 h of sim data")
+    p.add_argument("--sim-run", metavar="DIR", help=argparse.SUPPRESS)  # bench_sim's child: one run, JSON
     a = p.parse_args(argv)
+    if a.sim_run:
+        print(json.dumps(_sim_run(a.sim_run)))
+        return 0
     if a.quick:
         a.repeat, a.hours = 1, 0.05
     figures = {"machine": machine()}
