@@ -152,8 +152,8 @@ def bench_deeplob(repeat: int) -> dict:
 
 
 def _sim_run(folder: str) -> dict:
-    """One mm run over `folder` in this process (a fresh one: its peak RSS is the run's own, with
-    the imports and kernels loaded before the timing starts)."""
+    """One mm run over `folder` in this process (a fresh one: its peak RSS is the run's own; the
+    imports are done before the timing starts, the kernels' first load is inside it)."""
     from hftbot.backtest.engine import run_backtest
 
     t0 = time.perf_counter()
