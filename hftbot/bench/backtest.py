@@ -29,6 +29,11 @@
    process's peak so far, `ru_maxrss`); the bounded-memory claim itself is
    `tests/backtest/test_memory.py` (a multi-day run whose peak does not grow with its days).
 
+`--hftbacktest PYTHON`: also run `tools/hftbacktest_capture.py` with that interpreter (a venv
+with hftbacktest 2.4.4) right after the capture part, best of `--repeat` as ours, and report its
+`hftbacktest_capture_wall_s` and `capture_vs_hftbacktest` (ours / its): host speed moves both
+by tens of percent from one minute to the next, so only figures taken side by side compare.
+
 `--quick`: the capture once and 0.05 h of simulator data (a smoke run, not a figure).
 Prints a table, then one JSON line. Not a test: the machine's load moves the figures.
 """
@@ -151,6 +156,36 @@ def bench_deeplob(repeat: int) -> dict:
     return out
 
 
+def hftbacktest_problem(python: str) -> str:
+    """Why `python` cannot run the peer ('' when it imports hftbacktest 2.4.4), checked before
+    the benchmark spends minutes on our side."""
+    import subprocess
+
+    try:
+        out = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('hftbacktest'))"],
+                             capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot run {python}: {e}"
+    if out.returncode != 0:
+        return f"{python} has no hftbacktest (python -m venv DIR && DIR/bin/pip install hftbacktest==2.4.4)"
+    version = out.stdout.strip()
+    return "" if version == "2.4.4" else f"{python} has hftbacktest {version}, not the 2.4.4 the target names"
+
+
+def bench_hftbacktest(python: str, repeat: int) -> dict:
+    """The peer on the same capture, in its own interpreter (it pins an older numpy than ours)."""
+    import subprocess
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "hftbacktest_capture.py"
+    out = subprocess.run([python, str(tool), str(CAPTURE), "--repeat", str(max(repeat, 2))],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench backtest: {tool.name} with {python} failed:\n{out.stderr[-2000:]}")
+    peer = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"hftbacktest_capture_wall_s": peer["capture_wall_s"], "hftbacktest_decisions": peer["decisions"],
+            "hftbacktest_orders": peer["orders"]}
+
+
 def _sim_run(folder: str) -> dict:
     """One mm run over `folder` in this process (a fresh one: its peak RSS is the run's own; the
     imports are done before the timing starts, the kernels' first load is inside it)."""
@@ -207,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--hours", type=float, default=24.0, help="hours of simulator data (default 24)")
     p.add_argument("--quick", action="store_true", help="smoke run: one capture replay, 0.05 h of sim data")
+    p.add_argument("--hftbacktest", metavar="PYTHON",
+                   help="an interpreter with hftbacktest 2.4.4: run the peer on the capture side by side")
     p.add_argument("--sim-run", metavar="DIR", help=argparse.SUPPRESS)  # bench_sim's child: one run, JSON
     a = p.parse_args(argv)
     if a.sim_run:
@@ -214,8 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.quick:
         a.repeat, a.hours = 1, 0.05
+    if a.hftbacktest and (why := hftbacktest_problem(a.hftbacktest)):
+        print(f"bench backtest: --hftbacktest: {why}", file=sys.stderr)
+        return 2
     figures = {"machine": machine()}
     figures.update(bench_capture(a.repeat))
+    if a.hftbacktest:
+        figures.update(bench_hftbacktest(a.hftbacktest, a.repeat))
+        figures["capture_vs_hftbacktest"] = round(figures["capture_wall_s"] / figures["hftbacktest_capture_wall_s"], 2)
     figures.update(bench_sim(a.hours))
     figures.update(bench_deeplob(a.repeat))
     print_table(
@@ -241,9 +284,14 @@ def main(argv: list[str] | None = None) -> int:
              figures["sim_cached_peak_rss_mb"]],
         ],
     )
-    print(f"hftbacktest 2.4.4, same capture (the issue's figure for this machine, its own event arrays): "
-          f"{HFTBACKTEST_CAPTURE_S[0]}-{HFTBACKTEST_CAPTURE_S[1]} s; measure it beside this run with "
-          "tools/hftbacktest_capture.py (its own venv): the host's speed moves both")
+    if a.hftbacktest:
+        print(f"hftbacktest 2.4.4, same capture, side by side (power-prob 2, 100 µs, a numba quoting strategy "
+              f"every 50 ms): {figures['hftbacktest_capture_wall_s']} s; ours / its = "
+              f"{figures['capture_vs_hftbacktest']}")
+    else:
+        print(f"hftbacktest 2.4.4, same capture (the issue's figure for this machine, its own event arrays): "
+              f"{HFTBACKTEST_CAPTURE_S[0]}-{HFTBACKTEST_CAPTURE_S[1]} s; measure it beside this run with "
+              "--hftbacktest PYTHON (a venv with hftbacktest 2.4.4): the host's speed moves both")
     print_json(figures)
     return 0
 

@@ -40,3 +40,18 @@ def test_steal_share_is_the_steal_ticks_over_all_ticks_between_two_readings():
     if now is not None:  # Linux: the machine's own counters, steal a part of the total
         steal, total = now
         assert 0 <= steal <= total and total > 0
+
+
+def test_backtest_side_by_side_refuses_an_interpreter_without_hftbacktest_before_running(tmp_path, capsys):
+    import sys
+
+    from hftbot.bench import backtest
+
+    missing = tmp_path / "no-python"
+    assert backtest.main(["--quick", "--hftbacktest", str(missing)]) == 2
+    assert f"cannot run {missing}" in capsys.readouterr().err
+    # this interpreter runs but has no hftbacktest (it pins an older numpy: its own venv)
+    import importlib.util
+
+    if importlib.util.find_spec("hftbacktest") is None:
+        assert backtest.hftbacktest_problem(sys.executable).endswith("pip install hftbacktest==2.4.4)")
