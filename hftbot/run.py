@@ -56,7 +56,7 @@ from hftbot.config import Config, ConfigError, load_config
 from hftbot.exec.modes import preflight as exec_preflight
 from hftbot.exec.status import STATUS_CAPACITY, ExecMonitor
 from hftbot.ipc import shm
-from hftbot.ipc.ring import Ring, RingReader
+from hftbot.ipc.ring import Ring, RingReader, accelerator_missing
 from hftbot.process import HeartbeatTable, ProcessContext, ProcessSpec, child_main, configure_logging
 from hftbot.processes import processes_for
 from hftbot.records import (
@@ -682,6 +682,9 @@ class Supervisor:
         self._adopt_orphans(True)
         try:
             try:
+                if slow := accelerator_missing():
+                    log.warning("%s", slow)
+                    self.warnings.append(slow)
                 self.create_segments()
                 self.started_at = time.monotonic()
                 self.start_all()

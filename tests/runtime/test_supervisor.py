@@ -16,6 +16,7 @@ import pytest
 
 from hftbot.config import load_config
 from hftbot.ipc import shm
+from hftbot.ipc.ring import accelerator_missing
 from hftbot.process import ProcessSpec
 from hftbot.run import Supervisor
 
@@ -52,6 +53,20 @@ def test_run_publishes_and_shutdown_leaves_nothing_in_dev_shm(capsys):
     assert summary["rings"]["book"]["records"] == summary["processes"]["ticker"]["published"]
     assert summary["latency_us"]["feed_us"]["n"] > 0
     assert all(p["state"] == "stopped" and p["restarts"] == 0 for p in summary["processes"].values())
+    assert summary["warnings"] == [w for w in (accelerator_missing(),) if w]  # nothing else to say
+
+
+def test_a_ring_without_its_c_accelerator_is_a_warning_in_the_summary(monkeypatch, capsys):
+    from hftbot.ipc import ring
+
+    monkeypatch.delenv("HFTBOT_RING_PYTHON", raising=False)
+    monkeypatch.setattr(ring, "_fastring", None)  # as an install that built no C extension
+    sup = Supervisor(fast_config(), [spec("idle", "idle")], panel=False, endpoints={})
+    assert sup.run(duration_s=0.5) == 0  # slower, not broken
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert any("C accelerator (hftbot.ipc._fastring) is not built" in w for w in summary["warnings"])
+    monkeypatch.setenv("HFTBOT_RING_PYTHON", "1")  # asked for: nothing to say
+    assert ring.accelerator_missing() == ""
 
 
 def test_crashing_process_is_restarted_with_backoff_up_to_the_cap():
@@ -471,7 +486,8 @@ def test_a_run_that_served_no_model_warns_naming_the_checkpoint_folder_in_full(c
                      endpoints={})
     assert sup.run(duration_s=1.0) == 0  # a warning, not a failure
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["warnings"] == [f"inference: served no model (no checkpoint verified in {tmp_path / 'checkpoints'})"]
+    assert [w for w in summary["warnings"] if w != accelerator_missing()] == [
+        f"inference: served no model (no checkpoint verified in {tmp_path / 'checkpoints'})"]
 
 
 def test_a_finished_process_ends_the_run_without_a_restart():
