@@ -1,8 +1,9 @@
 """`python -m hftbot.bench backtest`: how fast the backtester replays, and how much memory it holds.
 
 1. capture: the shared BTCUSDT capture (`tests/data/btcusdt_20240808.gz`, 345 s, 466,571 engine
-   rows) through `run_backtest` with the `mm` quoting strategy (0.002 BTC quotes), a
-   power-probability queue (n = 2) and constant 100 µs entry and response latency, on a copy of
+   rows) through `run_backtest` with the `mm` quoting strategy (0.002 BTC quotes, the sizes of
+   `configs/btcusdt.toml`), a power-probability queue (n = 2) and constant 100 µs entry and
+   response latency, on a copy of
    the file in a temp folder. Three figures, each best of `--repeat`, the one-off kernel
    compile/load excluded (a first run warms it):
    - `capture_wall_s`: the replay from the prepared cache (`hftbot.backtest.prepared`: the
@@ -55,16 +56,18 @@ from hftbot.bench.common import machine, print_json, print_table
 CAPTURE = Path(__file__).resolve().parents[2] / "tests" / "data" / "btcusdt_20240808.gz"
 HFTBACKTEST_CAPTURE_S = (0.065, 0.084)
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+BTC_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "btcusdt.toml"
 
 
-def _cfg(strategy_qty: float):
+def _cfg(btc: bool):
+    """The capture's sizes (BTCUSDT: configs/btcusdt.toml, the file a user backtests it with) or the
+    simulator's (SOLUSDT: the defaults'), with the queue and latency of the peer's side of the
+    comparison: power-prob(2), constant 100 µs each way."""
     from hftbot.config import load_config
 
-    return (load_config(env={})
+    return (load_config(BTC_CONFIG if btc else None, env={})
             .override("backtest", queue_model="power_prob", queue_power=2.0, feed_latency="recorded",
-                      order_latency="constant", order_entry_us=100.0, order_response_us=100.0, period_s=1.0)
-            .override("strategy", mm_qty=strategy_qty, mm_max_inventory=5 * strategy_qty)
-            .override("risk", max_position=10 * strategy_qty, max_order_qty=5 * strategy_qty))
+                      order_latency="constant", order_entry_us=100.0, order_response_us=100.0, period_s=1.0))
 
 
 def reset_peak_rss() -> None:
@@ -102,7 +105,7 @@ def _best(paths: list[Path], cfg, repeat: int, **kw):
 def bench_capture(repeat: int) -> dict:
     from hftbot.backtest.engine import run_backtest
 
-    cfg = _cfg(0.002)
+    cfg = _cfg(btc=True)
     reset_peak_rss()
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / CAPTURE.name  # a copy: its prepared cache starts absent and dies with it
@@ -192,7 +195,7 @@ def _sim_run(folder: str) -> dict:
     from hftbot.backtest.engine import run_backtest
 
     t0 = time.perf_counter()
-    r = run_backtest([Path(folder)], strategy="mm", cfg=_cfg(1.0))
+    r = run_backtest([Path(folder)], strategy="mm", cfg=_cfg(btc=False))
     wall = time.perf_counter() - t0
     # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork and exec
     return {"wall_s": wall, "events": r.events, "orders": r.orders, "fills": len(r.fills),

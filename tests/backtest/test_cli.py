@@ -65,3 +65,26 @@ def test_times_and_run_plans():
     assert runs(["imbalance"], []) == [("imbalance", None)]
     assert runs(["imbalance"], ["a.json", "b.json"]) == [("imbalance", None), ("deeplob", "a.json"),
                                                           ("deeplob", "b.json")]
+
+
+def test_the_readmes_capture_backtest_runs_as_written_and_both_strategies_trade(tmp_path):
+    """README.md "Backtesting the bundled real capture": its command, run from a copy of the repo's
+    layout, trades with both strategies (the SOL-sized defaults would be refused for BTC)."""
+    import re
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    section = re.search(r"^## Backtesting the bundled real capture.*?(?=^## )", (root / "README.md").read_text(),
+                        re.M | re.S)
+    assert section, "README.md lost its capture backtest section"
+    (command,) = re.findall(r"^```sh\n(.*?)\n```", section.group(0), re.M | re.S)
+    for rel in ("tests/data/btcusdt_20240808.gz", "configs/btcusdt.toml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, tmp_path / rel)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = {r["name"]: r for r in json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])["rows"]}
+    assert rows["mm"]["trades"] > 20 and rows["imbalance"]["trades"] > 2, rows
+    assert "refused" not in p.stderr, p.stderr  # sized for BTC: no notional refusals
+    assert list((tmp_path / "reports").glob("compare-*/*.html"))
