@@ -710,6 +710,11 @@ def main(ctx) -> None:
             rings.append(ctx.open_ring(name))
             return rings[-1]
 
+        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log, started_ns or time.time_ns())
+        signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
+        # the readers start at the next record from here, once everything is built: a reader made
+        # before `assemble` queued the books of those milliseconds, and the first orders of a run
+        # went out on a book ~8 ms old (tick-to-order p99 7.8 ms in a 20 s run)
         wait, spins = cfg.ring.wait, cfg.ring.spin_count
         book = RingReader(attach("book"), wait=wait, start="next", spin_count=spins)
         trade_ring = attach("trade")
@@ -720,8 +725,6 @@ def main(ctx) -> None:
             if signal_ring is not None
             else None
         )
-        ex = assemble(cfg, gw, snap, (attach("order"), attach("exec")), ctx.mode, log, started_ns or time.time_ns())
-        signals.signal(signals.SIGUSR1, lambda *_: setattr(ex, "kill_requested", "SIGUSR1"))
         gc.collect()
         gc.freeze()  # everything built so far lives for the run: later collections skip it
         ctx.beat(**ex.counters())
