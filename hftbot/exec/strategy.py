@@ -23,9 +23,9 @@ The backtester replays a whole capture through these calls, so each is a few µs
 numpy fields read once per call (a field read of a record costs ~0.2 µs on a 0-d array and ~0.7 µs
 on an `np.void` row), no pandas, no per-call allocation beyond the returned intents.
 
-Pure: no I/O, no clock (time is `view.now_ns`), no randomness. State lives in plain attributes:
-numbers, strings, and flat dicts, lists or sets of immutable values — which is what lets
-`rehearsal_copy` give the execution loop's rehearsal a copy to run the decision code on.
+Pure: no I/O, no clock (time is `view.now_ns`), no randomness. State lives in plain attributes,
+best numbers, strings, numpy arrays and flat dicts, lists or sets of immutable values: what
+`rehearsal_copy` copies cheaply for the execution loop's rehearsal (anything else it deep-copies).
 """
 
 from __future__ import annotations
@@ -33,12 +33,24 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
+
 from hftbot.config import ExecConfig, RiskConfig, StrategyConfig
 from hftbot.exec.fees import FeeModel
 from hftbot.exec.messages import Intent
 from hftbot.exec.positions import StrategyView
 
 NOTHING: tuple = ()
+
+
+_IMMUTABLE = frozenset((int, float, complex, bool, str, bytes, type(None), frozenset, range))
+
+
+def _frozen(x) -> bool:
+    """Immutable all the way down, as far as a rehearsal needs: a scalar, or a tuple of scalars
+    (mm's (price, time) pairs)."""
+    t = type(x)
+    return t in _IMMUTABLE or (t is tuple and all(type(y) in _IMMUTABLE for y in x))
 
 
 class Strategy:
@@ -66,13 +78,21 @@ class Strategy:
     def rehearsal_copy(self) -> Strategy:
         """A copy whose calls leave this strategy exactly as it was: the execution loop runs the
         decision code on one while idle, so the record that follows finds that code in the caches
-        (docs/exec.md "Rehearsal"). One level deep: the attributes themselves, and a fresh copy of
-        each dict, list or set (their values are immutable, see the module docstring). A strategy
-        that keeps nested mutable state overrides this to copy it."""
+        (docs/exec.md "Rehearsal").
+
+        The flat state the module docstring asks for is copied cheaply (every ~1 ms while idle):
+        immutable attributes are shared, a dict, list or set of immutable values is copied one
+        level deep, a numpy array is copied. Anything else — a deque, a nested container, an
+        object of the strategy's own — is deep-copied, so that a strategy that keeps richer state
+        is never changed by a rehearsal, only rehearsed more slowly. A strategy may override this
+        with a cheaper copy of its own."""
         c = copy.copy(self)
         for k, v in list(vars(c).items()):
-            if type(v) in (dict, list, set):
-                setattr(c, k, v.copy())
+            if _frozen(v):
+                continue
+            t = type(v)
+            flat = t is np.ndarray or (t in (dict, list, set) and all(map(_frozen, v.values() if t is dict else v)))
+            setattr(c, k, v.copy() if flat else copy.deepcopy(v))
         return c
 
 

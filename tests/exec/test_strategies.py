@@ -393,6 +393,53 @@ def _state(s) -> dict:
     return copy.deepcopy(vars(s))
 
 
+def test_a_rehearsal_copy_of_a_strategy_with_richer_state_leaves_it_as_it_was():
+    """A user's strategy may keep a numpy window, a deque, nested lists or an object of its own:
+    a rehearsal's calls must reach none of them (they are copied, deep where needed)."""
+    import collections
+
+    import numpy as np
+
+    from hftbot.exec.strategy import Strategy
+
+    class Tally:
+        def __init__(self) -> None:
+            self.n = 0
+
+    class Rich(Strategy):
+        name = "rich"
+
+        def __init__(self) -> None:
+            self.window = np.zeros(4)
+            self.recent = collections.deque(maxlen=3)
+            self.by_side = {"bid": [], "ask": []}
+            self.pairs = [(1, [2])]
+            self.tally = Tally()
+            self.seen = 0
+
+        def on_book(self, book, view):
+            px = book["bid_px"].item(0)
+            self.window[:] = px
+            self.recent.append(px)
+            self.by_side["bid"].append(px)
+            self.pairs[0][1].append(px)
+            self.tally.n += 1
+            self.seen += 1
+            return NOTHING
+
+    s = Rich()
+    h = Harness(s)
+    h.on_book(bk(0, 15000, 15001))
+    before = (s.window.tolist(), list(s.recent), {k: list(v) for k, v in s.by_side.items()}, repr(s.pairs),
+              s.tally.n, s.seen)
+    c = s.rehearsal_copy()
+    c.on_book(bk(10, 17000, 17001), _view(h, at(10)))
+    assert (c.window[0], c.recent[-1], c.by_side["bid"][-1], c.pairs[0][1][-1], c.tally.n) == (17000, 17000, 17000,
+                                                                                                17000, 2)
+    assert (s.window.tolist(), list(s.recent), {k: list(v) for k, v in s.by_side.items()}, repr(s.pairs),
+            s.tally.n, s.seen) == before
+
+
 @pytest.mark.parametrize("make", [lambda: deeplob(), lambda: imbalance(imbalance_move_bps=30.0), lambda: mm()])
 def test_a_rehearsal_copy_decides_as_the_strategy_would_and_leaves_it_as_it_was(make):
     """`rehearsal_copy`: the execution loop's idle rehearsal runs the decision code on it. Its
