@@ -175,16 +175,22 @@ def hftbacktest_problem(python: str) -> str:
     return "" if version == "2.4.4" else f"{python} has hftbacktest {version}, not the 2.4.4 the target names"
 
 
-def bench_hftbacktest(python: str, repeat: int) -> dict:
-    """The peer on the same capture, in its own interpreter (it pins an older numpy than ours)."""
+def _child_json(cmd: list[str], what: str) -> dict:
+    """Run `cmd` (a benchmark child) and return the JSON of its last stdout line; a failure names
+    `what` and shows the end of its stderr."""
     import subprocess
 
-    tool = Path(__file__).resolve().parents[2] / "tools" / "hftbacktest_capture.py"
-    out = subprocess.run([python, str(tool), str(CAPTURE), "--repeat", str(max(repeat, 2))],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"bench backtest: {tool.name} with {python} failed:\n{out.stderr[-2000:]}")
-    peer = json.loads(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"bench backtest: {what} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_hftbacktest(python: str, repeat: int) -> dict:
+    """The peer on the same capture, in its own interpreter (it pins an older numpy than ours)."""
+    tool = Path(__file__).resolve().parents[2] / "tools" / "hftbacktest_capture.py"
+    peer = _child_json([python, str(tool), str(CAPTURE), "--repeat", str(max(repeat, 2))],
+                       f"{tool.name} with {python}")
     return {"hftbacktest_capture_wall_s": peer["capture_wall_s"], "hftbacktest_decisions": peer["decisions"],
             "hftbacktest_orders": peer["orders"]}
 
@@ -205,8 +211,6 @@ def _sim_run(folder: str) -> dict:
 def bench_sim(hours: float) -> dict:
     """Two runs, each in its own process so that its peak RSS is its own: the first decodes the
     recording and writes its prepared cache, the second replays from that cache."""
-    import subprocess
-
     from hftbot.sim.generate import generate_recording
     from hftbot.sim.market import ModelParams
 
@@ -217,11 +221,8 @@ def bench_sim(hours: float) -> dict:
         generate_recording(tmp, params, hours)
         gen_s = time.perf_counter() - t0
         for kind in ("first", "cached"):
-            out = subprocess.run([sys.executable, "-m", "hftbot.bench.backtest", "--sim-run", tmp],
-                                 capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(f"bench backtest: the sim {kind} run failed:\n{out.stderr[-2000:]}")
-            runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[kind] = _child_json([sys.executable, "-m", "hftbot.bench.backtest", "--sim-run", tmp],
+                                     f"the sim {kind} run")
     r, rc = runs["first"], runs["cached"]
     if (rc["orders"], rc["fills"], rc["events"]) != (r["orders"], r["fills"], r["events"]):
         raise RuntimeError("bench backtest: the sim replay from the cache differs from the first run")

@@ -57,7 +57,8 @@ try:
     from hftbot.ipc import _fastring
 except ImportError:  # built without a C compiler: the Python paths serve
     _fastring = None
-if os.environ.get("HFTBOT_RING_PYTHON") == "1":
+PYTHON_FORCED = os.environ.get("HFTBOT_RING_PYTHON") == "1"  # read once: the paths are chosen at import
+if PYTHON_FORCED:
     _fastring = None
 _C_SPINS = 1 << 14  # C slot checks per `take` call: about as long as 256 Python ones (~20 µs)
 
@@ -333,7 +334,7 @@ def accelerator_missing() -> str:
     """Why the rings run their Python paths although nobody asked ('' when the C accelerator is
     loaded or HFTBOT_RING_PYTHON=1 chose Python): an install without a C compiler, or one whose
     build was skipped, is slower by ~1 µs a hop and would otherwise say nothing."""
-    if _fastring is not None or os.environ.get("HFTBOT_RING_PYTHON") == "1":
+    if _fastring is not None or PYTHON_FORCED:
         return ""
     return ("rings run their Python code: the C accelerator (hftbot.ipc._fastring) is not built, ~1 µs "
             "more a hop; with a C compiler, `pip install --no-build-isolation -e .` builds it")

@@ -23,9 +23,13 @@ feed_latency = "zero"
 """
 
 
+def child_env() -> dict[str, str]:
+    """This interpreter's import path for a child process."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "hftbot.backtest", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "hftbot.backtest", *args], cwd=cwd, env=child_env(),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -81,8 +85,8 @@ def test_the_readmes_capture_backtest_runs_as_written_and_both_strategies_trade(
     for rel in ("tests/data/btcusdt_20240808.gz", "configs/btcusdt.toml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, tmp_path / rel)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    p = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr
     rows = {r["name"]: r for r in json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])["rows"]}
     assert rows["mm"]["trades"] > 20 and rows["imbalance"]["trades"] > 2, rows

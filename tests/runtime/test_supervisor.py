@@ -59,13 +59,13 @@ def test_run_publishes_and_shutdown_leaves_nothing_in_dev_shm(capsys):
 def test_a_ring_without_its_c_accelerator_is_a_warning_in_the_summary(monkeypatch, capsys):
     from hftbot.ipc import ring
 
-    monkeypatch.delenv("HFTBOT_RING_PYTHON", raising=False)
+    monkeypatch.setattr(ring, "PYTHON_FORCED", False)
     monkeypatch.setattr(ring, "_fastring", None)  # as an install that built no C extension
     sup = Supervisor(fast_config(), [spec("idle", "idle")], panel=False, endpoints={})
     assert sup.run(duration_s=0.5) == 0  # slower, not broken
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert any("C accelerator (hftbot.ipc._fastring) is not built" in w for w in summary["warnings"])
-    monkeypatch.setenv("HFTBOT_RING_PYTHON", "1")  # asked for: nothing to say
+    monkeypatch.setattr(ring, "PYTHON_FORCED", True)  # HFTBOT_RING_PYTHON=1 asked for it: nothing to say
     assert ring.accelerator_missing() == ""
 
 
