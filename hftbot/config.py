@@ -346,6 +346,7 @@ class BacktestConfig:
     period_s: float = _f(1.0, gt=0.0, hi=86400.0)
     chunk_frames: int = _f(100_000, lo=100, hi=1 << 30)
     cache: bool = _f(True)
+    fast_path: str = _f("on", choices=("on", "off", "check"))
     seed: int = _f(1, lo=0)
 
 

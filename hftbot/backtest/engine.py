@@ -74,15 +74,15 @@ def chunks(paths: list[Path], levels: int, chunk_frames: int) -> tuple[RowBuilde
     return rb, gen()
 
 
-def _mids(books: np.ndarray) -> list[float]:
+def _mids(books: np.ndarray) -> np.ndarray:
     """Each book record's mid in ticks, NaN where it has none (not BOOK_VALID, or a side empty):
     the equity curve's mark, for a chunk at once."""
     if not len(books):
-        return []
+        return np.zeros(0, np.float64)
     bid = books["bid_px"][:, 0].astype(np.int64)
     ask = books["ask_px"][:, 0].astype(np.int64)
     ok = ((books["flags"] & BOOK_VALID) != 0) & (bid > 0) & (ask > 0)
-    return np.where(ok, (bid + ask) * 0.5, np.nan).tolist()
+    return np.where(ok, (bid + ask) * 0.5, np.nan)
 
 
 class Replay:
@@ -124,6 +124,7 @@ class Replay:
         self.t_last = 0
         self.symbol = cfg.runtime.symbol.upper()
         self.tick = self.lot = 0.0
+        self.fast = self.check = None  # fastpath.FastPath / FastCheck, from _setup
 
     # ---------------------------------------------------------------------------- set-up
 
@@ -161,6 +162,17 @@ class Replay:
         # their own response times), which is most of the capture's records
         self.wants_trades = self.strategy is not None and self.strategy.reads_trades
         self._sig = np.zeros((), RING_SIGNAL_DTYPE)
+        self.fast = self.check = None
+        mode = self.bt.fast_path
+        if mode != "off":
+            from hftbot.backtest.fastpath import FastCheck, FastPath
+
+            if FastPath.supports(self.strategy):
+                fp = FastPath(self, HOUSEKEEPING_NS)
+                if mode == "on":
+                    self.fast = fp
+                else:  # "check": every record through Python, each verdict of the fast path checked
+                    self.check = FastCheck(fp)
         self.ready = True
 
     def _fit(self, rows: np.ndarray) -> None:
@@ -223,8 +235,7 @@ class Replay:
         # rows the venue has applied by each event's time (running max: the clock never goes back)
         emax = np.maximum.accumulate(rows["exch_ns"]) if len(rows) else np.zeros(0, np.int64)
         upto = np.searchsorted(emax, times[order], side="right")
-        applied = self._loop(rows, books, trades, times[order].tolist(), kinds[order].tolist(),
-                             where[order].tolist(), upto.tolist(), _mids(books))
+        applied = self._loop(rows, books, trades, times[order], kinds[order], where[order], upto, _mids(books))
         tail = max(int(t_b[-1]) if len(t_b) else 0, int(trades["recv_ns"][-1]) if len(trades) else 0)
         if not self.stopped and self.strategy is not None and tail >= self.start_ns:
             self.t_last = max(self.t_last, tail)  # the span reaches the last record, read by a hook or not
@@ -232,30 +243,57 @@ class Replay:
         if self.progress is not None:
             self.progress(self.frames, 0)
 
-    def _loop(self, rows, books, trades, times, kinds, where, upto, mids) -> None:
+    def _loop(self, rows, books, trades, times, kinds, where, upto, mids) -> int:
         eng, venue, strategy, view = self.engine, self.venue, self.strategy, self.view
         sigs = self.signals
         start, end = self.start_ns, self.end_ns
         words = np.ascontiguousarray(rows).view(np.int64).reshape(len(rows), MEF)
         run_rows, mv, after = eng._run_rows, eng._mv, eng._after
-        r = 0
-        for t, kind, j, u in zip(times, kinds, where, upto, strict=True):
+        fast = self.fast
+        if fast is not None:
+            fast.chunk(books, times, kinds, where, upto, mids, words)
+        times, kinds, where, upto, mids = times.tolist(), kinds.tolist(), where.tolist(), upto.tolist(), mids.tolist()
+        check = self.check
+        n = len(times)
+        r = k = 0
+        got = None
+        while k < n:
+            t, kind, j, u = times[k], kinds[k], where[k], upto[k]
+            k += 1
             if t >= end:  # the replay ends here: the market after `end` is not applied
                 self.stopped = True
                 break
-            if u > r:
+            if got is not None:  # the fast path applied this record's rows: the rest as below
+                after()
+                if got != u:
+                    eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)
+                self.events += u - r
+                r = u
+                got = None
+            elif u > r:
                 # the compiled kernel directly (the facade's run re-checks and re-views every call);
                 # the facade takes over when the kernel stops early (re-grid, events to drain)
                 got = run_rows(eng.lad, eng.mem, words, r, u, 0)
                 after()
                 if got != u:
                     eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)
+                got = None
                 self.events += u - r
                 r = u
             eng.advance(t)
             venue.collect()
+            delivered = False
             while (due := venue.next_ns()) <= t:  # each answer at its own response time
                 self._deliver(due)
+                delivered = True
+            # the rest of this book record, and the quiet records after it, compiled (fastpath.py);
+            # not again for the record the last stretch stopped at for its own verdict, unless an
+            # answer delivered since may have changed that verdict
+            if fast is not None and kind == K_BOOK and t >= start and (delivered or k - 1 != fast.stop_k):
+                kk, r, got = fast.run(k - 1, r, resume=True)
+                if kk >= k:
+                    k = kk
+                    continue
             if t >= self.next_sample:
                 self._sample(t)
             if t >= self.next_house:
@@ -269,7 +307,7 @@ class Replay:
                 if strategy is None or t < start:
                     continue
                 view.now_ns = t
-                intents = strategy.on_book(rec, view)
+                intents = strategy.on_book(rec, view) if check is None else check.on_book(rec, view)
             elif kind == K_TRADE:
                 if strategy is None or t < start:
                     continue
@@ -348,7 +386,8 @@ class Replay:
 
     def _housekeeping(self, t: int) -> None:
         self.next_house = t + HOUSEKEEPING_NS
-        for req in self.risk.update(t, self.book):
+        reqs = self.risk.update(t, self.book) if self.check is None else self.check.update(t, self.book)
+        for req in reqs:
             self.venue.send(req, t)
 
     def finish(self) -> None:
@@ -397,7 +436,7 @@ def _settings(cfg: Config, strategy: str, checkpoint: Path | None, paths: list[P
         "order_latency": bt.order_latency, "order_entry_us": bt.order_entry_us,
         "order_response_us": bt.order_response_us, "inference_latency_ns": infer_ns,
         "maker_fee": cfg.exec.maker_fee, "taker_fee": cfg.exec.taker_fee, "period_s": bt.period_s,
-        "chunk_frames": bt.chunk_frames, "cache": bt.cache, "signals": bt.signals,
+        "chunk_frames": bt.chunk_frames, "cache": bt.cache, "signals": bt.signals, "fast_path": bt.fast_path,
     }
 
 
@@ -472,4 +511,7 @@ def run_backtest(
     res = rep.result(name if checkpoint is None else f"{name}:{checkpoint.name}",
                      _settings(cfg, name, checkpoint, paths, rep.infer_ns))
     res.settings["wall_s"] = time.perf_counter() - t0
+    res.settings["fast_path_records"] = rep.fast.records if rep.fast is not None else 0
+    if rep.check is not None:
+        res.settings["fast_path_seen"], res.settings["fast_path_quiet"] = dict(rep.check.seen), dict(rep.check.quiet)
     return res
