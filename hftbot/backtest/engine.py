@@ -288,8 +288,9 @@ class Replay:
                 delivered = True
             # the rest of this book record, and the quiet records after it, compiled (fastpath.py);
             # not again for the record the last stretch stopped at for its own verdict, unless an
-            # answer delivered since may have changed that verdict
-            if fast is not None and kind == K_BOOK and t >= start and (delivered or k - 1 != fast.stop_k):
+            # answer delivered since may have changed that verdict, nor while calls find nothing
+            if (fast is not None and kind == K_BOOK and t >= start and k > fast.next_try
+                    and (delivered or k - 1 != fast.stop_k)):
                 kk, r, got = fast.run(k - 1, r, resume=True)
                 if kk >= k:
                     k = kk

@@ -43,7 +43,7 @@ import numpy as np
 
 from hftbot.exec.messages import NEW, PARTIALLY_FILLED
 from hftbot.exec.risk import DAY_NS, RUNNING
-from hftbot.exec.strategies.mm import QUOTE_ASK, QUOTE_BID, RETRY_NS, MarketMaker
+from hftbot.exec.strategies.mm import RETRY_NS, MarketMaker, resting_quotes
 from hftbot.records import BOOK_RESYNC, BOOK_VALID
 from hftbot.sim import kernels as k
 
@@ -354,6 +354,11 @@ class FastPath:
         self.calls = 0
         self.stops = dict.fromkeys(WHY, 0)
         self.stop_k = -1  # the record the last call stopped at for its own verdict (strategy, risk, sample)
+        # calls that did nothing in a row, and the first record worth another: a regime where no
+        # record is quiet (a strategy asking on every record, refused while the risk manager is
+        # REDUCING) would otherwise pay a call a record for nothing; results do not depend on it
+        self.misses = 0
+        self.next_try = 0
         self._static(rep)
 
     @staticmethod
@@ -385,21 +390,9 @@ class FastPath:
                     book["recv_ns"].item(), book["bid_px"].item(0), book["ask_px"].item(0)]
             tick = book["tick"].item()
         cancels, mods = s._cancels, s._mods
-        blocked = len(cancels) + len(mods) > 32  # _quote would _forget: a change Python makes
-        bid_o = ask_o = None
-        for o in view.orders.values():
-            tag = o.tag
-            if tag == QUOTE_BID:
-                if bid_o is None:
-                    bid_o = o
-                    continue
-            elif tag == QUOTE_ASK:
-                if ask_o is None:
-                    ask_o = o
-                    continue
-            else:
-                continue
-            blocked = True  # a second quote on one side: Python cancels it
+        bid_o, ask_o, extra = resting_quotes(view.orders)
+        # a second quote on one side (Python cancels it), or _quote would _forget: changes Python makes
+        blocked = extra is not None or len(cancels) + len(mods) > 32
         vals += (rep.venue.next_ns(), rep.start_ns, risk.day, risk._stale_episode, led.position,
                  self.house_ns if risk.state == RUNNING else 0,  # 0: not RUNNING, Python runs it
                  s.last_ns, s.qty, s.max_inventory, s.signal_ns, s.signal_ok, 1 if s.lot else 0, blocked,
@@ -454,6 +447,7 @@ class FastPath:
         self.ci, self.cf = ci, cf
         self.books = books
         self.words = words
+        self.next_try = 0  # (record indices start again)
 
     def run(self, k: int, r: int, resume: bool = False) -> tuple[int, int, int | None]:
         """Records from `k` (rows applied up to `r`) through `drive`: (next record, next row, the
@@ -473,7 +467,10 @@ class FastPath:
         self.stop_k = kk if why in (4, 5, 6) else -1
         got = si[I_GOT] if si[I_STAGE] == STAGE_ROWS else None
         if not done:
+            self.misses += 1
+            self.next_try = k + (1 << min(max(self.misses - 3, 0), 6))  # after 3 misses: 2, 4 … 64 records on
             return k, r, got
+        self.misses = 0
         sf = self.sf.tolist()
         self.records += done
         rep.events += si[I_EVENTS]

@@ -446,7 +446,11 @@ class RiskManager:
 
     def update(self, now_ns: int, book=None) -> tuple[Request, ...] | list[Request]:
         """Re-evaluate the PnL limits and the book's age; the requests that follow (HALTED's
-        cancel-all, flatten and its retries; a cancel-all when the book goes stale)."""
+        cancel-all, flatten and its retries; a cancel-all when the book goes stale).
+
+        `hftbot.backtest.fastpath.risk_step` mirrors the case where this returns no request (change
+        the two together; its check mode, run by tests/backtest/test_fastpath.py, fails where they
+        differ)."""
         why, _, bid, ask = self._book(book, now_ns)  # one read of the record serves both uses
         if why in ("stale_book", "tick_mismatch"):  # BOOK_VALID, but old or off-grid: it still marks
             bid, ask = book["bid_px"].item(0), book["ask_px"].item(0)

@@ -22,6 +22,10 @@ order id and one request; a partially filled one is cancelled and placed again) 
 moved by `mm_requote_ticks` and it has rested `mm_min_quote_life_ms` — both to keep the request
 rate within the venue's limits and to keep queue position when nothing important changed. On a
 book without BOOK_VALID every quote is pulled. Signals are read, trades are not.
+
+The backtester's fast path (`hftbot.backtest.fastpath.mm_step`) mirrors `on_book` → `_quote` in the
+case where they return no intent, branch for branch; change the two together. Its check mode
+(`[backtest] fast_path = "check"`, run by tests/backtest/test_fastpath.py) fails where they differ.
 """
 
 from __future__ import annotations
@@ -43,6 +47,29 @@ QUOTE_BID = "quote_bid"
 QUOTE_ASK = "quote_ask"
 _UNUSABLE = SIGNAL_NO_MODEL | SIGNAL_WARMUP
 _RESTING = (NEW, PARTIALLY_FILLED)
+
+
+def resting_quotes(orders: dict) -> tuple:
+    """(our bid quote, our ask quote, any further quotes or None): the first order of each quote tag
+    in `orders` (the view's, in the order the venue took them) is that side's quote."""
+    bid_o = ask_o = None
+    extra = None
+    for o in orders.values():
+        tag = o.tag
+        if tag == QUOTE_BID:
+            if bid_o is None:
+                bid_o = o
+                continue
+        elif tag == QUOTE_ASK:
+            if ask_o is None:
+                ask_o = o
+                continue
+        else:
+            continue
+        if extra is None:
+            extra = []
+        extra.append(o)
+    return bid_o, ask_o, extra
 
 
 class MarketMaker(Strategy):
@@ -155,24 +182,14 @@ class MarketMaker(Strategy):
         room_sell = self.max_inventory + pos
         bid_qty = self.qty if self.qty < room_buy else room_buy
         ask_qty = self.qty if self.qty < room_sell else room_sell
-        bid_o = ask_o = None
+        bid_o, ask_o, extra = resting_quotes(view.orders)
         out: list[Intent] | None = None
-        for o in view.orders.values():
-            tag = o.tag
-            if tag == QUOTE_BID:
-                if bid_o is None:
-                    bid_o = o
-                    continue
-            elif tag == QUOTE_ASK:
-                if ask_o is None:
-                    ask_o = o
-                    continue
-            else:
-                continue
-            c = self._cancel(o, now, "duplicate")  # a second quote on one side: should not happen
-            if c is not None:
-                out = out or []
-                out.append(c)
+        if extra is not None:
+            for o in extra:
+                c = self._cancel(o, now, "duplicate")  # a second quote on one side: should not happen
+                if c is not None:
+                    out = out or []
+                    out.append(c)
         a = self._side(bid_o, BUY, bid_px, bid_qty, now)
         b = self._side(ask_o, SELL, ask_px, ask_qty, now)
         if a is not None or b is not None:
