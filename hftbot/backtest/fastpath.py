@@ -1,37 +1,41 @@
 """The replay loop's quiet stretches in numba: the records where nothing happens, done without Python.
 
-On the bundled capture ~80 % of `mm`'s book records change nothing a trader could see: the
+On the bundled capture most of `mm`'s book records change nothing a trader could see: the
 strategy updates its variance estimate and its quote targets and wants no order, the risk
 manager's 50 ms housekeeping finds every limit far away, no venue answer is due and none of our
 orders filled. `drive` runs such a stretch record by record in one compiled call and stops, with
 nothing of that record committed, before the first record where any of that is not so; the loop
 (`hftbot.backtest.engine.Replay._loop`) then runs that record through the live Python code as
-always, and calls `drive` again after it.
+always. After the head of the next book record (its rows, the engine's clock, the answers due:
+Python's, since they make messages) the loop hands the rest of it back (`resume`), and the
+stretch goes on from there.
 
 What a quiet record does here is exactly what the Python does on it, in the same IEEE double
 arithmetic (no `fastmath`), and nothing else:
 - the market rows due by its time go through the same kernel (`kernels.run_rows`); an order event
-  of ours, a kernel stop or a request in flight hands the record to Python (stage 1: the rows
-  are applied, the rest is not);
+  of ours or a kernel stop hands the record to Python with its rows applied (`STAGE_ROWS`), a
+  request in flight or an answer due before its rows;
+- the engine's clock as `MatchingEngine.advance` moves it with nothing in flight;
+- the equity sample of each elapsed period (`Replay._sample`);
 - the risk manager's housekeeping (`RiskManager.update` on a fresh, valid, two-sided book, RUNNING,
   no limit crossed, the same day): the mark and the PnL figures it keeps;
-- the equity sample of each elapsed period (`Replay._sample`);
 - `mm`'s book step (`MarketMaker.on_book` → `_quote`) when both sides' `_side` would return
   None: the variance EWMA, the mid, the reservation price and the quote targets.
 Anything else — a trade or signal record, a limit near, a quote to place, move or cancel, a
-book without BOOK_VALID or with BOOK_RESYNC, a duplicate quote, a message due — stops the
-stretch, and Python decides.
+book without BOOK_VALID or with BOOK_RESYNC, a duplicate quote — stops the stretch, and Python
+decides. The live objects stay the state of record: they are read into two flat arrays before
+each call (`FastPath.load`) and what `drive` advanced is written back after it.
 
 Two copies of a rule can drift apart, so the fast path is checked against the code it mirrors:
-`[backtest] fast_path = "check"` runs every record through Python and asks `drive` for its verdict
-on a copy of the state first; a record `drive` calls quiet that Python does anything on, or one
-whose state they leave different, raises (tests/backtest/test_fastpath.py runs it over the
-capture and the simulator's day). Results with the fast path on and off are byte-identical
-(same orders, fills, equity and trades; tested).
+`[backtest] fast_path = "check"` runs every record through Python and takes the fast path's
+verdict on a copy of the state first; a record it calls quiet that Python does anything on, or
+one whose state they leave different, raises `FastPathMismatch` (tests/backtest/test_fastpath.py
+runs it over the capture and the simulator's market). Results with the fast path on and off are
+byte-identical (same orders, fills, equity and trades; tested).
 
-Which strategies have one: `mm` (`FAST_STRATEGIES`). Another strategy gets one by adding its
-state export / import and its quiet step here, checked the same way; without one the loop is the
-plain Python loop.
+Which strategies have one: `mm` (`FastPath.supports`). Another strategy gets one by adding its
+state to `load` / the stores and its quiet step here, checked the same way; without one the loop
+is the plain Python loop. docs/backtest.md ("The fast path") has the figures.
 """
 
 from __future__ import annotations

@@ -77,6 +77,24 @@ def test_the_capture_gives_the_same_results_with_and_without_the_fast_path(captu
     assert off.settings["fast_path_records"] == 0
 
 
+def test_the_prepared_cache_gives_the_same_results_with_and_without_the_fast_path(tmp_path):
+    """The default path: rows read in place from the cache's read-only maps (a first run writes it)."""
+    cap = tmp_path / CAPTURE.name
+    shutil.copy2(CAPTURE, cap)
+    first = run_backtest([cap], strategy="mm", cfg=_cfg("on", cache=True))  # writes the cache
+    on = run_backtest([cap], strategy="mm", cfg=_cfg("on", cache=True))
+    off = run_backtest([cap], strategy="mm", cfg=_cfg("off", cache=True))
+    assert any((tmp_path / ".hftbot-cache").iterdir())
+    _same(on, off)
+    _same(first, off)
+    assert on.settings["fast_path_records"] > 3000
+
+
+def test_a_wrong_fast_path_setting_is_refused():
+    with pytest.raises(ValueError, match="fast_path"):
+        load_config(env={}).override("backtest", fast_path="fast")
+
+
 def test_start_and_end_inside_the_capture_give_the_same_results(capture):
     full = run_backtest([capture], strategy="mm", cfg=_cfg("off"))
     a, b = full.start_ns + 60 * 10**9, full.start_ns + 200 * 10**9
