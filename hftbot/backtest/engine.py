@@ -19,6 +19,9 @@ in short:
   at their response time. The risk manager's PnL limits run every 50 ms of local time.
 - Queue and order latency: `hftbot.backtest.latency` (risk-averse, proportional, power-prob;
   constant or recorded round trips). Partial fills are the engine's.
+- Quiet records: with a strategy that has a compiled step for them (`mm`), the records where
+  nothing happens — no order wanted, no limit near, no answer due, no fill — run in one numba
+  call (`hftbot.backtest.fastpath`, `[backtest] fast_path`), with byte-identical results.
 - Memory: `chunk_frames` raw frames at a time; what grows with the run is one equity row per
   `period_s` (and per fill), the fills and the closed trades — not the events.
 
