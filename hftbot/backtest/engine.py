@@ -516,6 +516,8 @@ def run_backtest(
                      _settings(cfg, name, checkpoint, paths, rep.infer_ns))
     res.settings["wall_s"] = time.perf_counter() - t0
     res.settings["fast_path_records"] = rep.fast.records if rep.fast is not None else 0
+    if rep.fast is not None:  # how often it handed a record to Python, and why (docs/backtest.md)
+        res.settings["fast_path_calls"], res.settings["fast_path_stops"] = rep.fast.calls, dict(rep.fast.stops)
     if rep.check is not None:
         res.settings["fast_path_seen"], res.settings["fast_path_quiet"] = dict(rep.check.seen), dict(rep.check.quiet)
     return res

@@ -374,7 +374,7 @@ class FastPath:
         """What does not change during a run: the loop's, the strategy's and the risk manager's settings."""
         s, risk = rep.strategy, rep.risk
         c = risk.cfg
-        self.si[I_PERIOD : I_SIZE] = (rep.period_ns, getattr(rep, "end_ns", 1 << 62), risk._stale_book_ns,
+        self.si[I_PERIOD : I_SIZE] = (rep.period_ns, rep.end_ns, risk._stale_book_ns,
                                       int(c.cancel_on_stale_book), s.requote_ticks, s.min_life_ns, s.stale_signal_ns)
         self.sf[F_USDT : F_SIZE] = (rep.positions.usdt, c.daily_loss_halt_usdt, c.drawdown_halt_usdt,
                                     c.daily_loss_reduce_usdt, c.drawdown_reduce_usdt, risk.filters.tick, rep.tick,

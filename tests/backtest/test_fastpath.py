@@ -74,7 +74,8 @@ def test_the_capture_gives_the_same_results_with_and_without_the_fast_path(captu
     _same(on, off)
     assert on.orders > 100 and len(on.fills) > 100 and len(on.trades) > 10  # it traded: a real comparison
     assert on.settings["fast_path_records"] > 3000  # of 6,546 book records
-    assert off.settings["fast_path_records"] == 0
+    assert sum(on.settings["fast_path_stops"].values()) == on.settings["fast_path_calls"] < 3000
+    assert off.settings["fast_path_records"] == 0 and "fast_path_calls" not in off.settings
 
 
 def test_the_prepared_cache_gives_the_same_results_with_and_without_the_fast_path(tmp_path):
