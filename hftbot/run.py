@@ -288,6 +288,10 @@ def latency_lines(lat: dict[str, dict[str, float]], width: int = PANEL_WIDTH) ->
 
 
 # ----------------------------------------------------------------------------------- supervisor
+class StartError(RuntimeError):
+    """A child process the OS would not start (fork or spawn refused): the run stops, naming it."""
+
+
 class Supervisor:
     # Summary topics, in print order: each is `_section_<name>()` (its JSON) and `_lines_<name>()`
     # (its printed lines). A topic (positions and PnL, say) is one name here and two methods.
@@ -405,6 +409,13 @@ class Supervisor:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             c.proc.start()
+        except BaseException as e:
+            # never started (the OS refused the fork, a spawn misused from an unguarded __main__):
+            # no process to stop, join or count, so the stop that follows passes over it
+            c.proc = None
+            if isinstance(e, OSError):
+                raise StartError(f"{c.spec.name}: the OS would not start its process ({e})") from e
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         c.pids.append(c.proc.pid)
@@ -689,6 +700,9 @@ class Supervisor:
                 self.started_at = time.monotonic()
                 self.start_all()
                 self._loop(duration_s)
+            except StartError as e:  # the run cannot be what it was asked to be: stop, saying why
+                self._fail(str(e))
+                self.stop_reason = self.stop_reason or str(e)
             except Exception:  # a bug here must not leave processes running or segments behind
                 log.exception("supervisor error: stopping everything")
                 self._fail("supervisor: internal error (traceback in the log)")

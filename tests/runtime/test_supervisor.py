@@ -69,6 +69,34 @@ def test_a_ring_without_its_c_accelerator_is_a_warning_in_the_summary(monkeypatc
     assert ring.accelerator_missing() == ""
 
 
+def test_a_process_the_os_will_not_start_fails_the_run_cleanly(monkeypatch, capsys):
+    """A fork refused (here: the second child's start raises OSError) is a failed run with the
+    reason, the first child stopped in order, nothing left in /dev/shm — not a crash of the stop."""
+    sup = Supervisor(fast_config(), [spec("idle", "idle"), spec("never", "idle")], panel=False, endpoints={})
+    real = sup.mp.Process
+
+    def refuse():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    def process(*args, **kwargs):
+        p = real(*args, **kwargs)
+        if kwargs.get("name") == "hftbot-never":
+            p.start = refuse
+        return p
+
+    monkeypatch.setattr(sup.mp, "Process", process)
+    rc = sup.run(duration_s=5)
+    assert rc == 1 and sup.failed
+    idle, never = sup.children
+    assert never.proc is None and never.pids == []
+    assert idle.state == "stopped" and idle.proc.exitcode == 0
+    assert shm.list_segments(os.getpid()) == []
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    why = "never: the OS would not start its process ([Errno 11] Resource temporarily unavailable)"
+    assert summary["failures"] == [why]
+    assert summary["stop_reason"] == summary["failures"][0] and summary["failed"]
+
+
 def test_crashing_process_is_restarted_with_backoff_up_to_the_cap():
     cfg = fast_config(max_restarts=2)
     sup = Supervisor(
