@@ -165,6 +165,7 @@ class Executor:
         self.trade_log = TradeLogThread(trade_log, trades_flush_s, log) if trade_log is not None else None
         self.clock_ns = clock_ns
         self.needs_signal = bool(strategy is not None and strategy.needs_signal)
+        self.reads_trades = bool(strategy is not None and strategy.reads_trades)
         self.book = None  # the newest book record
         self.signal = None  # the newest signal record
         self.kill_requested = ""  # set from a signal handler: acted on at the next housekeeping
@@ -545,6 +546,10 @@ def run(
     A pass that read nothing, `rehearse_ms` after the last that did, rehearses the order path
     (`Executor.rehearse`)."""
     wants_signal = signal is not None and ex.needs_signal
+    # trades go to the strategy before the signals of the same pass (their order in time); a
+    # strategy that ignores them has them only counted, which waits until the signals' orders
+    # are out (reading a batch of trades out of the ring is on that order's path otherwise)
+    trades_first = trade is not None and ex.reads_trades
     clock = ex.clock_ns
     next_house = next_beat = 0
     beat_ns = int(heartbeat_s * 1e9)
@@ -561,7 +566,7 @@ def run(
         if len(books):
             last_book_seq = int(books["seq"][-1])  # the ring's sequence: it outlives a feed restart
             ex.on_books(books, now if books is recs else clock())
-        if trade is not None:
+        if trade is not None and trades_first:
             trades = trade.read_many(BATCH, timeout_s=0)
             if len(trades):
                 got += 1
@@ -572,6 +577,11 @@ def run(
                 got += 1
                 answered_seq = max(answered_seq, int(sigs["book_seq"].max()))
                 ex.on_signals(sigs, now if sigs is recs else clock())
+        if trade is not None and not trades_first:  # only counted: after the signals' orders are out
+            trades = trade.read_many(BATCH, timeout_s=0)
+            if len(trades):
+                got += 1
+                ex.on_trades(trades, clock())
         ex.drain_events()
         if got:
             last_warm = now

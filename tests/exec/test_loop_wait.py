@@ -52,8 +52,8 @@ class Script:
     def on_books(self, recs, now) -> None:
         self.got += [("book", int(s)) for s in recs["seq"]]
 
-    def on_trades(self, recs, now) -> None:  # pragma: no cover - no trade ring here
-        pass
+    def on_trades(self, recs, now) -> None:
+        self.got += [("trade", int(s)) for s in recs["seq"]]
 
     def on_signals(self, recs, now) -> None:
         self.got += [("signal", int(s)) for s in recs["book_seq"]]
@@ -169,3 +169,31 @@ def test_the_order_path_is_rehearsed_only_on_idle_passes_at_most_every_rehearse_
     # (the path has just run for real); rehearsals come 3 idle passes (1.2 ms) after the last read
     assert ex.got == [("book", 1), ("book", 2), ("book", 3)]
     assert ex.rehearsed == [4, 7, 12]
+
+
+@pytest.mark.parametrize("reads_trades", [True, False])
+def test_trades_a_strategy_ignores_are_counted_after_the_signals_orders(rings, reads_trades) -> None:
+    """One pass reads a signal and a trade: a strategy that reads trades gets the trade first (its
+    order in time); one that ignores them has the signal's order out before the trade is read."""
+    from hftbot.records import TRADE_DTYPE
+
+    trade_ring = Ring.create(shm.segment_name("looptrade"), TRADE_DTYPE, 64)
+    try:
+        book, signal = _publishers(rings)
+        tw = RingWriter(trade_ring)
+
+        def trade_and_signal():
+            tw.publish(np.zeros((), TRADE_DTYPE))  # (the ring numbers it: seq 1)
+            signal(1)()
+
+        steps = [book(1), trade_and_signal, lambda: None]
+        ex = Script(True, steps, passes=len(steps) + 1)
+        ex.reads_trades = reads_trades
+        exec_process.run(ex, RingReader(rings[0], wait="block", start="next"),
+                         RingReader(trade_ring, wait="spin_yield", start="next"),
+                         RingReader(rings[1], wait="block", start="next"), ex.stopping)
+        want = [("trade", 1), ("signal", 1)] if reads_trades else [("signal", 1), ("trade", 1)]
+        assert ex.got == [("book", 1), *want]
+    finally:
+        trade_ring.close()
+        trade_ring.unlink()
