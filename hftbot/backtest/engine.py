@@ -165,7 +165,6 @@ class Replay:
         # their own response times), which is most of the capture's records
         self.wants_trades = self.strategy is not None and self.strategy.reads_trades
         self._sig = np.zeros((), RING_SIGNAL_DTYPE)
-        self.fast = self.check = None
         mode = self.bt.fast_path
         if mode != "off":
             from hftbot.backtest.fastpath import FastCheck, FastPath
@@ -266,17 +265,11 @@ class Replay:
             if t >= end:  # the replay ends here: the market after `end` is not applied
                 self.stopped = True
                 break
-            if got is not None:  # the fast path applied this record's rows: the rest as below
-                after()
-                if got != u:
-                    eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)
-                self.events += u - r
-                r = u
-                got = None
-            elif u > r:
+            if got is None and u > r:  # (else the fast path already ran this record's rows)
                 # the compiled kernel directly (the facade's run re-checks and re-views every call);
                 # the facade takes over when the kernel stops early (re-grid, events to drain)
                 got = run_rows(eng.lad, eng.mem, words, r, u, 0)
+            if got is not None:
                 after()
                 if got != u:
                     eng.run(rows, mv[S_BAD_ROW] if got < 0 else got, u)

@@ -45,15 +45,12 @@ import math
 import numba as nb
 import numpy as np
 
-from hftbot.exec.messages import NEW, PARTIALLY_FILLED
 from hftbot.exec.risk import DAY_NS, RUNNING
-from hftbot.exec.strategies.mm import RETRY_NS, MarketMaker, resting_quotes
+from hftbot.exec.strategies.mm import _RESTING, NS, RETRY_NS, MarketMaker, resting_quotes
 from hftbot.records import BOOK_RESYNC, BOOK_VALID
 from hftbot.sim import kernels as k
 
-NS = 1_000_000_000
 NONE = -(1 << 62)  # "no such time"
-_RESTING = (NEW, PARTIALLY_FILLED)
 
 # ------------------------------------------------------------------------------ the state arrays
 # Two arrays carry everything across the call: `si` (int64) and `sf` (float64). Each opens with
@@ -464,7 +461,7 @@ class FastPath:
         self.load(k, r, resume)
         self.calls += 1
         done = drive(self.si, self.sf, self.ci, self.cf, eng.lad, eng.mem, self.words, self.eq_i, self.eq_f)
-        si = self.si[:I_SIZE].tolist()
+        si = self.si.tolist()
         why = si[I_WHY]
         self.stops[WHY[why]] += 1
         kk = si[I_K]

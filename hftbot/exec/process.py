@@ -551,6 +551,14 @@ def run(
     # are out (reading a batch of trades out of the ring is on that order's path otherwise)
     trades_first = trade is not None and ex.reads_trades
     clock = ex.clock_ns
+
+    def poll_trades() -> int:
+        """The trades waiting in their ring to the executor; 1 when there were any."""
+        trades = trade.read_many(BATCH, timeout_s=0)
+        if not len(trades):
+            return 0
+        ex.on_trades(trades, clock())
+        return 1
     next_house = next_beat = 0
     beat_ns = int(heartbeat_s * 1e9)
     last_book_seq = answered_seq = 0  # the newest book read; the newest book a signal was computed on
@@ -566,11 +574,8 @@ def run(
         if len(books):
             last_book_seq = int(books["seq"][-1])  # the ring's sequence: it outlives a feed restart
             ex.on_books(books, now if books is recs else clock())
-        if trade is not None and trades_first:
-            trades = trade.read_many(BATCH, timeout_s=0)
-            if len(trades):
-                got += 1
-                ex.on_trades(trades, clock())
+        if trades_first:
+            got += poll_trades()
         if signal is not None:
             sigs = recs if primary is signal else signal.read_many(BATCH, timeout_s=0)
             if len(sigs):
@@ -578,10 +583,7 @@ def run(
                 answered_seq = max(answered_seq, int(sigs["book_seq"].max()))
                 ex.on_signals(sigs, now if sigs is recs else clock())
         if trade is not None and not trades_first:  # only counted: after the signals' orders are out
-            trades = trade.read_many(BATCH, timeout_s=0)
-            if len(trades):
-                got += 1
-                ex.on_trades(trades, clock())
+            got += poll_trades()
         ex.drain_events()
         if got:
             last_warm = now
